@@ -1,0 +1,298 @@
+"""The ``annotator`` command line.
+
+Sub-commands (README "CLI" lists them with examples)::
+
+    annotator new PROJECT --images DIR
+    annotator import PROJECT --coco ANN.json [--image-root DIR]
+    annotator train PROJECT --arch NAME [--init CKPT|VERSION] [--iterations N] [--device auto|cpu|cuda] [--out DIR]
+    annotator prelabel PROJECT --model VERSION|CKPT [--score-threshold F] [--only-unreviewed] [--device ...]
+    annotator export PROJECT --coco OUT.json [--include accepted|human|all]
+    annotator export PROJECT --results OUT.json
+    annotator evaluate --gt GT.json --dt RESULTS.json
+    annotator gui [PROJECT|FOLDER] [--sample]
+    annotator bench [--arch NAME] [--size S] [--runs N]
+
+User errors (bad file, bad field, missing path) print one line ``error: ...`` naming the file
+and the field and exit with status 2; the project is left as it was. Long work shows a tqdm
+progress bar with ETA when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from annotator import __version__
+from annotator.errors import AnnotatorError
+
+EXIT_USER_ERROR = 2
+
+
+def _progress_bar(total: int, desc: str, unit: str):
+    from tqdm import tqdm
+
+    # disable=None: shown on a terminal, silent when output is piped (CI, logs).
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, dynamic_ncols=True)
+
+
+def _open_project(path: str, *, must_exist: bool = True):
+    from annotator.project import Project
+
+    p = Path(path)
+    if must_exist and not p.exists():
+        raise AnnotatorError(f"{p}: project not found (create it with 'annotator new {p} --images DIR')")
+    return Project.open(p, create_if_folder=False)
+
+
+def _existing_file(path: str, option: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise AnnotatorError(f"{option}: file not found: {p}")
+    return p
+
+
+def cmd_new(args) -> int:
+    from annotator.project import Project
+
+    images = Path(args.images)
+    if not images.is_dir():
+        raise AnnotatorError(f"--images: folder not found: {images}")
+    project = Project.create(Path(args.project), images_dir=images)
+    try:
+        print(f"created project {project.root} with {len(project.images())} images")
+    finally:
+        project.close()
+    return 0
+
+
+def cmd_import(args) -> int:
+    from annotator.io.coco import import_coco
+
+    ann = _existing_file(args.coco, "--coco")
+    project = _open_project(args.project)
+    try:
+        summary = import_coco(project, ann, image_root=Path(args.image_root) if args.image_root else None)
+        print(f"imported {summary}")
+    finally:
+        project.close()
+    return 0
+
+
+def cmd_train(args) -> int:
+    from annotator.jobs.train import run_train_job
+
+    project = _open_project(args.project)
+    bar = None
+
+    def progress(info: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(info["iterations"], "train", "it")
+        bar.n = info["iteration"]
+        losses = info.get("losses", {})
+        bar.set_postfix({k.replace("loss_", ""): f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+        bar.refresh()
+
+    try:
+        res = run_train_job(
+            project,
+            arch=args.arch,
+            init=args.init,
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            input_size=args.input_size,
+            device=args.device,
+            out_dir=Path(args.out) if args.out else None,
+            augment=not args.no_augment,
+            seed=args.seed,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        project.close()
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in res.final_losses.items())
+    print(f"trained {res.iterations_done} iterations; final {losses}")
+    if res.skipped_nonfinite:
+        print(f"warning: {res.skipped_nonfinite} steps skipped because the loss was not finite")
+    print(f"checkpoint {res.checkpoint}")
+    print(f"registered model version {res.model_version}")
+    return 0
+
+
+def _resolve_model(project, model: str) -> tuple[Path, int | None]:
+    if model.isdigit():
+        version = project.model_version(int(model))
+        return Path(version.checkpoint_path), version.id
+    return _existing_file(model, "--model"), None
+
+
+def cmd_prelabel(args) -> int:
+    from annotator.jobs.prelabel import prelabel
+    from segcore.checkpoints import CheckpointError
+    from segcore.predictor import Predictor
+
+    project = _open_project(args.project)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(total, "prelabel", "img")
+        bar.n = done
+        bar.refresh()
+
+    try:
+        ckpt, version = _resolve_model(project, args.model)
+        try:
+            predictor = Predictor.from_checkpoint(ckpt, device=args.device)
+        except CheckpointError as exc:
+            raise AnnotatorError(str(exc)) from None
+        summary = prelabel(
+            project,
+            predictor,
+            score_threshold=args.score_threshold,
+            only_unreviewed=args.only_unreviewed,
+            model_version=version,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        project.close()
+    print(f"pre-labelled {summary}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from annotator.io.coco import export_coco, export_results
+
+    if not args.coco and not args.results:
+        raise AnnotatorError("export: give --coco OUT.json and/or --results OUT.json")
+    project = _open_project(args.project)
+    try:
+        if args.coco:
+            counts = export_coco(project, Path(args.coco), include=args.include)
+            print(f"wrote {args.coco}: {counts}")
+        if args.results:
+            n = export_results(project, Path(args.results))
+            print(f"wrote {args.results}: {n} predictions")
+    finally:
+        project.close()
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from segcore.evaluation import coco_evaluate
+
+    gt = _existing_file(args.gt, "--gt")
+    dt = _existing_file(args.dt, "--dt")
+    try:
+        stats = coco_evaluate(gt, dt, verbose=True)
+    except (ValueError, KeyError, TypeError) as exc:  # malformed JSON reaching pycocotools
+        raise AnnotatorError(f"{dt}: cannot evaluate against {gt}: {exc}") from None
+    print("summary: " + "  ".join(
+        f"{iou} AP {s['AP']:.3f} AP50 {s['AP50']:.3f}" for iou, s in stats.items()))
+    return 0
+
+
+def cmd_gui(args) -> int:
+    from annotator.ui.app import main as gui_main
+
+    path = args.path
+    if args.sample:
+        from annotator.samples import ensure_sample_project
+
+        path = str(ensure_sample_project())
+    return gui_main(path)
+
+
+def cmd_bench(args) -> int:
+    from segcore.bench import run_benchmark
+
+    run_benchmark(arch=args.arch, size=args.size, runs=args.runs, warmup=args.warmup, threads=args.threads)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="annotator", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"annotator {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("new", help="create a project from a folder of images")
+    s.add_argument("project")
+    s.add_argument("--images", required=True, help="folder of images (jpg, png, bmp, tif)")
+    s.set_defaults(func=cmd_new)
+
+    s = sub.add_parser("import", help="import COCO instances JSON (as human, accepted)")
+    s.add_argument("project")
+    s.add_argument("--coco", required=True, metavar="ANN.json")
+    s.add_argument("--image-root", help="where the JSON's file_names are, if not in the project")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("train", help="train a model on accepted + edited annotations")
+    s.add_argument("project")
+    s.add_argument("--arch", required=True, help="architecture name, e.g. yolact_r50_550")
+    s.add_argument("--init", help="segcore checkpoint or model version id to start from")
+    s.add_argument("--iterations", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--input-size", type=int, help="square network input side S (default: the architecture's)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--out", help="checkpoint folder (default PROJECT/models/ARCH-TIME)")
+    s.add_argument("--no-augment", action="store_true", help="turn off SSD-style augmentation")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("prelabel", help="pre-label images with a model")
+    s.add_argument("project")
+    s.add_argument("--model", required=True, metavar="VERSION|CKPT")
+    s.add_argument("--score-threshold", type=float, default=0.05)
+    s.add_argument("--only-unreviewed", action="store_true", help="skip images already reviewed")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.set_defaults(func=cmd_prelabel)
+
+    s = sub.add_parser("export", help="export COCO instances JSON and/or COCO results JSON")
+    s.add_argument("project")
+    s.add_argument("--coco", metavar="OUT.json")
+    s.add_argument("--include", default="accepted", choices=["accepted", "human", "all"])
+    s.add_argument("--results", metavar="OUT.json", help="predictions as a COCO results JSON")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("evaluate", help="COCOeval (bbox and segm) of results against ground truth")
+    s.add_argument("--gt", required=True)
+    s.add_argument("--dt", required=True)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("gui", help="start the desktop app")
+    s.add_argument("path", nargs="?", help="project or image folder")
+    s.add_argument("--sample", action="store_true", help="open the bundled sample project")
+    s.set_defaults(func=cmd_gui)
+
+    s = sub.add_parser("bench", help="CPU latency of a segcore model vs torchvision Mask R-CNN")
+    s.add_argument("--arch", default="yolact_r50_550")
+    s.add_argument("--size", type=int, default=550)
+    s.add_argument("--runs", type=int, default=5)
+    s.add_argument("--warmup", type=int, default=2)
+    s.add_argument("--threads", type=int)
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``annotator`` console script. Returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AnnotatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Start the desktop app: ``python main.py [FOLDER|PROJECT]`` (``--sample`` opens the bundled sample)."""
+
+import sys
+
+from annotator.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["gui", *sys.argv[1:]]))

@@ -1,0 +1,36 @@
+"""Device selection, resolved lazily.
+
+Importing this module never touches CUDA: ``torch.cuda.is_available()`` is only called when
+:func:`resolve_device` is asked for ``"auto"`` or a CUDA device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn a device request into a :class:`torch.device`.
+
+    Args:
+        device: ``"auto"`` (or ``None``): ``cuda`` when ``torch.cuda.is_available()``, else
+            ``cpu``; ``"cpu"``; ``"cuda"`` / ``"cuda:N"``; or a ``torch.device``.
+
+    Returns:
+        The resolved ``torch.device``.
+
+    Raises:
+        ValueError: the string is not a device name torch understands, or CUDA was asked for
+            explicitly but is not available.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available (use 'auto' or 'cpu')")
+    return dev
