@@ -39,16 +39,24 @@ def ensure_sample_project(dest: Path | None = None) -> Path:
         return dest
     if not (SAMPLES_DIR / "annotations.json").is_file():
         raise AnnotatorError(f"{SAMPLES_DIR}: sample bundle not found")
+    if dest.exists() and any(dest.iterdir()):
+        raise AnnotatorError(f"{dest}: exists and is not a sample project; remove it or choose another folder")
+    # Build beside the destination, then rename: an interrupted first start leaves no half project.
+    tmp = dest.with_name(dest.name + ".partial")
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         for f in SAMPLES_DIR.iterdir():
             if f.suffix.lower() in {".jpg", ".png"}:
-                shutil.copyfile(f, dest / f.name)
+                shutil.copyfile(f, tmp / f.name)
     except OSError as exc:
         raise AnnotatorError(f"{dest}: cannot create the sample project: {exc.strerror}") from None
-    project = Project.create(dest, images_dir=dest)
+    project = Project.create(tmp, images_dir=tmp)
     try:
-        import_coco(project, SAMPLES_DIR / "annotations.json", image_root=dest)
+        import_coco(project, SAMPLES_DIR / "annotations.json", image_root=tmp)
     finally:
         project.close()
+    if dest.is_dir():
+        dest.rmdir()  # empty (checked above)
+    os.replace(tmp, dest)
     return dest
