@@ -47,11 +47,13 @@ def test_roundtrip_new_import_export_evaluate(tmp_path, coco_tiny, capsys):
     assert sorted(exported.getImgIds()) == sorted(im["id"] for im in original["images"])
     assert sorted(exported.getCatIds()) == sorted({c["id"] for c in original["categories"]})
 
-    results = [
-        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
-         "segmentation": a["segmentation"], "score": 1.0}
-        for a in json.loads(out.read_text())["annotations"]
-    ]
+    # COCO results carry RLE segmentations (loadRes computes areas from RLE): convert with pycocotools.
+    results = []
+    for a in exported.loadAnns(exported.getAnnIds()):
+        rle = exported.annToRLE(a)
+        rle["counts"] = rle["counts"].decode() if isinstance(rle["counts"], bytes) else rle["counts"]
+        results.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+                        "segmentation": rle, "score": 1.0})
     dt = tmp_path / "as_results.json"
     dt.write_text(json.dumps(results))
     capsys.readouterr()
