@@ -1,0 +1,180 @@
+"""YOLACT network: ResNet backbone + FPN + protonet + shared prediction head (+ semantic head).
+
+Symbol legend: B batch, P priors, K classes (no background), k prototypes, S input side,
+Hp x Wp prototype map size (S/4 rounded up twice: 138 x 138 at S = 550), A priors per cell.
+Source: Bolya et al., "YOLACT: Real-time Instance Segmentation", ICCV 2019, sections 3 and 4;
+official repo ``yolact.py`` (``Yolact``, ``PredictionModule``), ``data/config.py``
+(``yolact_base_config``, ``mask_proto_net``). Submodule names equal the official state_dict keys
+(``backbone.layers.*``, ``fpn.*``, ``proto_net.{0,2,4,8,10}``, ``prediction_layers.0.*``,
+``semantic_seg_conv``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..backbones import ResNetBackbone
+from ..fpn import FPN
+from .priors import YOLACT_ASPECT_RATIOS, YOLACT_PRED_SCALES_550, PriorCache
+
+__all__ = ["Yolact", "PredictionHead", "make_protonet", "PIXEL_MEAN_RGB", "PIXEL_STD_RGB"]
+
+#: ImageNet statistics in RGB order, 0..255 (official BGR MEANS / STD of ``data/config.py`` reordered).
+PIXEL_MEAN_RGB: tuple[float, float, float] = (123.68, 116.78, 103.94)
+PIXEL_STD_RGB: tuple[float, float, float] = (58.40, 57.12, 57.38)
+
+
+def make_protonet(in_channels: int, num_prototypes: int, hidden: int = 256) -> nn.Sequential:
+    """Protonet: 3 x [3x3 conv + ReLU], bilinear x2, [3x3 conv + ReLU], 1x1 conv -> k channels.
+
+    Indices with weights are 0, 2, 4, 8, 10 as in the official ``proto_net`` (the official
+    ``make_net`` puts a ReLU after the upsampling too; kept for identical indices). The ReLU on
+    the prototypes themselves is applied by :class:`Yolact`. Source: paper section 3.1,
+    official ``mask_proto_net`` in ``data/config.py`` and ``utils/functions.py`` ``make_net``.
+    """
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, num_prototypes, 1),
+    )
+
+
+class PredictionHead(nn.Module):
+    """Prediction head shared over P3..P7: 3x3 conv + ReLU, then three 3x3 convs.
+
+    ``forward(x [B, C, h, w])`` returns ``(loc [B, h*w*A, 4], conf [B, h*w*A, K+1],
+    mask_coef [B, h*w*A, k])`` with ``mask_coef`` through tanh. Source: paper section 3.2,
+    Figure 4; official ``PredictionModule`` (``extra_head_net``, ``head_layer_params``).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, num_prototypes: int, num_priors: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_prototypes = num_prototypes
+        self.upfeature = nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.bbox_layer = nn.Conv2d(in_channels, num_priors * 4, 3, padding=1)
+        self.conf_layer = nn.Conv2d(in_channels, num_priors * (num_classes + 1), 3, padding=1)
+        self.mask_layer = nn.Conv2d(in_channels, num_priors * num_prototypes, 3, padding=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        b = x.shape[0]
+        x = self.upfeature(x)
+        # [B, A*c, h, w] -> [B, h, w, A*c] -> [B, h*w*A, c]; reshape copes with channels_last
+        loc = self.bbox_layer(x).permute(0, 2, 3, 1).reshape(b, -1, 4)
+        conf = self.conf_layer(x).permute(0, 2, 3, 1).reshape(b, -1, self.num_classes + 1)
+        coef = self.mask_layer(x).permute(0, 2, 3, 1).reshape(b, -1, self.num_prototypes)
+        return loc, conf, torch.tanh(coef)
+
+
+class Yolact(nn.Module):
+    """YOLACT (v1) instance segmentation network.
+
+    Args:
+        backbone: module returning ``[C3, C4, C5]`` with an ``out_channels`` list attribute.
+        num_classes: K (no background).
+        input_size: S; the model expects ``[B, 3, S, S]`` inputs.
+        fpn_channels: channels of P3..P7 (also protonet and head width); 256 in the paper.
+        num_prototypes: k (32 in the paper).
+        pred_scales: prior scale(s) per level P3..P7, pixels of the S x S input.
+        aspect_ratios: prior aspect ratios.
+        square_anchors: official v1 square-prior quirk (see :mod:`.priors`).
+
+    Attributes:
+        pixel_mean, pixel_std: ``[1, 3, 1, 1]`` float32 non-persistent buffers (RGB, 0..255).
+        arch_name, arch_kwargs: set by the registry builders.
+    """
+
+    def __init__(
+        self,
+        backbone: ResNetBackbone,
+        *,
+        num_classes: int,
+        input_size: int = 550,
+        fpn_channels: int = 256,
+        num_prototypes: int = 32,
+        pred_scales: Sequence[float | Sequence[float]] = YOLACT_PRED_SCALES_550,
+        aspect_ratios: Sequence[float] = YOLACT_ASPECT_RATIOS,
+        square_anchors: bool = True,
+    ):
+        super().__init__()
+        if len(pred_scales) != 5:
+            raise ValueError(f"pred_scales needs one entry per level P3..P7, got {len(pred_scales)}")
+        self.num_classes = int(num_classes)
+        self.input_size = int(input_size)
+        self.num_prototypes = int(num_prototypes)
+        self.arch_name = "yolact"
+        self.arch_kwargs: dict = {}
+        self.priors = PriorCache(pred_scales, aspect_ratios, self.input_size, square_anchors=square_anchors)
+
+        self.backbone = backbone
+        self.fpn = FPN(list(backbone.out_channels), fpn_channels, num_downsample=2)
+        self.proto_net = make_protonet(fpn_channels, self.num_prototypes, hidden=fpn_channels)
+        self.prediction_layers = nn.ModuleList(
+            [PredictionHead(fpn_channels, self.num_classes, self.num_prototypes, self.priors.num_per_cell)]
+        )
+        self.semantic_seg_conv = nn.Conv2d(fpn_channels, self.num_classes, kernel_size=1)
+        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN_RGB).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD_RGB).view(1, 3, 1, 1), persistent=False)
+        self._init_head_weights()
+
+    def _init_head_weights(self) -> None:
+        # official Yolact.init_weights: xavier-uniform weights and zero biases outside the backbone
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Conv2d) and not name.startswith("backbone."):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model (of its ``pixel_mean`` buffer)."""
+        return self.pixel_mean.device
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Run the network.
+
+        Args:
+            images: ``[B, 3, S, S]`` float, RGB, 0..255, already resized to S x S.
+
+        Returns:
+            dict with ``loc`` ``[B, P, 4]`` (SSD encoding), ``conf`` ``[B, P, K+1]`` logits
+            (index 0 = background), ``mask_coef`` ``[B, P, k]`` (tanh), ``proto``
+            ``[B, Hp, Wp, k]`` (ReLU), ``priors`` ``[P, 4]`` float32 relative cxcywh, and in
+            training mode ``segm`` ``[B, K, H3, W3]`` semantic logits on P3.
+
+        Raises:
+            ValueError: if ``images`` is not ``[B, 3, S, S]``.
+        """
+        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (self.input_size,) * 2:
+            raise ValueError(
+                f"Yolact expects images [B, 3, {self.input_size}, {self.input_size}], got {tuple(images.shape)}"
+            )
+        x = (images - self.pixel_mean) / self.pixel_std
+        feats = self.fpn(self.backbone(x))  # [P3, P4, P5, P6, P7]
+
+        proto = torch.relu(self.proto_net(feats[0])).permute(0, 2, 3, 1).contiguous()  # [B, Hp, Wp, k]
+
+        head = self.prediction_layers[0]
+        locs, confs, coefs = [], [], []
+        for f in feats:
+            loc, conf, coef = head(f)
+            locs.append(loc)
+            confs.append(conf)
+            coefs.append(coef)
+        priors = self.priors([tuple(f.shape[-2:]) for f in feats], images.device)
+        out = {
+            "loc": torch.cat(locs, dim=1),
+            "conf": torch.cat(confs, dim=1),
+            "mask_coef": torch.cat(coefs, dim=1),
+            "proto": proto,
+            "priors": priors,
+        }
+        if self.training:
+            out["segm"] = self.semantic_seg_conv(feats[0])
+        return out

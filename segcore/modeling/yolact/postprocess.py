@@ -1,0 +1,109 @@
+"""YOLACT inference post-processing: decode, Fast NMS, mask assembly.
+
+Symbol legend: B batch, P priors, K classes (no background), k prototypes, D detections,
+Hp x Wp prototype map, H x W original image size.
+Source: YOLACT paper sections 3.3 (mask assembly, crop) and 5 (Fast NMS); official
+``layers/functions/detection.py`` (``Detect``, ``fast_nms``) and ``layers/output_utils.py``
+(``postprocess``: crop at proto resolution, bilinear upsample, threshold 0.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...ops.boxes import crop_masks, decode_boxes
+from ...ops.nms import fast_nms
+from ...structures import Instances
+
+__all__ = ["yolact_postprocess"]
+
+_MASK_CHUNK = 16  # masks upsampled to full resolution at a time (bounds float memory)
+
+
+@torch.no_grad()
+def yolact_postprocess(
+    outputs: dict[str, Tensor],
+    image_sizes: Sequence[tuple[int, int]],
+    *,
+    score_threshold: float = 0.05,
+    nms_iou_threshold: float = 0.5,
+    top_k: int = 200,
+    max_detections: int = 100,
+    mask_threshold: float = 0.5,
+    second_score_threshold: bool = False,
+) -> list[Instances]:
+    """Turn raw YOLACT outputs into per-image :class:`~segcore.structures.Instances`.
+
+    Per image: decode boxes against the priors, softmax the class logits, keep priors whose best
+    foreground score is ``> score_threshold``, per-class Fast NMS (``top_k`` per class,
+    ``nms_iou_threshold``), keep the ``max_detections`` best, assemble masks
+    ``sigmoid(proto @ coef^T)``, zero them outside the predicted box (+1 proto px), upsample
+    bilinearly to ``(H, W)`` and threshold at ``mask_threshold``.
+
+    As in the official code the score threshold is only a pre-filter on each prior's best class:
+    after NMS a prior may also be reported for other classes with lower scores. Pass
+    ``second_score_threshold=True`` to drop every detection with score ``<= score_threshold``
+    (what an interactive tool usually wants).
+
+    Args:
+        outputs: :class:`~.model.Yolact` outputs (``loc``, ``conf``, ``mask_coef``, ``proto``,
+            ``priors``), any float dtype (computed in float32).
+        image_sizes: B original ``(H, W)`` sizes in pixels; boxes and masks are returned there.
+
+    Returns:
+        B :class:`Instances`, ``pred_boxes`` float32 XYXY pixels clipped to the image, ``scores``
+        float32, ``pred_classes`` int64 ``0..K-1``, ``pred_masks`` bool ``[D, H, W]``, sorted by
+        descending score, on the outputs' device.
+
+    Raises:
+        ValueError: if ``len(image_sizes)`` differs from the batch size.
+    """
+    loc = outputs["loc"].float()
+    conf = outputs["conf"].float()
+    coef = outputs["mask_coef"].float()
+    proto = outputs["proto"].float()
+    priors = outputs["priors"].float()
+    if len(image_sizes) != loc.shape[0]:
+        raise ValueError(f"yolact_postprocess: {len(image_sizes)} image sizes for a batch of {loc.shape[0]}")
+
+    results = []
+    for b, (height, width) in enumerate(image_sizes):
+        height, width = int(height), int(width)
+        scores = F.softmax(conf[b], dim=-1)[:, 1:]  # [P, K]
+        candidates = scores.max(dim=1).values > score_threshold
+        boxes = decode_boxes(loc[b][candidates], priors[candidates])  # relative XYXY
+        idx, classes, det_scores = fast_nms(
+            boxes, scores[candidates], iou_threshold=nms_iou_threshold, top_k=top_k,
+            max_detections=max_detections,
+            score_threshold=score_threshold if second_score_threshold else None,
+        )
+        if idx.numel() == 0:
+            results.append(Instances.empty((height, width), device=loc.device))
+            continue
+        boxes = boxes[idx]
+        masks = torch.sigmoid(torch.einsum("hwk,dk->dhw", proto[b], coef[b][candidates][idx]))
+        masks = crop_masks(masks, boxes, padding=1)  # [D, Hp, Wp]
+        full = torch.empty((masks.shape[0], height, width), dtype=torch.bool, device=masks.device)
+        for start in range(0, masks.shape[0], _MASK_CHUNK):
+            chunk = masks[start:start + _MASK_CHUNK, None]
+            up = F.interpolate(chunk, size=(height, width), mode="bilinear", align_corners=False)
+            full[start:start + _MASK_CHUNK] = up[:, 0] > mask_threshold
+
+        # official sanitize_coordinates: order the corners, scale to pixels, clip to the image
+        xs = boxes[:, 0::2] * width
+        ys = boxes[:, 1::2] * height
+        pixel_boxes = torch.stack(
+            (xs.min(dim=1).values.clamp(0, width), ys.min(dim=1).values.clamp(0, height),
+             xs.max(dim=1).values.clamp(0, width), ys.max(dim=1).values.clamp(0, height)), dim=1)
+        results.append(Instances(
+            image_size=(height, width),
+            pred_boxes=pixel_boxes.float(),
+            scores=det_scores.float(),
+            pred_classes=classes.to(torch.int64),
+            pred_masks=full,
+        ))
+    return results

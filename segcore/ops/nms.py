@@ -1,0 +1,96 @@
+"""Fast NMS (YOLACT): a fully parallel relaxation of greedy non-maximum suppression.
+
+Symbol legend: N candidate boxes, K classes (no background), C batch of independent sets
+(e.g. classes), D candidates per set after top-k.
+Source: YOLACT paper (Bolya et al., ICCV 2019), section 5 "Other Improvements", Fast NMS; official repo
+``layers/functions/detection.py`` ``Detect.fast_nms``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_iou
+
+__all__ = ["fast_nms_keep", "fast_nms"]
+
+
+def fast_nms_keep(sorted_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """Fast NMS decision for sets of boxes already sorted by descending score.
+
+    A box is dropped when any *higher-scoring* box of its set (kept or not: that is the
+    relaxation) overlaps it with IoU > ``iou_threshold``: IoU matrix, upper triangle
+    (``triu(1)``), column-wise max.
+
+    Args:
+        sorted_boxes: ``[C, D, 4]`` or ``[D, 4]`` XYXY boxes (any consistent unit), each set
+            sorted by descending score.
+        iou_threshold: suppression threshold; a box is kept when its max IoU with the
+            higher-scoring boxes is ``<= iou_threshold``.
+
+    Returns:
+        bool ``[C, D]`` (or ``[D]``) keep mask.
+    """
+    iou = box_iou(sorted_boxes, sorted_boxes).triu(diagonal=1)  # [C, D, D]
+    if iou.shape[-1] == 0:
+        return torch.zeros(iou.shape[:-1], dtype=torch.bool, device=iou.device)
+    return iou.max(dim=-2).values <= iou_threshold
+
+
+def fast_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    *,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    max_detections: int = 100,
+    score_threshold: float | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-class Fast NMS over class-agnostic boxes (one box per candidate, K class scores).
+
+    For each class: take the ``top_k`` candidates by that class's score, run
+    :func:`fast_nms_keep`; then keep the ``max_detections`` best (candidate, class) pairs over
+    all classes. As in the official code there is no second score threshold unless
+    ``score_threshold`` is given (then pairs with score ``<= score_threshold`` are dropped after
+    NMS), so a candidate may appear for several classes, some with low scores.
+
+    Args:
+        boxes: ``[N, 4]`` float XYXY boxes (any unit).
+        scores: ``[N, K]`` float class scores (e.g. softmax probabilities without background).
+        iou_threshold: IoU above which a lower-scoring box of the same class is suppressed.
+        top_k: candidates considered per class.
+        max_detections: detections returned at most.
+        score_threshold: optional second threshold applied after NMS.
+
+    Returns:
+        ``(indices, classes, det_scores)``: ``[D]`` int64 indices into the N candidates,
+        ``[D]`` int64 class indices ``0..K-1``, ``[D]`` float scores, sorted by descending score,
+        ``D <= max_detections``.
+
+    Raises:
+        ValueError: if the shapes do not agree.
+    """
+    if boxes.dim() != 2 or boxes.shape[1] != 4 or scores.dim() != 2 or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(
+            f"fast_nms: expected boxes [N, 4] and scores [N, K], got {tuple(boxes.shape)} and {tuple(scores.shape)}"
+        )
+    num_classes = scores.shape[1]
+    device = boxes.device
+    if boxes.shape[0] == 0 or num_classes == 0:
+        empty = torch.zeros((0,), dtype=torch.int64, device=device)
+        return empty, empty.clone(), torch.zeros((0,), dtype=scores.dtype, device=device)
+
+    cls_scores, order = scores.t().sort(dim=1, descending=True)  # [K, N]
+    order = order[:, :top_k]
+    cls_scores = cls_scores[:, :top_k]  # [K, D]
+    cls_boxes = boxes[order]  # [K, D, 4]
+    keep = fast_nms_keep(cls_boxes, iou_threshold)  # [K, D]
+    if score_threshold is not None:
+        keep &= cls_scores > score_threshold
+
+    classes = torch.arange(num_classes, device=device)[:, None].expand_as(keep)[keep]
+    indices = order[keep]
+    det_scores = cls_scores[keep]
+    det_scores, best = det_scores.sort(descending=True)
+    best = best[:max_detections]
+    return indices[best], classes[best], det_scores[:max_detections]
