@@ -1,0 +1,241 @@
+"""Background work, so the GUI thread never runs inference or scans folders.
+
+- :class:`PrelabelController` owns one long-lived ``QThread`` with a :class:`PrelabelWorker`.
+  Each job opens its **own** ``Project`` on the project path (SQLite connections are per
+  thread), runs :func:`annotator.jobs.prelabel.prelabel` and reports through signals. The
+  ``Predictor`` is loaded once per checkpoint file and reused across images and jobs.
+- :func:`run_in_thread` runs a plain function on the global ``QThreadPool`` (folder -> project).
+
+Errors never escape: they are reported as ``failed(message)`` (one line for ``AnnotatorError``
+and checkpoint errors; other exceptions are also printed with their traceback to stderr).
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, Signal, Slot
+
+from annotator.errors import AnnotatorError
+
+
+@dataclass(frozen=True)
+class PrelabelJob:
+    """What to pre-label: ``image_ids`` ``None`` = all (subject to ``only_unreviewed``)."""
+
+    project_path: str
+    checkpoint: str
+    image_ids: tuple[int, ...] | None = None
+    score_threshold: float = 0.05
+    only_unreviewed: bool = True
+    model_version: int | None = None
+
+
+def resolve_model(project, choice: int | str | None) -> tuple[str, int | None] | None:
+    """``choice`` (a model version id, a checkpoint path or ``None``) -> ``(checkpoint path,
+    model_version id | None)``. ``None`` picks the project's latest model version, or returns
+    ``None`` if it has none. Raises ``AnnotatorError`` for an unknown version or missing file.
+    """
+    if choice is None:
+        versions = list(project.model_versions())
+        if not versions:
+            return None
+        choice = int(max(versions, key=lambda v: int(v.id)).id)
+    if isinstance(choice, int):
+        version = project.model_version(choice)  # AnnotatorError when unknown
+        path = Path(str(version.checkpoint))
+        if not path.is_absolute():
+            path = Path(project.root) / path
+        return str(path), int(version.id)
+    path = Path(choice)
+    if not path.is_file():
+        raise AnnotatorError(f"{path}: checkpoint file not found")
+    return str(path), None
+
+
+def prepare_project(path: str) -> str:
+    """Background: make a folder into a project (scans and hashes its images), close it again.
+
+    The GUI thread then opens it quickly with its own connection. Returns ``path``.
+    """
+    from annotator.project import Project
+
+    Project.open(Path(path), create_if_folder=True).close()
+    return path
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, (AnnotatorError, ValueError, OSError)):
+        return str(exc) or type(exc).__name__
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class PrelabelWorker(QObject):
+    """Lives in the controller's thread; runs one job at a time."""
+
+    progress = Signal(int, int)      # done, total
+    finished = Signal(object)        # PrelabelSummary
+    failed = Signal(str)             # one-line message
+
+    def __init__(self, stop_event: threading.Event):
+        super().__init__()
+        self._stop = stop_event
+        self._predictor = None
+        self._predictor_key: tuple | None = None
+
+    def predictor_for(self, checkpoint: str):
+        """Load (or reuse) the Predictor for a checkpoint file; device ``auto``."""
+        from segcore.predictor import Predictor
+
+        p = Path(checkpoint)
+        key = (str(p.resolve()), p.stat().st_mtime_ns if p.exists() else 0)
+        if self._predictor is None or key != self._predictor_key:
+            self._predictor = Predictor.from_checkpoint(str(p), device="auto")
+            self._predictor_key = key
+        return self._predictor
+
+    @Slot(object)
+    def run(self, job: PrelabelJob) -> None:
+        from annotator.jobs.prelabel import prelabel
+        from annotator.project import Project
+
+        project = None
+        try:
+            predictor = self.predictor_for(job.checkpoint)
+            project = Project.open(Path(job.project_path), create_if_folder=False)
+            summary = prelabel(
+                project, predictor,
+                None if job.image_ids is None else list(job.image_ids),
+                score_threshold=job.score_threshold, only_unreviewed=job.only_unreviewed,
+                model_version=job.model_version,
+                progress=lambda done, total: self.progress.emit(int(done), int(total)),
+                should_stop=self._stop.is_set,
+            )
+        except Exception as exc:  # noqa: BLE001 - reported to the GUI, never crashes it
+            self.failed.emit(_message(exc))
+        else:
+            self.finished.emit(summary)
+        finally:
+            if project is not None:
+                try:
+                    project.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+class PrelabelController(QObject):
+    """Starts / cancels pre-label jobs on a background thread. One job at a time."""
+
+    started = Signal()
+    progress = Signal(int, int)
+    finished = Signal(object)        # PrelabelSummary; also after a cancel
+    failed = Signal(str)
+    _request = Signal(object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._stop = threading.Event()
+        self._busy = False
+        self._thread = QThread()
+        self._thread.setObjectName("prelabel")
+        self._worker = PrelabelWorker(self._stop)
+        self._worker.moveToThread(self._thread)
+        self._request.connect(self._worker.run)
+        self._worker.progress.connect(self.progress)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._thread.start()
+        app = QCoreApplication.instance()
+        if app is not None:  # never leave a running QThread behind at exit
+            app.aboutToQuit.connect(self.shutdown)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self, job: PrelabelJob) -> bool:
+        """Queue ``job`` on the worker thread; ``False`` if one is already running."""
+        if self._busy:
+            return False
+        self._busy = True
+        self._stop.clear()
+        self.started.emit()
+        self._request.emit(job)
+        return True
+
+    def cancel(self) -> None:
+        """Ask the running job to stop after the current image."""
+        if self._busy:
+            self._stop.set()
+
+    def _on_finished(self, summary) -> None:
+        self._busy = False
+        self.finished.emit(summary)
+
+    def _on_failed(self, message: str) -> None:
+        self._busy = False
+        self.failed.emit(message)
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Cancel, stop the thread and wait for it (call when the window closes)."""
+        self._stop.set()
+        self._thread.quit()
+        self._thread.wait(timeout_ms)
+
+
+class _TaskSignals(QObject):
+    """Lives on the GUI thread: the pool thread emits, the bound slots run on the GUI thread."""
+
+    done = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, on_done: Callable, on_error: Callable[[str], None]):
+        super().__init__()
+        self._on_done, self._on_error = on_done, on_error
+        self.done.connect(self._deliver_done)
+        self.failed.connect(self._deliver_failed)
+
+    @Slot(object)
+    def _deliver_done(self, result) -> None:
+        _live_tasks.discard(self)
+        self._on_done(result)
+
+    @Slot(str)
+    def _deliver_failed(self, message: str) -> None:
+        _live_tasks.discard(self)
+        self._on_error(message)
+
+
+class _Task(QRunnable):
+    def __init__(self, fn: Callable, args: Sequence, signals: _TaskSignals):
+        super().__init__()
+        self._fn, self._args, self.signals = fn, tuple(args), signals
+
+    def run(self) -> None:
+        try:
+            result = self._fn(*self._args)
+        except Exception as exc:  # noqa: BLE001
+            self.signals.failed.emit(_message(exc))
+        else:
+            self.signals.done.emit(result)
+
+
+_live_tasks: set[_TaskSignals] = set()
+
+
+def run_in_thread(fn: Callable, *args, on_done: Callable, on_error: Callable[[str], None]) -> _TaskSignals:
+    """Run ``fn(*args)`` on the global thread pool; ``on_done(result)`` / ``on_error(message)``
+    are called on the GUI thread. Returns the signals object (``done``, ``failed``)."""
+    signals = _TaskSignals(on_done, on_error)
+    _live_tasks.add(signals)
+    QThreadPool.globalInstance().start(_Task(fn, args, signals))
+    return signals
