@@ -138,6 +138,11 @@ def test_cancel_stops_multi_image_prelabel_early(qtbot, coco_tiny, tmp_path, che
         win.cancel_prelabel()
 
     win.prelabel_jobs.progress.connect(on_progress)
+    # Also cancel synchronously in the worker thread after its first image, so the test does not
+    # depend on how fast the GUI thread handles the queued progress signal on a loaded machine.
+    from PySide6.QtCore import Qt
+
+    win.prelabel_jobs._worker.progress.connect(lambda *_: win.prelabel_jobs.cancel(), Qt.DirectConnection)
     with qtbot.waitSignal(win.prelabel_finished, timeout=TIMEOUT_MS) as done:
         assert win.prelabel_unreviewed()
     assert errors == [] and seen and seen[0][1] == 8
