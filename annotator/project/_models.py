@@ -1,0 +1,91 @@
+"""Model-version and training-data methods of :class:`annotator.project.Project` (a mixin)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+from annotator.project.records import ModelVersion
+from annotator.project.schema import now
+
+_MV_COLS = "id, arch, checkpoint, parent, categories, metrics, data_snapshot, created"
+
+
+class ModelsMixin:
+    """Registered checkpoints and the segcore training records of a project."""
+
+    def _model_version(self, row) -> ModelVersion:
+        ckpt = Path(row[2])
+        if not ckpt.is_absolute():
+            ckpt = Path(os.path.normpath(self.root / ckpt))
+        loads = lambda v: json.loads(v) if v is not None else None  # noqa: E731
+        return ModelVersion(id=row[0], arch=row[1], checkpoint=ckpt, parent=row[3], categories=json.loads(row[4]),
+                            metrics=loads(row[5]), data_snapshot=loads(row[6]), created=row[7])
+
+    def register_model_version(self, *, arch: str, checkpoint: Path, categories: list[dict],
+                               parent: Optional[int] = None, metrics: Optional[dict] = None,
+                               data_snapshot: Optional[dict] = None) -> int:
+        """Record a checkpoint; returns the model version id.
+
+        ``checkpoint`` is stored relative to the project root when it lies inside it;
+        ``categories`` is the checkpoint's ``[{"id", "name"}]``; ``metrics`` / ``data_snapshot``
+        are JSON-serialisable dicts.
+
+        Raises:
+            AnnotatorError: unknown ``parent``, empty ``arch``, or values that are not JSON.
+        """
+        if not arch:
+            raise self._err("model_versions.arch", "empty architecture name")
+        path = os.path.abspath(checkpoint)
+        rel = self.relative_path(path)
+        stored = rel if not rel.startswith("..") and not os.path.isabs(rel) else Path(path).as_posix()
+        try:
+            cats = json.dumps([{"id": int(c["id"]), "name": str(c["name"])} for c in categories])
+            blobs = [json.dumps(v) if v is not None else None for v in (metrics, data_snapshot)]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise self._err("model_versions", f"not JSON-serialisable: {exc}") from exc
+        with self.transaction():
+            if parent is not None:
+                self.model_version(parent)
+            cur = self._conn.execute(
+                f"INSERT INTO model_versions({_MV_COLS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
+                (arch, stored, parent, cats, *blobs, now()))
+            return cur.lastrowid
+
+    def model_versions(self) -> list[ModelVersion]:
+        """All model versions, oldest first."""
+        return [self._model_version(r) for r in self._conn.execute(f"SELECT {_MV_COLS} FROM model_versions ORDER BY id")]
+
+    def model_version(self, id: int) -> ModelVersion:
+        """One model version. Raises AnnotatorError when there is none with that id."""
+        row = self._conn.execute(f"SELECT {_MV_COLS} FROM model_versions WHERE id = ?", (id,)).fetchone()
+        if row is None:
+            raise self._err("model_versions.id", f"no model version {id}")
+        return self._model_version(row)
+
+    def training_records(self, review_states: Sequence[str] = ("accepted", "edited")) -> tuple[list[dict], list[dict]]:
+        """segcore.data records and categories for training.
+
+        Records (one per image with at least one annotation in ``review_states``)::
+
+            {"file_name": absolute path str, "image_id": project image id, "height", "width",
+             "annotations": [{"id": annotation id, "bbox": [x, y, w, h] (XYWH pixels), "category_id": COCO id,
+                              "segmentation": polygon list if kept else RLE (counts str),
+                              "iscrowd": 0 | 1}]}
+
+        Categories: every project category as ``{"id", "name"}``, sorted by id.
+        """
+        by_image: dict[int, list[dict]] = {}
+        for ann in self.annotations(review_states=list(review_states)):
+            by_image.setdefault(ann.image_id, []).append({
+                "id": ann.id, "bbox": list(ann.bbox), "category_id": ann.category_id,
+                "segmentation": ann.polygon if ann.polygon is not None else ann.rle, "iscrowd": ann.iscrowd})
+        records = []
+        for img in self.images():
+            if img.id in by_image:
+                records.append({"file_name": str(self.abs_path(img.file_name)), "image_id": img.id,
+                                "height": img.height, "width": img.width, "annotations": by_image[img.id]})
+        categories = [{"id": c.id, "name": c.name} for c in self.categories()]
+        return records, categories

@@ -1,0 +1,166 @@
+"""Pre-label job: fake predictor (interface of segcore.predictor) and, when present, real yolact_tiny."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from annotator import masks
+from annotator.errors import AnnotatorError
+from annotator.jobs.prelabel import prelabel
+from annotator.project import Project
+
+
+@dataclass
+class FakePrediction:
+    boxes: np.ndarray
+    scores: np.ndarray
+    category_ids: np.ndarray
+    masks: np.ndarray
+
+    def to_rle(self) -> list[dict]:
+        return [masks.encode_mask(m) for m in self.masks]
+
+
+class FakePredictor:
+    """Two instances per image: a square of category ids[0] and one of ids[1]; records inputs."""
+
+    def __init__(self, categories):
+        self.categories = categories
+        self.seen = []
+
+    def predict(self, image: np.ndarray, *, score_threshold: float = 0.05) -> FakePrediction:
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        self.seen.append((image.shape, tuple(int(v) for v in image[0, 0]), score_threshold))
+        h, w = image.shape[:2]
+        m = np.zeros((2, h, w), bool)
+        m[0, 2:8, 2:8] = True
+        m[1, 10:15, 3:9] = True
+        ids = [c["id"] for c in self.categories[:2]]
+        return FakePrediction(boxes=np.array([[2, 2, 8, 8], [3, 10, 9, 15]], np.float32),
+                              scores=np.array([0.9, 0.4], np.float32), category_ids=np.array(ids, np.int64),
+                              masks=m)
+
+
+CATS = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
+
+
+@pytest.fixture
+def project(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for k in range(3):
+        img = np.zeros((20, 24 + k, 3), np.uint8)
+        img[:, :] = (255, 0, 0)  # BGR blue: the predictor must see RGB (0, 0, 255)
+        cv2.imwrite(str(folder / f"im{k}.png"), img)
+    p = Project.create(tmp_path / "proj", images_dir=folder)
+    yield p
+    p.close()
+
+
+def test_prelabel_stores_predictions(project):
+    fake = FakePredictor(CATS)
+    calls = []
+    summary = prelabel(project, fake, score_threshold=0.2, progress=lambda d, t: calls.append((d, t)))
+    assert (summary.images, summary.instances, summary.skipped) == (3, 6, 0)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert fake.seen[0] == ((20, 24, 3), (0, 0, 255), 0.2)
+    assert [(c.id, c.name) for c in project.categories()] == [(1, "person"), (3, "car")]  # created
+    assert {im.state for im in project.images()} == {"predicted"}
+    anns = project.annotations(project.images()[0].id)
+    assert [(a.category_id, a.source, a.review_state) for a in anns] == [(1, "model", "predicted"), (3, "model", "predicted")]
+    assert anns[0].score == pytest.approx(0.9) and anns[0].bbox == [2.0, 2.0, 6.0, 6.0] and anns[0].area == 36
+
+
+def test_rerun_replaces_only_predictions(project):
+    fake = FakePredictor(CATS)
+    img = project.images()[0].id
+    prelabel(project, fake)
+    first = project.annotations(img)
+    project.set_review_state([first[0].id], "accepted")
+    human = project.add_annotation(img, 1, polygon=[[0, 0, 5, 0, 5, 5]])
+    v = project.register_model_version(arch="fake", checkpoint=project.root / "m.pt", categories=CATS)
+    summary = prelabel(project, fake, only_unreviewed=False, model_version=v)
+    assert summary.skipped == 0
+    anns = {a.id: a for a in project.annotations(img)}
+    assert first[0].id in anns and anns[first[0].id].review_state == "accepted"  # kept
+    assert human in anns and first[1].id not in anns  # the old prediction was replaced
+    preds = [a for a in anns.values() if a.review_state == "predicted"]
+    assert len(preds) == 2 and all(a.model_version == v for a in preds)
+    assert len(project.annotations()) == 3 * 2 + 2  # never duplicated
+
+
+def test_only_unreviewed_and_stop(project):
+    fake = FakePredictor(CATS)
+    project.set_done([project.images()[1].id])
+    summary = prelabel(project, fake, should_stop=lambda: len(fake.seen) >= 1)
+    assert (summary.images, summary.skipped, summary.stopped) == (1, 1, True)
+    summary = prelabel(project, fake, image_ids=[project.images()[2].id])
+    assert (summary.images, summary.skipped) == (1, 0)
+    assert project.image_state(project.images()[1].id) == "reviewed"
+    assert project.annotations(project.images()[1].id) == []
+
+
+def test_category_mapping(project):
+    project.add_category("vehicle", id=3)          # same id, other name...
+    project.add_category("car", id=8)              # ...but the name exists: matched by name
+    project.add_category("person", id=1)           # same id and name
+    prelabel(project, FakePredictor(CATS))
+    assert {a.category_id for a in project.annotations()} == {1, 8}
+    clash = [{"id": 1, "name": "person"}, {"id": 8, "name": "truck"}]  # id 8 is 'car', no 'truck'
+    before = len(project.annotations())
+    with pytest.raises(AnnotatorError, match="'truck'.*'car'"):
+        prelabel(project, FakePredictor(clash), only_unreviewed=False)
+    assert len(project.annotations()) == before
+
+
+def test_prelabel_with_real_yolact_tiny(project):
+    torch = pytest.importorskip("torch")
+    registry = pytest.importorskip("segcore.modeling.registry")
+    predictor_mod = pytest.importorskip("segcore.predictor")
+    torch.manual_seed(0)
+    model = registry.build_model("yolact_tiny", num_classes=2)
+    predictor = predictor_mod.Predictor(model, categories=CATS)
+    summary = prelabel(project, predictor, score_threshold=0.0)
+    assert summary.images == 3 and summary.instances > 0
+    anns = project.annotations()
+    assert len(anns) == summary.instances
+    for a in anns:
+        img = project.image(a.image_id)
+        assert a.rle["size"] == [img.height, img.width] and a.category_id in (1, 3)
+        assert a.source == "model" and 0.0 <= a.score <= 1.0 and a.area > 0
+
+
+def test_results_export_against_reference_coco(tmp_path, coco_tiny):
+    """Predictions on a plain image folder get the reference file's image ids (matched by name)."""
+    import contextlib
+    import io
+    import json
+
+    from pycocotools.coco import COCO
+
+    from annotator.io import export_results
+
+    gt_path = coco_tiny / "annotations" / "instances_val2017.json"
+    with Project.create(tmp_path / "proj", images_dir=coco_tiny / "val2017") as project:
+        chosen = [im.id for im in project.images()[:3]]
+        prelabel(project, FakePredictor(CATS), image_ids=chosen)
+        out = tmp_path / "results.json"
+        assert export_results(project, out, gt_json=gt_path) == 6
+        names = {project.image(i).file_name.rsplit("/", 1)[-1] for i in chosen}
+        with pytest.raises(AnnotatorError, match="results.json: .*top level"):  # not an instances file
+            export_results(project, tmp_path / "r2.json", gt_json=out)
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.jpg", "width": 2, "height": 2}],
+                                     "annotations": [], "categories": []}))
+        with pytest.raises(AnnotatorError, match="other.json: images: no file_name matches"):
+            export_results(project, tmp_path / "r2.json", gt_json=other)
+    gt_images = {im["file_name"]: im["id"] for im in json.loads(gt_path.read_text())["images"]}
+    results = json.loads(out.read_text())
+    assert {r["image_id"] for r in results} == {gt_images[n] for n in names}
+    with contextlib.redirect_stdout(io.StringIO()):
+        COCO(str(gt_path)).loadRes(str(out))
