@@ -7,9 +7,10 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator train PROJECT --arch NAME [--init CKPT|VERSION] [--iterations N] [--device auto|cpu|cuda] [--out DIR]
     annotator prelabel PROJECT --model VERSION|CKPT [--score-threshold F] [--only-unreviewed] [--device ...]
     annotator export PROJECT --coco OUT.json [--include accepted|human|all]
-    annotator export PROJECT --results OUT.json
+    annotator export PROJECT --results OUT.json [--gt GT.json]
     annotator evaluate --gt GT.json --dt RESULTS.json
     annotator gui [PROJECT|FOLDER] [--sample]
+    annotator import-weights FILE.pth --arch NAME [--out OUT.pth] [--project PROJECT]
     annotator bench [--arch NAME] [--size S] [--runs N]
 
 User errors (bad file, bad field, missing path) print one line ``error: ...`` naming the file
@@ -177,7 +178,8 @@ def cmd_export(args) -> int:
             counts = export_coco(project, Path(args.coco), include=args.include)
             print(f"wrote {args.coco}: {counts}")
         if args.results:
-            n = export_results(project, Path(args.results))
+            gt = _existing_file(args.gt, "--gt") if args.gt else None
+            n = export_results(project, Path(args.results), gt_json=gt)
             print(f"wrote {args.results}: {n} predictions")
     finally:
         project.close()
@@ -207,6 +209,37 @@ def cmd_gui(args) -> int:
 
         path = str(ensure_sample_project())
     return gui_main(path)
+
+
+def cmd_import_weights(args) -> int:
+    from segcore.checkpoints import save_checkpoint
+    from segcore.importers import WeightImportError, import_official_weights
+
+    src = _existing_file(args.file, "FILE")
+    try:
+        model, report, categories = import_official_weights(src, args.arch)
+    except WeightImportError as exc:
+        raise AnnotatorError(str(exc)) from None
+    from annotator.samples import user_data_dir
+
+    out = Path(args.out) if args.out else user_data_dir() / "models" / f"{src.stem}.{args.arch}.pth"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(out, model, categories=categories,
+                        meta={"imported_from": str(src), "import_report": report.summary()})
+    except OSError as exc:
+        raise AnnotatorError(f"--out: cannot write {out}: {exc.strerror}") from None
+    print(report.summary())
+    print(f"wrote segcore checkpoint {out}")
+    if args.project:
+        project = _open_project(args.project)
+        try:
+            version = project.register_model_version(arch=args.arch, checkpoint=out, categories=categories,
+                                                     data_snapshot={"imported_from": str(src)})
+        finally:
+            project.close()
+        print(f"registered model version {version} in {args.project}")
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -259,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--coco", metavar="OUT.json")
     s.add_argument("--include", default="accepted", choices=["accepted", "human", "all"])
     s.add_argument("--results", metavar="OUT.json", help="predictions as a COCO results JSON")
+    s.add_argument("--gt", metavar="GT.json",
+                   help="with --results: take image ids from this COCO file (matched by file name)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("evaluate", help="COCOeval (bbox and segm) of results against ground truth")
@@ -270,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", nargs="?", help="project or image folder")
     s.add_argument("--sample", action="store_true", help="open the bundled sample project")
     s.set_defaults(func=cmd_gui)
+
+    s = sub.add_parser("import-weights", help="import official weights (e.g. yolact_resnet50_54_800000.pth)")
+    s.add_argument("file", metavar="FILE", help=".pth state_dict (or detectron2 .pkl) from the official repository")
+    s.add_argument("--arch", required=True, help="architecture name the weights belong to")
+    s.add_argument("--out", help="segcore checkpoint to write (default: user data folder/models)")
+    s.add_argument("--project", help="also register the weights as a model version of this project")
+    s.set_defaults(func=cmd_import_weights)
 
     s = sub.add_parser("bench", help="CPU latency of a segcore model vs torchvision Mask R-CNN")
     s.add_argument("--arch", default="yolact_r50_550")

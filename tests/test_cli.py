@@ -117,7 +117,8 @@ def test_whole_loop_train_prelabel_export_evaluate(tmp_path, coco_tiny, capsys):
     assert main(["new", str(val_p), "--images", str(coco_tiny / "val2017")]) == 0
     assert main(["prelabel", str(val_p), "--model", str(ckpt), "--score-threshold", "0.0", "--device", "cpu"]) == 0
     results = tmp_path / "results.json"
-    assert main(["export", str(val_p), "--results", str(results)]) == 0
+    assert main(["export", str(val_p), "--results", str(results),
+                 "--gt", str(ann / "instances_val2017.json")]) == 0
     preds = json.loads(results.read_text())
     assert preds, "an untrained model at threshold 0 still returns detections"
     train_cats = {c["id"] for c in json.loads((ann / "instances_train2017.json").read_text())["categories"]}
