@@ -74,7 +74,9 @@ def cmd_import(args) -> int:
     project = _open_project(args.project)
     try:
         summary = import_coco(project, ann, image_root=Path(args.image_root) if args.image_root else None)
-        print(f"imported {summary}")
+        print(f"imported {summary.images} images ({summary.new_images} new), {summary.annotations} annotations "
+              f"({summary.crowd} crowd, {summary.renumbered} renumbered), {summary.categories} categories "
+              f"({summary.new_categories} new)")
     finally:
         project.close()
     return 0
@@ -90,6 +92,13 @@ def cmd_train(args) -> int:
         nonlocal bar
         if bar is None:
             bar = _progress_bar(info["iterations"], "train", "it")
+        if bar.disable:  # not a terminal: a plain log line every 10 %
+            step = max(1, info["iterations"] // 10)
+            if info["iteration"] % step == 0 or info["iteration"] == info["iterations"]:
+                losses = " ".join(f"{k} {v:.3f}" for k, v in info.get("losses", {}).items())
+                print(f"iter {info['iteration']}/{info['iterations']} {losses} lr {info.get('lr', 0):.2e} "
+                      f"eta {info.get('eta_s', 0):.0f}s", flush=True)
+            return
         bar.n = info["iteration"]
         losses = info.get("losses", {})
         bar.set_postfix({k.replace("loss_", ""): f"{v:.3f}" for k, v in losses.items()}, refresh=False)
@@ -163,7 +172,8 @@ def cmd_prelabel(args) -> int:
         if bar is not None:
             bar.close()
         project.close()
-    print(f"pre-labelled {summary}")
+    print(f"pre-labelled {summary.images} images: {summary.instances} predictions stored, "
+          f"{summary.skipped} images skipped (reviewed){', stopped early' if summary.stopped else ''}")
     return 0
 
 
@@ -176,7 +186,8 @@ def cmd_export(args) -> int:
     try:
         if args.coco:
             counts = export_coco(project, Path(args.coco), include=args.include)
-            print(f"wrote {args.coco}: {counts}")
+            print(f"wrote {args.coco}: {counts['images']} images, {counts['annotations']} annotations, "
+                  f"{counts['categories']} categories")
         if args.results:
             gt = _existing_file(args.gt, "--gt") if args.gt else None
             n = export_results(project, Path(args.results), gt_json=gt)
