@@ -5,7 +5,8 @@ M crowd boxes, S input side, Hp x Wp prototype map, H3 x W3 P3 size.
 Source: YOLACT paper section 3.3 (losses, weights 1 / 1.5 / 6.125), section 5 (semantic
 segmentation loss) and official
 ``layers/modules/multibox_loss.py`` (``MultiBoxLoss``: ``ohem_conf_loss``, ``lincomb_mask_loss``,
-``semantic_segmentation_loss``), ``layers/box_utils.py`` (``match``), SSD (Liu et al. 2016).
+``semantic_segmentation_loss``, YOLACT++ ``mask_iou_loss``), ``layers/box_utils.py`` (``match``),
+SSD (Liu et al. 2016); YOLACT++ paper section 3.1 (fast mask re-scoring network).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def yolact_loss(
     mask_alpha: float = 6.125,
     semantic_alpha: float = 1.0,
     masks_to_train: int = 100,
+    maskiou_alpha: float = 25.0,
+    discard_mask_area: float = 25.0,
 ) -> dict[str, Tensor]:
     """YOLACT losses for a batch (official defaults).
 
@@ -141,6 +144,12 @@ def yolact_loss(
         ``loss_semantic`` BCE-with-logits (sum) of ``segm`` vs per-class gt masks at H3 x W3,
         / (H3 * W3) per image, x ``semantic_alpha``, / B (0 when ``segm`` is absent).
         #positives is clamped to >= 1, so a batch without gt gives finite losses (box, mask 0).
+        YOLACT++ only (``outputs["maskiou_net"]`` present): ``loss_maskiou`` SmoothL1 (sum) between
+        the re-scoring net's IoU for the gt class (input: the trained predicted masks, sigmoid,
+        cropped by the gt box + 1 px) and the IoU of the mask thresholded at 0.5 with the gt mask
+        at proto resolution, over masks whose gt area is ``> discard_mask_area`` proto pixels,
+        x ``maskiou_alpha``, / #positives (official ``lincomb_mask_loss`` + ``mask_iou_loss``,
+        ``maskiou_alpha 25``, ``discard_mask_area 5*5``; as officially, the input is not detached).
 
     Deviations from the official code (no effect on well-formed data): BCE is computed from
     logits and masked by the crop (official: BCE of the cropped sigmoid, which charges 100 per gt
@@ -199,7 +208,11 @@ def yolact_loss(
 
     loss_cls = _ohem_conf_loss(conf, conf_t, negpos_ratio) * conf_alpha
 
-    # mask loss on the prototypes
+    # mask loss on the prototypes (+ YOLACT++ mask-IoU targets)
+    maskiou_net = outputs.get("maskiou_net")
+    iou_inputs: list[Tensor] = []
+    iou_targets: list[Tensor] = []
+    iou_labels: list[Tensor] = []
     loss_mask = zero
     for b, t in enumerate(targets):
         pos_idx = pos[b].nonzero().squeeze(1)
@@ -220,6 +233,17 @@ def yolact_loss(
         logits = torch.einsum("hwk,nk->nhw", proto[b], coef[b, pos_idx])
         bce = F.binary_cross_entropy_with_logits(logits, mask_t, reduction="none") * inside
         loss_mask = loss_mask + (bce.sum(dim=(1, 2)) / area).sum() * (n_all / pos_idx.numel())
+        if maskiou_net is not None:
+            keep = mask_t.sum(dim=(1, 2)) > discard_mask_area
+            if bool(keep.any()):
+                pred = torch.sigmoid(logits[keep]) * inside[keep]
+                with torch.no_grad():
+                    binary = (pred > 0.5).float()
+                    inter = (binary * mask_t[keep]).sum(dim=(1, 2))
+                    union = binary.sum(dim=(1, 2)) + mask_t[keep].sum(dim=(1, 2)) - inter
+                iou_inputs.append(pred[:, None])
+                iou_targets.append(inter / union)
+                iou_labels.append(t["gt_classes"].to(device=device, dtype=torch.int64).reshape(-1)[gt_idx][keep])
     loss_mask = loss_mask * mask_alpha
 
     # semantic segmentation loss on P3
@@ -241,9 +265,18 @@ def yolact_loss(
                 segm[b], seg_t.view(num_classes, h3, w3), reduction="sum") / (h3 * w3)
         loss_semantic = loss_semantic * semantic_alpha / batch
 
-    return {
+    losses = {
         "loss_cls": loss_cls / num_pos,
         "loss_box": loss_box / num_pos,
         "loss_mask": loss_mask / num_pos,
         "loss_semantic": loss_semantic,
     }
+    if maskiou_net is not None:
+        loss_maskiou = zero + sum(p.sum() for p in maskiou_net.parameters()) * 0.0
+        if iou_inputs:
+            dtype = next(maskiou_net.parameters()).dtype
+            pred_iou = maskiou_net(torch.cat(iou_inputs).to(dtype)).float()
+            pred_iou = pred_iou.gather(1, torch.cat(iou_labels)[:, None]).squeeze(1)
+            loss_maskiou = F.smooth_l1_loss(pred_iou, torch.cat(iou_targets), reduction="sum") * maskiou_alpha
+        losses["loss_maskiou"] = loss_maskiou / num_pos
+    return losses

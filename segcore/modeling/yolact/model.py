@@ -1,4 +1,5 @@
-"""YOLACT network: ResNet backbone + FPN + protonet + shared prediction head (+ semantic head).
+"""YOLACT / YOLACT++ network: backbone + FPN + protonet + shared prediction head (+ semantic head,
++ YOLACT++ fast mask re-scoring network).
 
 Symbol legend: B batch, P priors, K classes (no background), k prototypes, S input side,
 Hp x Wp prototype map size (S/4 rounded up twice: 138 x 138 at S = 550), A priors per cell.
@@ -6,7 +7,10 @@ Source: Bolya et al., "YOLACT: Real-time Instance Segmentation", ICCV 2019, sect
 official repo ``yolact.py`` (``Yolact``, ``PredictionModule``), ``data/config.py``
 (``yolact_base_config``, ``mask_proto_net``). Submodule names equal the official state_dict keys
 (``backbone.layers.*``, ``fpn.*``, ``proto_net.{0,2,4,8,10}``, ``prediction_layers.0.*``,
-``semantic_seg_conv``).
+``semantic_seg_conv``, ``maskiou_net.maskiou_net.{0,2,4,6,8,10}``).
+YOLACT++: Bolya et al., "YOLACT++: Better Real-time Instance Segmentation", TPAMI 2020, section 3
+(fast mask re-scoring network, DCN backbone, more priors); official ``FastMaskIoUNet`` in
+``yolact.py`` and ``yolact_plus_base_config`` in ``data/config.py``.
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..backbones import ResNetBackbone
 from ..fpn import FPN
 from .priors import YOLACT_ASPECT_RATIOS, YOLACT_PRED_SCALES_550, PriorCache
 
-__all__ = ["Yolact", "PredictionHead", "make_protonet", "PIXEL_MEAN_RGB", "PIXEL_STD_RGB"]
+__all__ = ["Yolact", "PredictionHead", "FastMaskIoUNet", "make_protonet", "PIXEL_MEAN_RGB", "PIXEL_STD_RGB"]
 
 #: ImageNet statistics in RGB order, 0..255 (official BGR MEANS / STD of ``data/config.py`` reordered).
 PIXEL_MEAN_RGB: tuple[float, float, float] = (123.68, 116.78, 103.94)
@@ -43,6 +46,32 @@ def make_protonet(in_channels: int, num_prototypes: int, hidden: int = 256) -> n
         nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
         nn.Conv2d(hidden, num_prototypes, 1),
     )
+
+
+class FastMaskIoUNet(nn.Module):
+    """YOLACT++ fast mask re-scoring network ("MaskIoU"): predicts the IoU of a mask with its gt.
+
+    Input ``[D, 1, Hp, Wp]`` float cropped sigmoid masks at prototype resolution; output
+    ``[D, K]`` float predicted mask IoU per class. Layers: five 3x3 stride-2 convs without padding
+    (8, 16, 32, 64, 128 channels), a 1x1 conv to K, ReLU after every conv (the last one too),
+    global max-pool. Source: YOLACT++ paper section 3.1; official ``FastMaskIoUNet``
+    (``yolact.py``) with ``maskiou_net`` of ``yolact_plus_base_config`` and ``make_net(...,
+    include_last_relu=True)``; indices with weights ``maskiou_net.{0,2,4,6,8,10}``.
+    """
+
+    def __init__(self, num_classes: int, channels: Sequence[int] = (8, 16, 32, 64, 128)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2), nn.ReLU(inplace=True)]
+            c_in = c
+        layers += [nn.Conv2d(c_in, num_classes, 1), nn.ReLU(inplace=True)]
+        self.maskiou_net = nn.Sequential(*layers)
+
+    def forward(self, masks: Tensor) -> Tensor:
+        x = self.maskiou_net(masks)
+        return torch.amax(x, dim=(2, 3))
 
 
 class PredictionHead(nn.Module):
@@ -73,17 +102,21 @@ class PredictionHead(nn.Module):
 
 
 class Yolact(nn.Module):
-    """YOLACT (v1) instance segmentation network.
+    """YOLACT (v1) / YOLACT++ instance segmentation network.
 
     Args:
-        backbone: module returning ``[C3, C4, C5]`` with an ``out_channels`` list attribute.
+        backbone: module returning ``[C3, C4, C5]`` with an ``out_channels`` list attribute
+            (ResNet, ResNet with DCNv2, DarkNet-53).
         num_classes: K (no background).
         input_size: S; the model expects ``[B, 3, S, S]`` inputs.
         fpn_channels: channels of P3..P7 (also protonet and head width); 256 in the paper.
         num_prototypes: k (32 in the paper).
         pred_scales: prior scale(s) per level P3..P7, pixels of the S x S input.
         aspect_ratios: prior aspect ratios.
-        square_anchors: official v1 square-prior quirk (see :mod:`.priors`).
+        square_anchors: official v1 square-prior quirk (see :mod:`.priors`); False for YOLACT++.
+        use_maskiou: add the YOLACT++ :class:`FastMaskIoUNet` as ``maskiou_net``.
+        pixel_mean, pixel_std: RGB 0..255 input normalisation (ImageNet statistics by default;
+            DarkNet uses mean 0, std 255).
 
     Attributes:
         pixel_mean, pixel_std: ``[1, 3, 1, 1]`` float32 non-persistent buffers (RGB, 0..255).
@@ -92,7 +125,7 @@ class Yolact(nn.Module):
 
     def __init__(
         self,
-        backbone: ResNetBackbone,
+        backbone: nn.Module,
         *,
         num_classes: int,
         input_size: int = 550,
@@ -101,6 +134,9 @@ class Yolact(nn.Module):
         pred_scales: Sequence[float | Sequence[float]] = YOLACT_PRED_SCALES_550,
         aspect_ratios: Sequence[float] = YOLACT_ASPECT_RATIOS,
         square_anchors: bool = True,
+        use_maskiou: bool = False,
+        pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
+        pixel_std: Sequence[float] = PIXEL_STD_RGB,
     ):
         super().__init__()
         if len(pred_scales) != 5:
@@ -119,8 +155,11 @@ class Yolact(nn.Module):
             [PredictionHead(fpn_channels, self.num_classes, self.num_prototypes, self.priors.num_per_cell)]
         )
         self.semantic_seg_conv = nn.Conv2d(fpn_channels, self.num_classes, kernel_size=1)
-        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN_RGB).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD_RGB).view(1, 3, 1, 1), persistent=False)
+        self.maskiou_net = FastMaskIoUNet(self.num_classes) if use_maskiou else None
+        mean = torch.tensor([float(v) for v in pixel_mean], dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor([float(v) for v in pixel_std], dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("pixel_mean", mean, persistent=False)
+        self.register_buffer("pixel_std", std, persistent=False)
         self._init_head_weights()
 
     def _init_head_weights(self) -> None:
@@ -146,7 +185,11 @@ class Yolact(nn.Module):
             dict with ``loc`` ``[B, P, 4]`` (SSD encoding), ``conf`` ``[B, P, K+1]`` logits
             (index 0 = background), ``mask_coef`` ``[B, P, k]`` (tanh), ``proto``
             ``[B, Hp, Wp, k]`` (ReLU), ``priors`` ``[P, 4]`` float32 relative cxcywh, and in
-            training mode ``segm`` ``[B, K, H3, W3]`` semantic logits on P3.
+            training mode ``segm`` ``[B, K, H3, W3]`` semantic logits on P3. YOLACT++ models add
+            ``maskiou_net``: the :class:`FastMaskIoUNet` module itself (not a tensor; callable
+            ``[D, 1, Hp, Wp] -> [D, K]``), used by :func:`~.postprocess.yolact_postprocess`
+            (mask re-scoring) and :func:`~.loss.yolact_loss` (mask-IoU loss), as the official
+            code passes ``net`` to ``postprocess`` and ``MultiBoxLoss``.
 
         Raises:
             ValueError: if ``images`` is not ``[B, 3, S, S]``.
@@ -177,4 +220,6 @@ class Yolact(nn.Module):
         }
         if self.training:
             out["segm"] = self.semantic_seg_conv(feats[0])
+        if self.maskiou_net is not None:
+            out["maskiou_net"] = self.maskiou_net
         return out

@@ -4,7 +4,8 @@ Symbol legend: B batch, P priors, K classes (no background), k prototypes, D det
 Hp x Wp prototype map, H x W original image size.
 Source: YOLACT paper sections 3.3 (mask assembly, crop) and 5 (Fast NMS); official
 ``layers/functions/detection.py`` (``Detect``, ``fast_nms``) and ``layers/output_utils.py``
-(``postprocess``: crop at proto resolution, bilinear upsample, threshold 0.5).
+(``postprocess``: crop at proto resolution, bilinear upsample, threshold 0.5; YOLACT++ mask
+re-scoring with ``net.maskiou_net``, ``rescore_mask=True``, ``rescore_bbox=False``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def yolact_postprocess(
     max_detections: int = 100,
     mask_threshold: float = 0.5,
     second_score_threshold: bool = False,
+    rescore_mask: bool = True,
 ) -> list[Instances]:
     """Turn raw YOLACT outputs into per-image :class:`~segcore.structures.Instances`.
 
@@ -48,6 +50,12 @@ def yolact_postprocess(
     after NMS a prior may also be reported for other classes with lower scores. Pass
     ``second_score_threshold=True`` to drop every detection with score ``<= score_threshold``
     (what an interactive tool usually wants).
+
+    YOLACT++ (``outputs["maskiou_net"]`` present, ``rescore_mask=True``): the cropped masks at
+    prototype resolution go through the fast mask re-scoring network and each detection's score
+    becomes the mask score ``class score x predicted IoU of its class`` (official ``postprocess``
+    returns ``[scores, scores * maskiou_p]`` and COCO mask AP uses the latter); detections are then
+    re-sorted by that score (stable). Thresholds and NMS act on the class scores, as officially.
 
     Args:
         outputs: :class:`~.model.Yolact` outputs (``loc``, ``conf``, ``mask_coef``, ``proto``,
@@ -87,6 +95,12 @@ def yolact_postprocess(
         boxes = boxes[idx]
         masks = torch.sigmoid(torch.einsum("hwk,dk->dhw", proto[b], coef[b][candidates][idx]))
         masks = crop_masks(masks, boxes, padding=1)  # [D, Hp, Wp]
+        maskiou_net = outputs.get("maskiou_net")
+        if maskiou_net is not None and rescore_mask:
+            maskiou = maskiou_net(masks[:, None].to(next(maskiou_net.parameters()).dtype)).float()
+            det_scores = det_scores * maskiou.gather(1, classes.to(torch.int64)[:, None]).squeeze(1)
+            order = torch.sort(det_scores, descending=True, stable=True).indices
+            det_scores, classes, boxes, masks = det_scores[order], classes[order], boxes[order], masks[order]
         full = torch.empty((masks.shape[0], height, width), dtype=torch.bool, device=masks.device)
         for start in range(0, masks.shape[0], _MASK_CHUNK):
             chunk = masks[start:start + _MASK_CHUNK, None]
