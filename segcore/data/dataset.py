@@ -1,0 +1,196 @@
+"""Torch dataset over segcore records: image reading, mask decoding, augmentation, targets.
+
+Symbols: B batch, N instances (non-crowd), M crowd regions, H x W source image, S input side.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from torch.utils.data import Dataset
+
+from segcore.data.transforms import Sample, drop_small_boxes, resize_sample, ssd_augment
+
+__all__ = ["InstanceDataset", "collate", "read_image_rgb", "decode_segmentation"]
+
+
+def read_image_rgb(path: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image file as RGB uint8 with OpenCV.
+
+    OpenCV applies the EXIF orientation by default; when that makes the shape disagree with
+    ``expected_hw`` (the annotation's height / width) the raw pixel order is used instead.
+
+    Args:
+        path: image file.
+        expected_hw: ``(H, W)`` the annotations refer to, or None.
+
+    Returns:
+        ``[H, W, 3]`` uint8 RGB.
+
+    Raises:
+        FileNotFoundError: the file does not exist or cannot be decoded.
+        ValueError: the decoded size is not ``expected_hw`` (message names the file).
+    """
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"{path}: cannot read image (missing or not a supported format)")
+    if expected_hw is not None and bgr.shape[:2] != tuple(expected_hw):
+        raw = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if raw is not None and raw.shape[:2] == tuple(expected_hw):
+            bgr = raw
+        else:
+            raise ValueError(f"{path}: image is {bgr.shape[1]}x{bgr.shape[0]} (WxH) but the record says "
+                             f"width {expected_hw[1]}, height {expected_hw[0]}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
+    """Decode a COCO segmentation with pycocotools.
+
+    Args:
+        segmentation: polygon list ``[[x1, y1, x2, y2, ...], ...]`` (pixels), uncompressed RLE
+            ``{"size": [H, W], "counts": [int, ...]}`` or compressed RLE (``counts`` str/bytes).
+        height, width: image size H, W.
+
+    Returns:
+        ``[H, W]`` uint8 {0, 1}; all zeros for a polygon list without any valid polygon
+        (fewer than 3 points).
+
+    Raises:
+        ValueError: unsupported segmentation type.
+    """
+    if isinstance(segmentation, list):
+        polys = [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
+        if not polys:
+            return np.zeros((height, width), dtype=np.uint8)
+        rle = mask_utils.merge(mask_utils.frPyObjects([[float(v) for v in p] for p in polys], height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation:
+        if isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, *segmentation["size"])
+        else:
+            rle = dict(segmentation)
+            if isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode("ascii")
+    else:
+        raise ValueError(f"unsupported segmentation of type {type(segmentation).__name__}")
+    mask = mask_utils.decode(rle)
+    if mask.shape != (height, width):
+        raise ValueError(f"segmentation size {mask.shape} does not match the image {(height, width)}")
+    return mask
+
+
+class InstanceDataset(Dataset):
+    """Records -> ``(image, target, record)`` training items.
+
+    Args:
+        records: segcore records (``docs/INTERFACES.md``, ``segcore.data``).
+        categories: ``[{"id", "name"}, ...]``; a COCO ``category_id`` maps to its position in
+            this list (the contiguous class index 0..K-1).
+        input_size: S, the square network input side.
+        augment: apply the SSD augmentation of :func:`segcore.data.transforms.ssd_augment`
+            (official YOLACT training); False = square resize only.
+        min_box_size: instances whose box side at S is ``<= min_box_size`` px are dropped (4).
+        max_aug_tries: when augmentation leaves no non-crowd instance in an image that had some,
+            it is redrawn up to this many times, then the image is used un-augmented (the
+            official loader instead draws another image).
+
+    Items:
+        ``image``: ``[3, S, S]`` float32 RGB 0..255; ``target``: ``{"gt_boxes": [N, 4] float32
+        XYXY pixels at S, "gt_classes": [N] int64, "gt_masks": [N, S, S] uint8 {0, 1},
+        "gt_crowd_boxes": [M, 4] float32}``; ``record``: the input record.
+
+    Raises (from ``__getitem__``):
+        FileNotFoundError / ValueError: unreadable image, size mismatch, or a category id not in
+            ``categories`` (messages name the file).
+    """
+
+    def __init__(self, records: list[dict], categories: list[dict], *, input_size: int, augment: bool,
+                 min_box_size: float = 4.0, max_aug_tries: int = 10):
+        self.records = list(records)
+        self.categories = list(categories)
+        self.input_size = int(input_size)
+        self.augment = bool(augment)
+        self.min_box_size = float(min_box_size)
+        self.max_aug_tries = int(max_aug_tries)
+        self.cat_to_index = {int(c["id"]): i for i, c in enumerate(self.categories)}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load_sample(self, record: dict) -> Sample:
+        """Read the image and decode the annotations of ``record`` at source resolution.
+
+        Annotations with a non-positive box size or an empty mask are skipped."""
+        h, w = int(record["height"]), int(record["width"])
+        image = read_image_rgb(record["file_name"], (h, w)).astype(np.float32)
+        masks, boxes, classes, crowd = [], [], [], []
+        for ann in record.get("annotations", []):
+            x, y, bw, bh = (float(v) for v in ann["bbox"])
+            if bw <= 0 or bh <= 0:
+                continue
+            is_crowd = bool(ann.get("iscrowd", 0))
+            if is_crowd:
+                cls = -1
+            else:
+                cid = int(ann["category_id"])
+                if cid not in self.cat_to_index:
+                    raise ValueError(f"{record['file_name']}: category_id {cid} is not in the categories")
+                cls = self.cat_to_index[cid]
+            try:
+                m = decode_segmentation(ann["segmentation"], h, w)
+            except ValueError as exc:
+                raise ValueError(f"{record['file_name']}: annotation segmentation: {exc}") from exc
+            if not is_crowd and not m.any():
+                continue
+            masks.append(m)
+            boxes.append([x, y, x + bw, y + bh])
+            classes.append(cls)
+            crowd.append(is_crowd)
+        return Sample(
+            image=image,
+            masks=np.stack(masks) if masks else np.zeros((0, h, w), dtype=np.uint8),
+            boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            classes=np.asarray(classes, dtype=np.int64),
+            is_crowd=np.asarray(crowd, dtype=bool),
+        )
+
+    def _rng(self) -> np.random.Generator:
+        # Drawn from torch's RNG: seeded by the trainer, and per worker by the DataLoader.
+        return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+    def transform(self, sample: Sample) -> Sample:
+        """Augment (if enabled) and resize ``sample`` to S, then drop small boxes."""
+        size = self.input_size
+        if self.augment:
+            rng = self._rng()
+            had_regular = bool((~sample.is_crowd).any())
+            for _ in range(self.max_aug_tries):
+                out = drop_small_boxes(ssd_augment(sample, size, rng), self.min_box_size)
+                if (~out.is_crowd).any() or not had_regular:
+                    return out
+        return drop_small_boxes(resize_sample(sample, size), self.min_box_size)
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        out = self.transform(self.load_sample(record))
+        image = torch.from_numpy(np.ascontiguousarray(out.image.transpose(2, 0, 1), dtype=np.float32))
+        regular = ~out.is_crowd
+        target = {
+            "gt_boxes": torch.from_numpy(out.boxes[regular].astype(np.float32)).reshape(-1, 4),
+            "gt_classes": torch.from_numpy(out.classes[regular].astype(np.int64)),
+            "gt_masks": torch.from_numpy(np.ascontiguousarray(out.masks[regular], dtype=np.uint8)),
+            "gt_crowd_boxes": torch.from_numpy(out.boxes[out.is_crowd].astype(np.float32)).reshape(-1, 4),
+        }
+        return image, target, record
+
+
+def collate(batch: list) -> tuple[torch.Tensor, list[dict], list[dict]]:
+    """Collate ``InstanceDataset`` items.
+
+    Returns:
+        ``(images [B, 3, S, S] float32, targets list of B dicts, records list of B dicts)``.
+    """
+    images = torch.stack([item[0] for item in batch])
+    return images, [item[1] for item in batch], [item[2] for item in batch]

@@ -1,0 +1,117 @@
+"""segcore.engine.train: schedule, checkpoints, resume, stop, non-finite losses, BN freezing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import segcore.modeling.yolact as yolact_pkg
+from segcore.checkpoints import load_checkpoint
+from segcore.data import load_coco_records
+from segcore.engine import lr_at, train
+from segcore.modeling.registry import build_model
+
+S = 64
+
+
+@pytest.fixture(scope="module")
+def data(coco_tiny):
+    records, categories = load_coco_records(coco_tiny / "annotations" / "instances_train2017.json",
+                                            coco_tiny / "train2017")
+    return records[:2], categories
+
+
+def _model(k=80):
+    torch.manual_seed(0)
+    return build_model("yolact_tiny", num_classes=k, input_size=S)
+
+
+def test_lr_schedule():
+    kw = dict(lr=1e-3, warmup_iters=500, warmup_factor=0.1, steps=(1000, 2000), gamma=0.1)
+    assert lr_at(0, **kw) == pytest.approx(1e-4)  # official lr_warmup_init
+    assert lr_at(250, **kw) == pytest.approx(5.5e-4)
+    assert lr_at(500, **kw) == pytest.approx(1e-3)
+    assert lr_at(999, **kw) == pytest.approx(1e-3)
+    assert lr_at(1000, **kw) == pytest.approx(1e-4)
+    assert lr_at(2500, **kw) == pytest.approx(1e-5)
+    assert lr_at(3, lr=0.01, warmup_iters=0, warmup_factor=0.1) == pytest.approx(0.01)
+
+
+def test_train_checkpoint_resume_stop(data, tmp_path):
+    records, categories = data
+    model = _model()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn_mean = bn.running_mean.clone()
+    first_conv = next(p for p in model.parameters() if p.dim() == 4).detach().clone()
+    seen = []
+    res = train(model, records, categories, iterations=2, batch_size=2, warmup_iters=2, augment=True,
+                out_dir=tmp_path, checkpoint_every=1, progress=seen.append, seed=1)
+    assert res.iterations_done == 2 and res.skipped_nonfinite == 0 and not res.stopped
+    assert res.checkpoint_path == tmp_path / "model_final.pth" and res.checkpoint_path.is_file()
+    assert (tmp_path / "model_latest.pth").is_file()
+    assert [p["iteration"] for p in seen] == [1, 2] and seen[0]["iterations"] == 2
+    assert set(seen[0]) >= {"iteration", "iterations", "losses", "lr", "eta_s"}
+    assert set(seen[0]["losses"]) >= {"loss_cls", "loss_box", "loss_mask", "loss_semantic", "total"}
+    assert all(isinstance(v, float) for v in seen[0]["losses"].values())
+    assert seen[0]["lr"] == pytest.approx(1e-4)
+    assert set(res.final_losses) == set(seen[-1]["losses"])
+    # batch 2 < 6: BN frozen (eval mode: running stats untouched), requires_grad restored afterwards
+    assert torch.equal(bn.running_mean, bn_mean)
+    assert all(p.requires_grad for p in model.parameters())
+    assert not torch.equal(next(p for p in model.parameters() if p.dim() == 4), first_conv)
+
+    reloaded, info = load_checkpoint(res.checkpoint_path)
+    assert info["iteration"] == 2 and info["optimizer"] is not None and info["categories"] == categories
+    for k, v in reloaded.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k].cpu()), k
+
+    # resume continues at iteration 3 and stops cleanly when asked
+    seen.clear()
+    res2 = train(_model(), records, categories, iterations=10, batch_size=2, out_dir=tmp_path / "r",
+                 resume=res.checkpoint_path, progress=seen.append, should_stop=lambda: True)
+    assert [p["iteration"] for p in seen] == [3]
+    assert res2.stopped and res2.iterations_done == 3
+    _, info2 = load_checkpoint(res2.checkpoint_path)
+    assert info2["iteration"] == 3 and (tmp_path / "r" / "model_latest.pth").is_file()
+
+
+def test_nonfinite_loss_skips_step(data, tmp_path, monkeypatch):
+    records, categories = data
+    real_loss = yolact_pkg.yolact_loss
+    calls = {"n": 0}
+
+    def nan_on_second_call(outputs, targets):
+        losses = real_loss(outputs, targets)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            losses["loss_box"] = losses["loss_box"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(yolact_pkg, "yolact_loss", nan_on_second_call)
+    model = _model()
+    snapshots = []
+
+    def progress(p):
+        snapshots.append((p["nonfinite"], p["skipped_nonfinite"],
+                          {k: v.detach().clone() for k, v in model.named_parameters()}))
+
+    res = train(model, records, categories, iterations=3, batch_size=2, warmup_iters=0, augment=False,
+                out_dir=tmp_path, progress=progress)
+    assert calls["n"] == 3
+    assert res.skipped_nonfinite == 1 and res.iterations_done == 3
+    assert [s[0] for s in snapshots] == [False, True, False] and snapshots[-1][1] == 1
+    before, after = snapshots[0][2], snapshots[1][2]
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the NaN step changed nothing
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    _, info = load_checkpoint(res.checkpoint_path)
+    assert info["meta"]["skipped_nonfinite"] == 1
+
+
+def test_bad_arguments(data, tmp_path):
+    records, categories = data
+    with pytest.raises(ValueError, match="amp=True needs a CUDA device"):
+        train(_model(), records, categories, iterations=1, device="cpu", amp=True, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="categories"):
+        train(_model(k=3), records, categories, iterations=1, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="no training records"):
+        train(_model(), [], categories, iterations=1, out_dir=tmp_path)

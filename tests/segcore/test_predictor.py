@@ -1,0 +1,111 @@
+"""segcore.predictor (and the benchmark smoke test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from segcore.checkpoints import save_checkpoint
+from segcore.modeling.registry import build_model
+from segcore.predictor import Prediction, Predictor
+
+CATS = [{"id": 3, "name": "car"}, {"id": 17, "name": "cat"}]
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(0).integers(0, 256, size=(75, 101, 3), dtype=np.uint8)
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model("yolact_tiny", num_classes=2, input_size=96)
+
+
+def _check(pred: Prediction, h: int, w: int):
+    n = len(pred)
+    assert pred.boxes.shape == (n, 4) and pred.boxes.dtype == np.float32
+    assert pred.scores.shape == (n,) and pred.scores.dtype == np.float32
+    assert pred.category_ids.shape == (n,) and pred.category_ids.dtype == np.int64
+    assert pred.masks.shape == (n, h, w) and pred.masks.dtype == bool
+    assert set(pred.category_ids.tolist()) <= {3, 17}
+    if n:
+        assert (pred.scores >= 0).all() and (pred.scores <= 1).all()
+
+
+def test_predict_shapes_and_rle(image):
+    pred = Predictor(_model(), CATS).predict(image, score_threshold=0.0)
+    _check(pred, 75, 101)
+    assert len(pred) > 0  # threshold 0 keeps the top detections of a random model
+    rles = pred.to_rle()
+    assert len(rles) == len(pred)
+    assert all(isinstance(r["counts"], str) and r["size"] == [75, 101] for r in rles)
+    np.testing.assert_array_equal(mask_utils.decode(rles).transpose(2, 0, 1).astype(bool), pred.masks)
+    results = pred.to_coco_results(42)
+    assert results[0]["image_id"] == 42 and len(results[0]["bbox"]) == 4
+
+
+def test_empty_prediction(image):
+    pred = Predictor(_model(), CATS).predict(image, score_threshold=1.01)
+    _check(pred, 75, 101)
+    assert len(pred) == 0 and pred.to_rle() == [] and pred.to_coco_results(1) == []
+
+
+def test_channels_last_and_bf16_agree(image):
+    ref = Predictor(_model(), CATS, channels_last=False).predict(image, score_threshold=0.0)
+    cl = Predictor(_model(), CATS, channels_last=True).predict(image, score_threshold=0.0)
+    assert Predictor(_model(), CATS).channels_last  # default on CPU
+    np.testing.assert_allclose(np.sort(cl.scores), np.sort(ref.scores), atol=1e-4)
+    bf = Predictor(_model(), CATS, precision="bf16").predict(image, score_threshold=0.0)
+    _check(bf, 75, 101)
+    assert bf.scores.dtype == np.float32 and bf.boxes.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((10, 10), np.uint8),
+    np.zeros((10, 10, 4), np.uint8),
+    np.zeros((10, 10, 3), np.float32),
+    np.zeros((0, 10, 3), np.uint8),
+    [[1, 2, 3]],
+])
+def test_bad_images(bad):
+    with pytest.raises(ValueError, match="image"):
+        Predictor(_model(), CATS).predict(bad)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="precision"):
+        Predictor(_model(), CATS, precision="fp8")
+    with pytest.raises(ValueError, match="categories"):
+        Predictor(_model(), CATS[:1])
+
+
+def test_from_checkpoint(tmp_path, image):
+    model = _model()
+    path = tmp_path / "m.pth"
+    save_checkpoint(path, model, categories=CATS)
+    ref = Predictor(model, CATS).predict(image, score_threshold=0.0)
+    pred = Predictor.from_checkpoint(path)  # device "auto"
+    assert pred.categories == CATS
+    assert pred.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    out = pred.predict(image, score_threshold=0.0)
+    _check(out, 75, 101)
+    if pred.device.type == "cpu":
+        np.testing.assert_allclose(out.scores, ref.scores, atol=1e-5)
+
+
+def test_benchmark_smoke():
+    from segcore.bench import run_benchmark
+
+    lines = []
+    res = run_benchmark(arch="yolact_tiny", size=96, runs=1, warmup=0, threads=1, print_fn=lines.append,
+                        image_hw=(60, 80), num_classes=2)
+    assert set(res) >= {"arch", "size", "threads", "runs", "warmup", "ms", "ratio", "detections", "best",
+                        "target_met_best", "target_met_fp32"}
+    assert set(res["ms"]) == {"fp32_nchw", "fp32_channels_last", "bf16_channels_last", "maskrcnn_fp32"}
+    assert set(res["ratio"]) == {"fp32_nchw", "fp32_channels_last", "bf16_channels_last"}
+    assert all(v > 0 for v in res["ms"].values())
+    assert any(line.startswith("target: YOLACT <= 1/3 of Mask R-CNN latency: ") for line in lines)
+    assert torch.get_num_threads() >= 1
