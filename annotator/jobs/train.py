@@ -7,8 +7,10 @@ predictions); predictions still under review and rejected ones never train the m
 Defaults for small data, chosen so a user tunes nothing (documented in README "Training"):
 
 * iterations: ``clamp(50 x images, 200, 20000)`` when not given;
-* batch size 8 on CUDA, 4 on CPU (BN is frozen below 6 per device, as the official
-  ``train.py`` does);
+* batch size 8 on CUDA, 4 on CPU. BN is frozen below 6 images per device, as the official
+  ``train.py`` does, only when starting from trained weights (``--init``): from random init,
+  frozen BN keeps its untrained statistics and training is unstable (seen in the overfit
+  test), so BN is trained then;
 * learning rate ``1e-3 x batch / 8`` (official YOLACT base lr scaled by batch, ``train.py``);
 * warmup ``min(500, iterations // 10)`` iterations from 0.1 x lr;
 * lr steps at 35 %, 75 %, 87.5 % and 93.75 % of the iterations (the official
@@ -182,6 +184,7 @@ def run_train_job(
         device=str(dev),
         seed=seed,
         out_dir=out_dir,
+        freeze_bn=None if init_path else False,
         progress=progress,
         should_stop=should_stop,
     )
