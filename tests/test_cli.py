@@ -128,3 +128,35 @@ def test_whole_loop_train_prelabel_export_evaluate(tmp_path, coco_tiny, capsys):
     table = capsys.readouterr().out
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all" in table
     assert "summary: bbox AP" in table and "segm AP" in table
+
+
+def test_import_weights_registers_a_version_that_prelabels(tmp_path, coco_tiny, capsys):
+    """A plain official-style state_dict imports, registers as a model version and pre-labels."""
+    import shutil
+
+    import torch
+
+    from segcore.modeling.registry import build_model
+
+    torch.manual_seed(0)
+    plain = tmp_path / "yolact_tiny_1_100.pth"
+    torch.save(build_model("yolact_tiny", num_classes=80).state_dict(), plain)  # no wrapper, like dbolya's
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in sorted(p.name for p in (coco_tiny / "val2017").glob("*.jpg"))[:2]:
+        shutil.copy(coco_tiny / "val2017" / name, images / name)
+    project = tmp_path / "p"
+    assert main(["new", str(project), "--images", str(images)]) == 0
+    out = tmp_path / "imported.pth"
+    capsys.readouterr()
+    assert main(["import-weights", str(plain), "--arch", "yolact_tiny", "--out", str(out),
+                 "--project", str(project)]) == 0
+    text = capsys.readouterr().out
+    assert "missing 0" in text and "registered model version 1" in text, text
+    assert main(["prelabel", str(project), "--model", "1", "--score-threshold", "0.0", "--device", "cpu"]) == 0
+    assert "pre-labelled 2 images" in capsys.readouterr().out
+    # the wrong architecture is a one-line user error, nothing written
+    bad = tmp_path / "bad.pth"
+    assert main(["import-weights", str(plain), "--arch", "yolact_r50_550", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and not bad.exists()

@@ -116,7 +116,9 @@ def import_official_weights(path: Path, arch: str) -> tuple[torch.nn.Module, Imp
     state_dict = read_state_dict(path)
     model, report = importer(state_dict, arch, source=Path(path))
     if report.missing:
-        raise WeightImportError(f"{path}: missing keys for {arch}: {', '.join(report.missing[:20])}")
+        more = f" (+{len(report.missing) - 10} more)" if len(report.missing) > 10 else ""
+        raise WeightImportError(f"{path}: {len(report.missing)} keys missing for --arch {arch} (another "
+                                f"architecture?): {', '.join(report.missing[:10])}{more}")
     k = int(model.num_classes)
     categories = ([{"id": c["id"], "name": c["name"]} for c in COCO_CATEGORIES] if k == len(COCO_CATEGORIES)
                   else [{"id": i + 1, "name": f"class_{i + 1}"} for i in range(k)])
