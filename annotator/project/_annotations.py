@@ -208,3 +208,40 @@ class AnnotationsMixin:
                                     model_version=model_version, score=float(pred["score"]),
                                     review_state="predicted", bbox=pred.get("bbox"))
         return len(predictions)
+
+    # ------------------------------------------------------------ undo / redo support
+    def restore_annotations(self, records: Iterable[AnnotationRecord], *, remove_ids: Iterable[int] = ()) -> None:
+        """Put annotation rows back exactly as in ``records`` (every column: id, mask JSON,
+        provenance, z_order, timestamps; a row with the same id is replaced) and delete
+        ``remove_ids``; one transaction. Used by undo / redo, so a restored mask has the
+        byte-identical RLE it had.
+
+        Raises:
+            AnnotatorError: unknown image / category referenced by a record (nothing changes).
+        """
+        records, remove = list(records), [int(i) for i in remove_ids]
+        with self.transaction():
+            if remove:
+                self._conn.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in remove])
+            for r in records:
+                self.image(r.image_id)
+                self._category_exists(r.category_id)
+                self._conn.execute(
+                    f"INSERT OR REPLACE INTO annotations({ANN_COLS}) VALUES ({_placeholders(ANN_COLS.split(','))})",
+                    (int(r.id), int(r.image_id), int(r.category_id), json.dumps(r.rle),
+                     None if r.polygon is None else json.dumps(r.polygon), *[float(v) for v in r.bbox],
+                     float(r.area), int(r.iscrowd), r.source, r.model_version, r.score, r.review_state,
+                     int(r.z_order), r.created, r.updated))
+
+    def set_z_order(self, ann_id: int, z_order: int) -> None:
+        """Set an annotation's drawing order (higher = drawn later, on top)."""
+        with self.transaction():
+            self._ann_exists([ann_id])
+            self._conn.execute("UPDATE annotations SET z_order = ?, updated = ? WHERE id = ?",
+                               (int(z_order), now(), int(ann_id)))
+
+    def z_range(self, image_id: int) -> tuple[int, int]:
+        """``(min z_order, max z_order)`` of an image's annotations, ``(0, 0)`` when it has none."""
+        lo, hi = self._conn.execute("SELECT MIN(z_order), MAX(z_order) FROM annotations WHERE image_id = ?",
+                                    (int(image_id),)).fetchone()
+        return (int(lo or 0), int(hi or 0))

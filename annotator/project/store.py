@@ -344,3 +344,47 @@ class Project(AnnotationsMixin, ModelsMixin):
     def _category_exists(self, category_id: int) -> None:
         if not self._conn.execute("SELECT 1 FROM categories WHERE id = ?", (category_id,)).fetchone():
             raise AnnotatorError(f"{self.db_path}: annotations.category_id: unknown category {category_id}")
+
+    def rename_category(self, category_id: int, name: str) -> Category:
+        """Rename a category (its COCO id is kept). Raises AnnotatorError: unknown id, empty or taken name."""
+        name = str(name).strip()
+        if not name:
+            raise AnnotatorError(f"{self.db_path}: categories.name: empty category name")
+        with self.transaction():
+            self._category_exists(category_id)
+            row = self._conn.execute("SELECT id FROM categories WHERE name = ?", (name,)).fetchone()
+            if row and row[0] != category_id:
+                raise AnnotatorError(f"{self.db_path}: categories.name: {name!r} already exists (id {row[0]})")
+            self._conn.execute("UPDATE categories SET name = ? WHERE id = ?", (name, int(category_id)))
+        return self.category(category_id)
+
+    def set_category_color(self, category_id: int, color: str) -> Category:
+        """Set a category's ``#rrggbb`` colour. Raises AnnotatorError: unknown id or bad colour."""
+        text = str(color).strip()
+        if len(text) != 7 or text[0] != "#" or any(c not in "0123456789abcdefABCDEF" for c in text[1:]):
+            raise AnnotatorError(f"{self.db_path}: categories.color: {color!r} is not #rrggbb")
+        with self.transaction():
+            self._category_exists(category_id)
+            self._conn.execute("UPDATE categories SET color = ? WHERE id = ?", (text.lower(), int(category_id)))
+        return self.category(category_id)
+
+    def merge_categories(self, source_id: int, into_id: int) -> int:
+        """Move every annotation of category ``source_id`` to ``into_id`` and delete ``source_id``
+        (one transaction; the kept category keeps its COCO id and name). Returns how many moved."""
+        if int(source_id) == int(into_id):
+            raise AnnotatorError(f"{self.db_path}: categories.id: cannot merge category {source_id} into itself")
+        with self.transaction():
+            self._category_exists(source_id)
+            self._category_exists(into_id)
+            cur = self._conn.execute("UPDATE annotations SET category_id = ?, updated = ? WHERE category_id = ?",
+                                     (int(into_id), schema.now(), int(source_id)))
+            self._conn.execute("DELETE FROM categories WHERE id = ?", (int(source_id),))
+            return cur.rowcount
+
+    def category(self, category_id: int) -> Category:
+        """One category. Raises AnnotatorError when there is no such id."""
+        row = self._conn.execute("SELECT id, name, supercategory, color FROM categories WHERE id = ?",
+                                 (int(category_id),)).fetchone()
+        if row is None:
+            raise AnnotatorError(f"{self.db_path}: categories.id: unknown category {category_id}")
+        return Category(*row)

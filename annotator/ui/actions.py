@@ -3,7 +3,7 @@
 Every action gets its shortcuts in its tooltip (``"Accept (A)"``) and is reachable from the
 menu bar; those marked ``toolbar`` also get a toolbar button. ``slot`` names a
 :class:`~annotator.ui.main_window.MainWindow` method (dotted: of one of its attributes) called
-without arguments. Digit keys 1-9 (``class_1``..``class_9``) pick the n-th project category.
+without arguments, or ``"method:arg"`` called with one string argument (the tools). Digit keys 1-9 (``class_1``..``class_9``) pick the n-th project category.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("accept", "Accept", "accept_selected", ("A",), "&Review", True),
     ActionSpec("reject", "Reject", "reject_selected", ("R",), "&Review", True),
     ActionSpec("delete", "Delete", "delete_selected", ("Del", "Backspace"), "&Review", True),
-    ActionSpec("accept_all", "Accept all predictions on this image", "accept_all_predicted",
+    ActionSpec("accept_all", "Accept all predictions above the score threshold", "accept_all_predicted",
                ("Shift+A",), "&Review"),
     ActionSpec("next_instance", "Next instance", "next_instance", ("]",), "&Review"),
     ActionSpec("prev_instance", "Previous instance", "previous_instance", ("[",), "&Review"),
@@ -45,7 +45,42 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("prelabel", "Pre-label this image", "prelabel_current", ("Ctrl+L",), "&Model", True),
     ActionSpec("prelabel_all", "Pre-label all unreviewed", "prelabel_unreviewed", ("Ctrl+Shift+L",),
                "&Model", True),
-    ActionSpec("cancel", "Cancel", "cancel_prelabel", ("Esc",), "&Model", True),
+    ActionSpec("cancel", "Cancel drawing / pre-label, or clear the selection", "cancel", ("Esc",), "&Model", True),
+    # editing
+    ActionSpec("undo", "Undo", "undo", ("Ctrl+Z",), "&Edit", True),
+    ActionSpec("redo", "Redo", "redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "&Edit", True),
+    ActionSpec("tool_select", "Select tool", "set_tool:select", ("V",), "&Tools", True, True),
+    ActionSpec("tool_polygon", "Polygon: click vertices, Enter / double-click / right-click closes; "
+               "Shift = cut from selected (hole), Ctrl = add to selected", "set_tool:polygon", ("P",),
+               "&Tools", True, True),
+    ActionSpec("tool_brush", "Brush: paint the selected instance (new instance if none)", "set_tool:brush",
+               ("B",), "&Tools", True, True),
+    ActionSpec("tool_eraser", "Eraser: erase from the selected instance", "set_tool:eraser", ("E",),
+               "&Tools", True, True),
+    ActionSpec("tool_box", "Box to mask (GrabCut)", "set_tool:box", ("X",), "&Tools", True, True),
+    ActionSpec("tool_wand", "Magic wand (Shift = add to selected)", "set_tool:wand", ("W",), "&Tools",
+               True, True),
+    ActionSpec("tool_refine", "GrabCut refine: left strokes include, right / Alt strokes exclude, Enter applies",
+               "set_tool:refine", ("G",), "&Tools", True, True),
+    ActionSpec("tool_vertex", "Edit vertices: drag, click an edge to insert, Shift-click to delete",
+               "set_tool:vertex", ("N",), "&Tools", True, True),
+    ActionSpec("finish", "Finish polygon / apply refine", "finish_gesture", ("Return", "Enter"), "&Tools"),
+    ActionSpec("brush_larger", "Larger brush", "brush_larger", (".",), "&Tools"),
+    ActionSpec("brush_smaller", "Smaller brush", "brush_smaller", (",",), "&Tools"),
+    ActionSpec("merge", "Merge previously selected into selected", "merge_instances", ("M",), "&Edit", True),
+    ActionSpec("subtract", "Subtract previously selected from selected", "subtract_instances", ("Shift+M",),
+               "&Edit", True),
+    ActionSpec("split", "Split parts into instances", "split_instance", ("Y",), "&Edit", True),
+    ActionSpec("fill_holes", "Fill holes", "fill_instance_holes", ("O",), "&Edit", True),
+    ActionSpec("front", "Bring to front", "bring_to_front", ("Ctrl+]",), "&Edit"),
+    ActionSpec("back", "Send to back", "send_to_back", ("Ctrl+[",), "&Edit"),
+    ActionSpec("classes", "Class manager...", "class_manager_dialog", ("Ctrl+K",), "&Edit"),
+    # review workflow
+    ActionSpec("done_reject", "Done: reject remaining predictions", "mark_done_reject_rest", ("Ctrl+D",),
+               "&Review", True),
+    ActionSpec("done_accept", "Done: accept remaining predictions", "mark_done_accept_rest",
+               ("Ctrl+Shift+D",), "&Review"),
+    ActionSpec("next_unreviewed", "Next unreviewed image", "next_unreviewed_image", ("U",), "&View", True),
 )
 
 
@@ -74,7 +109,10 @@ def build_actions(window, extra_toolbar_widget=None) -> dict:
     toolbar.setObjectName("main_toolbar")
     last_menu = None
     for spec in ACTIONS:
-        slot = functools.reduce(getattr, spec.slot.split("."), window)
+        name, _, arg = spec.slot.partition(":")
+        slot = functools.reduce(getattr, name.split("."), window)
+        if arg:
+            slot = functools.partial(slot, arg)
         act = make_action(window, spec.name, spec.text, slot, spec.keys,
                           checkable=spec.checkable)
         acts[spec.name] = act
@@ -88,6 +126,9 @@ def build_actions(window, extra_toolbar_widget=None) -> dict:
             last_menu = spec.menu
             if spec.name == "delete" and extra_toolbar_widget is not None:
                 toolbar.addWidget(extra_toolbar_widget)
+            if spec.name == "tool_vertex":
+                for widget in getattr(window, "tool_widgets", lambda: [])():
+                    toolbar.addWidget(widget)
     for i in range(1, 10):
         acts[f"class_{i}"] = make_action(window, f"class_{i}", f"Class {i}",
                                          functools.partial(window.set_category_by_key, i), (str(i),))

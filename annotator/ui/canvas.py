@@ -4,6 +4,11 @@ Zoom: mouse wheel (around the cursor), :meth:`Canvas.zoom_in` / :meth:`Canvas.zo
 (``+`` / ``-`` in the window), :meth:`Canvas.fit` (``F``). Pan: drag with the middle button,
 or hold Space and drag with the left button; scroll bars appear when zoomed in.
 A left click (without drag) emits :attr:`Canvas.clicked` with image pixel coordinates.
+With :attr:`Canvas.tool_mode` on (an editing tool is active) the mouse goes to the tool
+instead: ``tool_pressed(x, y, button, modifiers)``, ``tool_moved(x, y)``,
+``tool_released(x, y, button)``, ``tool_double_clicked(x, y)`` (image pixels; button
+``"left"``/``"right"``; modifiers a frozenset of ``"shift"``, ``"ctrl"``, ``"alt"``), and
+Enter emits ``tool_key("enter")``. :meth:`Canvas.set_preview` draws the gesture in progress.
 The canvas holds no annotation logic: the window hands it arrays built by
 :mod:`annotator.tools.overlay`.
 """
@@ -14,8 +19,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QGraphicsItem, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene,
+    QGraphicsSimpleTextItem, QGraphicsView,
+)
 
 ZOOM_STEP = 1.25
 ZOOM_MIN, ZOOM_MAX = 0.02, 64.0
@@ -40,6 +48,11 @@ class Canvas(QGraphicsView):
 
     clicked = Signal(float, float)
     zoom_changed = Signal(float)
+    tool_pressed = Signal(float, float, str, object)
+    tool_moved = Signal(float, float)
+    tool_released = Signal(float, float, str)
+    tool_double_clicked = Signal(float, float)
+    tool_key = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -61,6 +74,63 @@ class Canvas(QGraphicsView):
         self._pan_from: QPoint | None = None
         self._press_pos: QPoint | None = None
         self._fit_mode = True
+        self.tool_mode = False
+        self._tool_button: str | None = None
+        self._preview_items: list = []
+        self.setMouseTracking(True)
+        self.viewport().setMouseTracking(True)
+
+    # ---- tool preview ----------------------------------------------------------------------
+    def set_preview(self, preview) -> None:
+        """Draw a tool preview (``annotator.tools.interaction.Preview``: lines, circles, rect in
+        image pixels); ``None`` clears it."""
+        for item in self._preview_items:
+            self.scene().removeItem(item)
+        self._preview_items = []
+        if preview is None:
+            return
+
+        def add(path: QPainterPath, rgb) -> None:
+            pen = QPen(QColor(*rgb))
+            pen.setCosmetic(True)
+            pen.setWidth(2)
+            item = QGraphicsPathItem(path)
+            item.setPen(pen)
+            item.setZValue(3)
+            self.scene().addItem(item)
+            self._preview_items.append(item)
+
+        for pts, closed, rgb in preview.lines:
+            if not pts:
+                continue
+            path = QPainterPath(QPointF(*pts[0]))
+            for p in pts[1:]:
+                path.lineTo(QPointF(*p))
+            if closed:
+                path.closeSubpath()
+            add(path, rgb)
+        for x, y, r, rgb in preview.circles:
+            path = QPainterPath()
+            path.addEllipse(QPointF(x, y), r, r)
+            add(path, rgb)
+        if preview.rect is not None:
+            x0, y0, x1, y1 = preview.rect
+            path = QPainterPath()
+            path.addRect(min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0))
+            add(path, (255, 255, 0))
+
+    def preview_item_count(self) -> int:
+        return len(self._preview_items)
+
+    @staticmethod
+    def _mods(event) -> frozenset:
+        m = event.modifiers()
+        return frozenset(name for name, flag in (("shift", Qt.ShiftModifier), ("ctrl", Qt.ControlModifier),
+                                                 ("alt", Qt.AltModifier)) if m & flag)
+
+    def _scene_xy(self, event) -> tuple[float, float]:
+        p = self.mapToScene(event.position().toPoint())
+        return float(p.x()), float(p.y())
 
     # ---- content -------------------------------------------------------------------------
     def set_image(self, rgb: np.ndarray | None) -> None:
@@ -151,6 +221,10 @@ class Canvas(QGraphicsView):
 
     # ---- pan / click ---------------------------------------------------------------------
     def keyPressEvent(self, event) -> None:  # noqa: N802
+        if self.tool_mode and event.key() in (Qt.Key_Return, Qt.Key_Enter):
+            self.tool_key.emit("enter")
+            event.accept()
+            return
         if event.key() == Qt.Key_Space and not event.isAutoRepeat():
             self._space = True
             self.viewport().setCursor(Qt.OpenHandCursor)
@@ -171,6 +245,9 @@ class Canvas(QGraphicsView):
         if event.button() == Qt.MiddleButton or (event.button() == Qt.LeftButton and self._space):
             self._pan_from = pos
             self.viewport().setCursor(Qt.ClosedHandCursor)
+        elif self.tool_mode and event.button() in (Qt.LeftButton, Qt.RightButton):
+            self._tool_button = "left" if event.button() == Qt.LeftButton else "right"
+            self.tool_pressed.emit(*self._scene_xy(event), self._tool_button, self._mods(event))
         elif event.button() == Qt.LeftButton:
             self._press_pos = pos
         event.accept()
@@ -182,13 +259,25 @@ class Canvas(QGraphicsView):
             self._pan_from = pos
             self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - delta.x())
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - delta.y())
+        elif self.tool_mode:
+            self.tool_moved.emit(*self._scene_xy(event))
         event.accept()
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        if self.tool_mode and event.button() == Qt.LeftButton:
+            self.tool_double_clicked.emit(*self._scene_xy(event))
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
         pos = event.position().toPoint()
         if self._pan_from is not None:
             self._pan_from = None
             self.viewport().setCursor(Qt.OpenHandCursor if self._space else Qt.ArrowCursor)
+        elif self._tool_button is not None:
+            button, self._tool_button = self._tool_button, None
+            self.tool_released.emit(*self._scene_xy(event), button)
         elif event.button() == Qt.LeftButton and self._press_pos is not None:
             moved = (pos - self._press_pos).manhattanLength()
             self._press_pos = None

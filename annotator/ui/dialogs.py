@@ -1,7 +1,7 @@
 """Dialog helpers: error box, export options, checkpoint / model / category pickers.
 
 Tests replace the blocking parts by monkeypatching the module-level functions
-(``show_error``, ``ask_export``, ``ask_checkpoint``, ``ask_model``); the window also records the
+(``show_error``, ``show_info``, ``ask_export``, ``ask_checkpoint``, ``ask_model``); the window also records the
 last message in ``MainWindow.last_error``.
 """
 
@@ -26,6 +26,11 @@ EXPORT_INCLUDE_HELP = {
 def show_error(parent: QWidget | None, message: str, title: str = "Error") -> None:
     """Show a user error (one line, no traceback) in a modal message box."""
     QMessageBox.critical(parent, title, message)
+
+
+def show_info(parent: QWidget | None, message: str, title: str = "Annotator") -> None:
+    """Show a notice (read-only project, unclean shutdown) in a modal message box."""
+    QMessageBox.information(parent, title, message)
 
 
 class ExportDialog(QDialog):

@@ -35,6 +35,7 @@ class ImageList(QListWidget):
     def __init__(self, project=None, parent=None):
         super().__init__(parent)
         self._project = project
+        self._filter: str | None = None
         self._icons = {state: _dot_icon(rgb) for state, rgb in IMAGE_STATE_COLORS.items()}
         self.currentItemChanged.connect(self._on_current)
         self.refresh()
@@ -56,8 +57,26 @@ class ImageList(QListWidget):
                 self.addItem(item)
                 self._apply_state(item, str(im.state))
         self.blockSignals(False)
+        self._apply_filter()
         if current is not None:
             self.set_current(current)
+
+    def set_filter(self, state: str | None) -> None:
+        """Show only images in ``state`` (``None``: all). The current image stays listed."""
+        self._filter = state
+        self._apply_filter()
+
+    def _apply_filter(self) -> None:
+        current = self.current_image_id()
+        for row in range(self.count()):
+            item = self.item(row)
+            hide = self._filter is not None and item.data(STATE_ROLE) != self._filter \
+                and item.data(ID_ROLE) != current
+            item.setHidden(hide)
+
+    def is_hidden(self, image_id: int) -> bool:
+        item = self._item(image_id)
+        return item is None or item.isHidden()
 
     def _apply_state(self, item: QListWidgetItem, state: str) -> None:
         item.setData(STATE_ROLE, state)
@@ -82,7 +101,8 @@ class ImageList(QListWidget):
         self._apply_state(item, str(state))
 
     def image_ids(self) -> list[int]:
-        return [self.item(r).data(ID_ROLE) for r in range(self.count())]
+        """Ids of the listed images (those the filter shows), in list order."""
+        return [self.item(r).data(ID_ROLE) for r in range(self.count()) if not self.item(r).isHidden()]
 
     def state_of(self, image_id: int) -> str | None:
         """The state shown for an image (``None`` if not listed)."""

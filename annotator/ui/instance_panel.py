@@ -1,4 +1,5 @@
-"""Right dock: the current image's instances (category, score, source, review state).
+"""Right dock: the current image's instances with their provenance (category, score, source,
+review state: ``edited`` when a person changed a prediction, model version).
 
 Selecting a row emits ``instance_selected(ann_id)`` (``-1`` when the selection is cleared).
 """
@@ -13,7 +14,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTab
 
 from annotator.tools.colors import REVIEW_STATE_COLORS, category_color
 
-COLUMNS = ("#", "Category", "Score", "Source", "Review")
+COLUMNS = ("#", "Category", "Score", "Source", "Review", "Model")
 
 
 class InstancePanel(QTableWidget):
@@ -47,8 +48,9 @@ class InstancePanel(QTableWidget):
             cat = cats.get(int(a.category_id))
             color = category_color(a.category_id, getattr(cat, "color", None))
             score = "" if a.score is None else f"{a.score:.2f}"
+            model = "" if getattr(a, "model_version", None) is None else f"v{a.model_version}"
             values = (str(a.id), names.get(int(a.category_id), str(a.category_id)), score,
-                      str(a.source), str(a.review_state))
+                      str(a.source), str(a.review_state), model)
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.UserRole, int(a.id))

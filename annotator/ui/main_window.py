@@ -1,8 +1,13 @@
 """Main window: image list (left), canvas (centre), instance list (right), actions, status bar.
 
-Keyboard shortcuts: :data:`annotator.ui.actions.ACTIONS` (A accept, R reject, Del delete,
-1-9 category, PgDown/D next image, PgUp/Shift+D previous, Ctrl+L pre-label, Esc cancel).
+Keyboard shortcuts: :data:`annotator.ui.actions.ACTIONS` (shown in every tooltip). Editing
+tools and undo live in :mod:`annotator.ui.editing`, the review workflow in
+:mod:`annotator.ui.reviewing`, pre-labelling in :mod:`annotator.ui.prelabeling`, the class
+manager in :mod:`annotator.ui.class_manager`.
 Rejected instances are hidden on the canvas (outline only when selected or with H).
+On open the window takes the project's session lock (:mod:`annotator.tools.session`): a
+project held by another instance is opened read-only with a notice, and an unclean shutdown
+of the previous session is reported.
 User errors (:class:`AnnotatorError`) go to :func:`annotator.ui.dialogs.show_error` and
 :attr:`MainWindow.last_error`; they never raise out of an action.
 """
@@ -15,18 +20,25 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QComboBox, QDockWidget, QLabel, QMainWindow, QProgressBar, QPushButton
+from PySide6.QtWidgets import (
+    QComboBox, QDockWidget, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget,
+)
 
 from annotator.errors import AnnotatorError
 from annotator.tools import review
 from annotator.tools.overlay import InstanceLayer, MaskCache, build_layer
 from annotator.tools.selection import hit_test_id, step_selection
 from annotator.ui import dialogs
+from annotator.tools.session import SessionLock, describe
 from annotator.ui.actions import build_actions
 from annotator.ui.canvas import Canvas
+from annotator.ui.class_manager import ClassManagerMixin
+from annotator.ui.editing import EditingMixin
 from annotator.ui.image_list import ImageList
 from annotator.ui.instance_panel import InstancePanel
-from annotator.ui.workers import PrelabelController, PrelabelJob, prepare_project, resolve_model, run_in_thread
+from annotator.ui.prelabeling import PrelabelMixin
+from annotator.ui.reviewing import ReviewMixin
+from annotator.ui.workers import PrelabelController, device_description, prepare_project, run_in_thread
 
 
 def _user_action(method):
@@ -41,7 +53,7 @@ def _user_action(method):
     return wrapper
 
 
-class MainWindow(QMainWindow):
+class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QMainWindow):
     """The annotation window. ``project``: an open ``annotator.project.Project`` or ``None``."""
 
     project_opened = Signal(str)        # project root
@@ -66,12 +78,21 @@ class MainWindow(QMainWindow):
         self._masks = np.zeros((0, 1, 1), dtype=bool)
         self._mask_cache = MaskCache()
         self._layer: InstanceLayer | None = None
+        self.canvas_image: np.ndarray | None = None
+        self.session: SessionLock | None = None
+        self.notices: list[str] = []
 
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
         self.image_list = ImageList(None, self)
         self.instance_panel = InstancePanel(self)
-        for title, widget, area in (("Images", self.image_list, Qt.LeftDockWidgetArea),
+        self._init_review()
+        images_box = QWidget(self)
+        box = QVBoxLayout(images_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.filter_combo)
+        box.addWidget(self.image_list)
+        for title, widget, area in (("Images", images_box, Qt.LeftDockWidgetArea),
                                     ("Instances", self.instance_panel, Qt.RightDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(title)
@@ -85,8 +106,13 @@ class MainWindow(QMainWindow):
         self.prelabel_jobs.progress.connect(self._on_prelabel_progress)
         self.prelabel_jobs.finished.connect(self._on_prelabel_finished)
         self.prelabel_jobs.failed.connect(self._on_prelabel_failed)
+        self.prelabel_jobs.recorded.connect(self._on_prelabel_recorded)
         self.class_menu = None
-        self.actions_by_name: dict[str, QAction] = build_actions(self, self.category_combo)
+        self.actions_by_name: dict[str, QAction] = {}
+        self._init_editing()
+        self.actions_by_name.update(build_actions(self, self.category_combo))
+        self.set_tool("select")
+        self._update_undo_actions()
         self.canvas.clicked.connect(self._on_canvas_click)
         self.image_list.image_selected.connect(self.show_image)
         self.instance_panel.instance_selected.connect(lambda i: self.select_instance(None if i < 0 else i))
@@ -98,7 +124,16 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel", toolTip="Cancel pre-label (Esc)")
         self.cancel_button.clicked.connect(self.cancel_prelabel)
         self.statusBar().addWidget(self.status_label, 1)
-        for widget in (self.progress_bar, self.cancel_button):
+        self.model_label, self.device_label = QLabel("Model: latest version"), QLabel("Device: ...")
+        self.device_label.setToolTip("Device the model runs on (pre-label uses device=auto)")
+
+        def show_device(text: str) -> None:
+            try:
+                self.device_label.setText(f"Device: {text}")
+            except RuntimeError:  # window already gone
+                pass
+        run_in_thread(device_description, on_done=show_device, on_error=show_device)
+        for widget in (self.model_label, self.device_label, self.progress_bar, self.cancel_button):
             self.statusBar().addPermanentWidget(widget)
         self._set_busy(False)
 
@@ -120,7 +155,10 @@ class MainWindow(QMainWindow):
         """Show ``project`` (the window owns it from now on and closes the previous one)."""
         if self.project is not None and self.project is not project:
             self.project.close()
+        self._release_session()
+        project = self._take_session(project)
         self.project = project
+        self.history.clear()
         self.current_image_id = None
         self.setWindowTitle(f"Annotator - {project.root}")
         self.image_list.set_project(project)
@@ -132,6 +170,43 @@ class MainWindow(QMainWindow):
             self.canvas.set_image(None)
             self.instance_panel.set_instances([], [])
         self.project_opened.emit(str(project.root))
+
+    def notify(self, message: str) -> None:
+        """An information notice (dialog via ``dialogs.show_info``), kept in ``notices``."""
+        self.notices.append(message)
+        self.status_label.setText(message)
+        dialogs.show_info(self, message)
+
+    def _take_session(self, project):
+        """Take the project's session lock; another instance holding it -> reopen read-only."""
+        from annotator.project import Project
+
+        if project.read_only:
+            return project
+        lock = SessionLock(project.root)
+        try:
+            status = lock.acquire()
+        except OSError as exc:
+            self.notify(f"{project.root}: cannot create the session file ({exc}); "
+                        "a second instance would not be detected")
+            return project
+        if status.locked:
+            path = project.db_path
+            project.close()
+            project = Project.open(path, read_only=True)
+            self.notify(f"{path}: this project is open in another annotator ({describe(status.info)}); "
+                        "it is shown read-only here, edits are disabled")
+            return project
+        self.session = lock
+        if status.unclean:
+            self.notify(f"{project.root}: the previous session ({describe(status.info)}) did not close "
+                        "cleanly; every edit committed before it stopped is in the project")
+        return project
+
+    def _release_session(self) -> None:
+        if self.session is not None:
+            self.session.release()
+            self.session = None
 
     def open_project(self, path: str | Path) -> None:
         """Open a project folder / ``.sqlite`` or make a folder into a project, in the background
@@ -166,10 +241,14 @@ class MainWindow(QMainWindow):
             return
         changed = image_id != self.current_image_id
         if changed:
-            self.canvas.set_image(load_rgb(self.project.image_path(image_id)))  # AnnotatorError
+            rgb = load_rgb(self.project.image_path(image_id))  # AnnotatorError
+            self.cancel_gesture()
+            self.canvas.set_image(rgb)
+            self.canvas_image = rgb
         self.current_image_id = int(image_id)
         self.image_list.set_current(int(image_id))
         self.reload_annotations(keep_selection=not changed)
+        self._update_undo_actions()
         if changed:
             self.image_changed.emit(int(image_id))
 
@@ -193,9 +272,11 @@ class MainWindow(QMainWindow):
         if self.project is None or self.current_image_id is None:
             return
         rec = self.project.image(self.current_image_id)
-        self._layer = build_layer(self._annotations, self.project.categories(), rec.height, rec.width,
-                                  selected_id=self.selected_id, show_rejected=self.show_rejected,
-                                  masks=self._masks)
+        keep = [i for i, a in enumerate(self._annotations)
+                if not self.hidden_by_threshold(a) or a.id == self.selected_id]
+        self._layer = build_layer([self._annotations[i] for i in keep], self.project.categories(), rec.height,
+                                  rec.width, selected_id=self.selected_id, show_rejected=self.show_rejected,
+                                  masks=self._masks[keep] if keep else np.zeros((0, rec.height, rec.width), bool))
         self.canvas.set_overlay(self._layer.rgba, self._layer.labels)
 
     def layer(self) -> InstanceLayer | None:
@@ -221,7 +302,11 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- selection / review
     def select_instance(self, ann_id: int | None) -> None:
         """Select an instance (``None`` clears); syncs the list and the canvas highlight."""
-        self.selected_id = None if ann_id is None else int(ann_id)
+        new = None if ann_id is None else int(ann_id)
+        if new is not None and new != self.selected_id and self.selected_id is not None:
+            self.previous_selected_id = self.selected_id
+        self.selected_id = new
+        self._sync_vertex_polygon()
         self.instance_panel.select(self.selected_id)
         self._redraw()
         self.selection_changed.emit(-1 if self.selected_id is None else self.selected_id)
@@ -241,138 +326,6 @@ class MainWindow(QMainWindow):
 
     def previous_instance(self) -> None:
         self.select_instance(step_selection([int(a.id) for a in self._annotations], self.selected_id, -1))
-
-    def _after_review(self, advance: bool) -> None:
-        current = self.selected_id
-        self.reload_annotations()
-        if advance:
-            self.select_instance(review.next_pending(self._annotations, current))
-        self.annotations_changed.emit(self.current_image_id)
-
-    def _require_selection(self) -> int:
-        if self.project is None or self.selected_id is None:
-            raise AnnotatorError("no instance selected: click one on the image or in the list")
-        return self.selected_id
-
-    @_user_action
-    def accept_selected(self) -> None:
-        review.accept(self.project, self._require_selection())
-        self._after_review(advance=True)
-
-    @_user_action
-    def reject_selected(self) -> None:
-        review.reject(self.project, self._require_selection())
-        self._after_review(advance=True)
-
-    @_user_action
-    def accept_all_predicted(self) -> None:
-        """Accept every ``predicted`` instance of the shown image (one transaction)."""
-        review.accept(self.project, [a.id for a in self._annotations if a.review_state == "predicted"])
-        self._after_review(advance=False)
-
-    @_user_action
-    def delete_selected(self) -> None:
-        review.delete(self.project, self._require_selection())
-        self.selected_id = None
-        self._after_review(advance=True)
-
-    @_user_action
-    def set_selected_category(self, category_id: int) -> None:
-        """Give the selected instance category ``category_id`` (COCO id); predicted -> edited."""
-        ann_id = self._require_selection()
-        state = next((a.review_state for a in self._annotations if a.id == ann_id), None)
-        review.change_category(self.project, ann_id, int(category_id), review_state=state)
-        self._after_review(advance=False)
-
-    def set_category_by_key(self, digit: int) -> None:
-        """Digit key 1-9: the n-th project category."""
-        cat = review.category_for_key(self.project.categories(), digit) if self.project else None
-        if cat is not None:
-            self.set_selected_category(int(cat.id))
-
-    # ---------------------------------------------------------------- model / pre-label
-    @_user_action
-    def set_model(self, choice: int | str) -> None:
-        """Use a registered model version (int id) or a segcore checkpoint file (path)."""
-        if self.project is not None:
-            resolve_model(self.project, choice)  # validates now, raises AnnotatorError
-        self.model_choice = choice
-        self.status_label.setText(f"Model: {choice if isinstance(choice, str) else f'version {choice}'}")
-
-    def choose_model_dialog(self) -> None:
-        versions = self.project.model_versions() if self.project is not None else []
-        start = str(self.project.root) if self.project is not None else ""
-        choice = dialogs.ask_model(self, versions, start)
-        if choice is not None:
-            self.set_model(choice)
-
-    @_user_action
-    def prelabel_current(self) -> bool:
-        """Pre-label the shown image (replaces its unreviewed predictions); falsy if not started."""
-        if self.current_image_id is None:
-            raise AnnotatorError("no image shown: open a folder or project first")
-        return self.prelabel([self.current_image_id], only_unreviewed=False)
-
-    def prelabel_unreviewed(self) -> bool:
-        """Pre-label every image that is not reviewed."""
-        return self.prelabel(None, only_unreviewed=True)
-
-    @_user_action
-    def prelabel(self, image_ids: list[int] | None, *, only_unreviewed: bool = True) -> bool:
-        """Start a background pre-label job; ``False`` if not started (busy, no model, error).
-
-        Without a chosen model: the project's latest model version, else ask for a checkpoint.
-        """
-        if self.project is None:
-            raise AnnotatorError("no project open: open a folder or project first")
-        if self.prelabel_jobs.busy:
-            raise AnnotatorError("a pre-label job is already running (Esc cancels it)")
-        resolved = resolve_model(self.project, self.model_choice)
-        if resolved is None:
-            path = dialogs.ask_checkpoint(self, str(self.project.root))
-            if path is None:
-                return False
-            self.model_choice = path
-            resolved = resolve_model(self.project, path)
-        checkpoint, version = resolved
-        job = PrelabelJob(str(self.project.db_path), checkpoint,
-                          None if image_ids is None else tuple(int(i) for i in image_ids),
-                          self.score_threshold, only_unreviewed, version)
-        self._set_busy(True)
-        self.status_label.setText("Pre-labelling: loading model...")
-        return self.prelabel_jobs.start(job)
-
-    def cancel_prelabel(self) -> None:
-        """Ask the running pre-label job to stop after the current image."""
-        if self.prelabel_jobs.busy:
-            self.prelabel_jobs.cancel()
-            self.status_label.setText("Cancelling...")
-
-    def _on_prelabel_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, max(1, total))
-        self.progress_bar.setValue(done)
-        self.status_label.setText(f"Pre-labelling {done}/{total}")
-
-    def _on_prelabel_finished(self, summary) -> None:
-        self._set_busy(False)
-        n, k = getattr(summary, "images", "?"), getattr(summary, "instances", "?")
-        stopped = " (cancelled)" if getattr(summary, "stopped", False) else ""
-        self.status_label.setText(f"Pre-labelled {n} image(s), {k} instance(s){stopped}")
-        self._after_prelabel()
-        self.prelabel_finished.emit(summary)
-
-    def _on_prelabel_failed(self, message: str) -> None:
-        self._set_busy(False)
-        self._after_prelabel()
-        self.report_error(message)
-        self.prelabel_failed.emit(message)
-
-    def _after_prelabel(self) -> None:
-        if self.project is None:
-            return
-        self._refresh_categories()
-        self.image_list.refresh()
-        self.reload_annotations(keep_selection=False)
 
     # ---------------------------------------------------------------- export / open dialogs
     @_user_action
@@ -397,9 +350,20 @@ class MainWindow(QMainWindow):
         if path:
             self.open_project(path)
 
+    def cancel(self) -> None:
+        """Esc: drop the gesture in progress, else cancel a running pre-label job, else clear
+        the selection (so the next brush stroke / wand click makes a new instance)."""
+        if self.cancel_gesture():
+            return
+        if self.prelabel_jobs.busy:
+            self.cancel_prelabel()
+        else:
+            self.select_instance(None)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.prelabel_jobs.shutdown()
         if self.project is not None:
             self.project.close()
             self.project = None
+        self._release_session()
         super().closeEvent(event)

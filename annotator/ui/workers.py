@@ -68,6 +68,40 @@ def prepare_project(path: str) -> str:
     return path
 
 
+class RecordingProject:
+    """Wraps the worker's ``Project`` so each ``replace_predictions`` (one pre-label run of one
+    image) reports the image's annotations before and after it through ``record(image_id,
+    before, after, done_before, done_after)``; the GUI pushes that as one undoable command."""
+
+    def __init__(self, project, record: Callable):
+        self._project, self._record = project, record
+
+    def __getattr__(self, name):
+        return getattr(self._project, name)
+
+    def replace_predictions(self, image_id, predictions, model_version):
+        p = self._project
+        with p.transaction():   # snapshot, replace and snapshot atomically
+            before, done_b = p.annotations(image_id), p.image(image_id).done
+            n = p.replace_predictions(image_id, predictions, model_version)
+            after, done_a = p.annotations(image_id), p.image(image_id).done
+        self._record(int(image_id), before, after, done_b, done_a)
+        return n
+
+
+def device_description() -> str:
+    """``"CUDA: <GPU name>"`` when a CUDA device is available (what ``device="auto"`` picks),
+    else ``"CPU"``. Imports torch: call it off the GUI thread (:func:`run_in_thread`)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"CUDA: {torch.cuda.get_device_name(0)}"
+    except Exception:  # noqa: BLE001 - a broken torch install still leaves the app usable
+        return "CPU (torch unavailable)"
+    return "CPU"
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, (AnnotatorError, ValueError, OSError)):
         return str(exc) or type(exc).__name__
@@ -81,6 +115,7 @@ class PrelabelWorker(QObject):
     progress = Signal(int, int)      # done, total
     finished = Signal(object)        # PrelabelSummary
     failed = Signal(str)             # one-line message
+    recorded = Signal(object)        # (image_id, before, after, done_before, done_after)
 
     def __init__(self, stop_event: threading.Event):
         super().__init__()
@@ -109,7 +144,7 @@ class PrelabelWorker(QObject):
             predictor = self.predictor_for(job.checkpoint)
             project = Project.open(Path(job.project_path), create_if_folder=False)
             summary = prelabel(
-                project, predictor,
+                RecordingProject(project, lambda *args: self.recorded.emit(args)), predictor,
                 None if job.image_ids is None else list(job.image_ids),
                 score_threshold=job.score_threshold, only_unreviewed=job.only_unreviewed,
                 model_version=job.model_version,
@@ -135,6 +170,7 @@ class PrelabelController(QObject):
     progress = Signal(int, int)
     finished = Signal(object)        # PrelabelSummary; also after a cancel
     failed = Signal(str)
+    recorded = Signal(object)        # one image's pre-label change, see RecordingProject
     _request = Signal(object)
 
     def __init__(self, parent=None):
@@ -147,6 +183,7 @@ class PrelabelController(QObject):
         self._worker.moveToThread(self._thread)
         self._request.connect(self._worker.run)
         self._worker.progress.connect(self.progress)
+        self._worker.recorded.connect(self.recorded)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
         self._thread.start()
