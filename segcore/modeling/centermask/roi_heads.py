@@ -1,0 +1,140 @@
+"""CenterMask RoI heads: positive-proposal sampling, RoIAlign pooler, SAG-Mask, MaskIoU.
+
+Symbol legend: N images, R RoIs, K classes, G gt instances of an image, M = 28, S = 14,
+H x W network input. Boxes are XYXY absolute pixels of the network input.
+
+Source: centermask2 ``centermask/modeling/centermask/center_heads.py`` (``CenterROIHeads``:
+proposals = FCOS detections + gt boxes (``PROPOSAL_APPEND_GT``), matched at IoU 0.5,
+``BATCH_SIZE_PER_IMAGE`` 512 x ``POSITIVE_FRACTION`` 0.25, only foreground RoIs reach the mask
+head; ``_forward_mask``, ``_forward_maskiou``); paper section 2.3. Module names ``mask_head`` and
+``maskiou_head`` give the official keys ``roi_heads.mask_head.*`` / ``roi_heads.maskiou_head.*``
+when this module is the model's ``roi_heads``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import box_iou
+
+from .mask_head import SAGMaskHead, mask_rcnn_loss, mask_rcnn_targets, select_class_masks
+from .maskiou_head import MaskIoUHead, mask_scores, maskiou_loss, maskiou_targets
+from .pooler import MultiLevelRoIAlign
+
+__all__ = ["CenterMaskRoIHeads", "select_positive_proposals"]
+
+
+def select_positive_proposals(proposals: Tensor, gt_boxes: Tensor, *, iou_threshold: float = 0.5,
+                              max_positives: int = 128, append_gt: bool = True,
+                              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Foreground RoIs of one image for mask training.
+
+    Args:
+        proposals: ``[P, 4]`` detected boxes (FCOS outputs, detached).
+        gt_boxes: ``[G, 4]``.
+        iou_threshold: a proposal is positive when its best IoU with a gt is >= this (0.5).
+        max_positives: keep at most this many, chosen at random (512 x 0.25 = 128).
+        append_gt: add the gt boxes to the proposals first (detectron2 ``PROPOSAL_APPEND_GT``).
+
+    Returns ``(boxes [R, 4], gt_index [R] int64)``; R = 0 when G = 0.
+    """
+    device = gt_boxes.device
+    if gt_boxes.shape[0] == 0:
+        return gt_boxes.new_zeros(0, 4), torch.zeros(0, dtype=torch.int64, device=device)
+    boxes = proposals.detach().to(device=device, dtype=gt_boxes.dtype)
+    if append_gt:
+        boxes = torch.cat([boxes, gt_boxes], dim=0)
+    best_iou, gt_index = box_iou(boxes, gt_boxes).max(dim=1)
+    keep = torch.nonzero(best_iou >= iou_threshold).squeeze(1)
+    if keep.numel() > max_positives:
+        perm = torch.randperm(keep.numel(), generator=generator, device="cpu")[:max_positives]
+        keep = keep[perm.to(keep.device)]
+    return boxes[keep], gt_index[keep]
+
+
+class CenterMaskRoIHeads(nn.Module):
+    """Mask branch of CenterMask on top of FCOS boxes and FPN P3..P5.
+
+    Args:
+        num_classes: K.
+        in_channels: FPN channels (256; Lite 128).
+        conv_dims, num_convs: SAG-Mask and MaskIoU conv width / depth (256, 4; Lite 128, 2).
+        strides: strides of the feature maps given to the pooler (``(8, 16, 32)`` = P3..P5).
+        pooler_resolution: S (14); masks are 2S = 28.
+        maskiou: build and train the MaskIoU head (``MASKIOU_ON`` True).
+        maskiou_weight: ``MASKIOU_LOSS_WEIGHT`` (1.0).
+        class_agnostic: one mask for all classes.
+        iou_threshold, max_positives: see :func:`select_positive_proposals`.
+    """
+
+    def __init__(self, num_classes: int, *, in_channels: int = 256, conv_dims: int = 256, num_convs: int = 4,
+                 strides: Sequence[int] = (8, 16, 32), pooler_resolution: int = 14, maskiou: bool = True,
+                 maskiou_weight: float = 1.0, class_agnostic: bool = False, iou_threshold: float = 0.5,
+                 max_positives: int = 128):
+        super().__init__()
+        self.pooler = MultiLevelRoIAlign(pooler_resolution, strides, sampling_ratio=0, aligned=True, assign="ratio")
+        self.mask_head = SAGMaskHead(in_channels, conv_dims, num_convs, num_classes, class_agnostic)
+        self.maskiou_head = (MaskIoUHead(in_channels, conv_dims, num_convs, num_classes, pooler_resolution)
+                             if maskiou else None)
+        self.maskiou_weight = float(maskiou_weight)
+        self.iou_threshold = float(iou_threshold)
+        self.max_positives = int(max_positives)
+
+    def losses(self, features: list[Tensor], proposals: list[Tensor], targets: list[dict],
+               image_sizes: Sequence[tuple[int, int]], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Training losses.
+
+        Args:
+            features: ``[P3, P4, P5]``, each ``[N, C, H_l, W_l]``.
+            proposals: N tensors ``[P_i, 4]`` (detached FCOS detections; may be empty).
+            targets: N dicts with ``gt_boxes [G, 4]`` float32, ``gt_classes [G]`` int64,
+                ``gt_masks [G, H, W]`` uint8 {0, 1} (the YOLACT target format of docs/INTERFACES.md).
+            image_sizes: N ``(h, w)`` of the resized images (A_input of Eq. 2).
+        Returns ``{"loss_mask": scalar, "loss_maskiou": scalar}`` (no ``loss_maskiou`` without the
+        MaskIoU head); finite zeros, connected to the graph, when there is no positive RoI.
+        """
+        boxes, classes, mtargets, ratios = [], [], [], []
+        for props, tgt in zip(proposals, targets):
+            b, gi = select_positive_proposals(props, tgt["gt_boxes"], iou_threshold=self.iou_threshold,
+                                              max_positives=self.max_positives, generator=generator)
+            t, r = mask_rcnn_targets(tgt["gt_masks"], b, gi, 2 * self.pooler.output_size)
+            boxes.append(b)
+            classes.append(tgt["gt_classes"].to(b.device)[gi])
+            mtargets.append(t)
+            ratios.append(r)
+        pooled = self.pooler(features, boxes, image_sizes)
+        logits = self.mask_head(pooled)
+        gt_classes = torch.cat(classes).long()
+        mask_targets = torch.cat(mtargets).to(logits.device)
+        losses = {"loss_mask": mask_rcnn_loss(logits, gt_classes, mask_targets)}
+        if self.maskiou_head is not None:
+            selected = select_class_masks(logits, gt_classes)
+            pred_iou = self.maskiou_head(pooled, selected.sigmoid()[:, None])  # not detached, as centermask2
+            iou_t = maskiou_targets(selected, mask_targets, torch.cat(ratios).to(logits.device))
+            losses["loss_maskiou"] = maskiou_loss(pred_iou, gt_classes, iou_t, self.maskiou_weight)
+        return losses
+
+    def predict(self, features: list[Tensor], boxes: list[Tensor], classes: list[Tensor], scores: list[Tensor],
+                image_sizes: Sequence[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor]]:
+        """Masks for given boxes (detections, or a user's box prompt with a chosen class).
+
+        Args: ``features`` as in :meth:`losses`; per image ``boxes [R_i, 4]``, ``classes [R_i]``
+        int64, ``scores [R_i]``; ``image_sizes``.
+        Returns ``(mask_probs, mask_scores)``: per image ``[R_i, 28, 28]`` float32 probabilities
+        (sigmoid of the class's logits; paste with
+        :func:`~segcore.modeling.centermask.mask_head.paste_masks_in_image`) and ``[R_i]``
+        scores x predicted mask IoU (the class scores unchanged without the MaskIoU head).
+        """
+        pooled = self.pooler(features, boxes, image_sizes)
+        logits = self.mask_head(pooled)
+        all_classes = torch.cat([c.to(logits.device) for c in classes]).long() if classes else \
+            torch.zeros(0, dtype=torch.int64, device=logits.device)
+        probs = select_class_masks(logits, all_classes).float().sigmoid()
+        all_scores = torch.cat([s.to(logits.device) for s in scores]).float() if scores else probs.new_zeros(0)
+        if self.maskiou_head is not None and probs.shape[0] > 0:
+            pred_iou = self.maskiou_head(pooled, probs[:, None].to(pooled.dtype)).float()
+            all_scores = mask_scores(all_scores, pred_iou, all_classes)
+        counts = [len(b) for b in boxes]
+        return list(probs.split(counts)), list(all_scores.split(counts))
