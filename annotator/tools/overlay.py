@@ -21,6 +21,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from annotator.tools.colors import RGB, category_color
+from annotator.tools.tiles import decode_rle_crop
 
 #: Outline colour of the selected instance (RGB).
 HIGHLIGHT_COLOR: RGB = (255, 255, 255)
@@ -136,16 +137,150 @@ class Label:
 
 
 @dataclass
+class Sprite:
+    """One instance drawn into its own RGBA box: ``rgba`` ``[h, w, 4]`` placed at image pixel
+    ``(x0, y0)``; sprites are stacked in list order (last = topmost)."""
+
+    x0: int
+    y0: int
+    rgba: np.ndarray
+
+
+@dataclass
 class InstanceLayer:
     """What the canvas shows for one image: visible instances in drawing order (last = topmost).
 
-    ``ann_ids[i]`` is the annotation id of ``masks[i]``; ``rgba`` the overlay (see module doc).
+    ``ann_ids[i]`` is the annotation id of ``masks[i]`` (a :class:`CropStack`, indexable like
+    ``[N, H, W]`` bool), ``sprites[i]`` its overlay box. :attr:`rgba` composes the full-size
+    ``[H, W, 4]`` overlay on demand (tests, small images; the canvas draws the sprites).
     """
 
     ann_ids: list[int]
-    masks: np.ndarray
-    rgba: np.ndarray
+    masks: "CropStack"
+    sprites: list[Sprite]
     labels: list[Label] = field(default_factory=list)
+
+    @property
+    def rgba(self) -> np.ndarray:
+        _, h, w = self.masks.shape
+        return compose_sprites(self.sprites, h, w)
+
+    def hit(self, x: float, y: float) -> int | None:
+        """Annotation id of the topmost visible instance at image pixel ``(x, y)``."""
+        i = self.masks.hit(x, y)
+        return None if i is None else self.ann_ids[i]
+
+
+def compose_sprites(sprites: Sequence[Sprite], height: int, width: int) -> np.ndarray:
+    """Full ``[H, W, 4]`` overlay: later sprites replace earlier ones where they are opaque > 0
+    (the same pixels :func:`build_overlay` paints)."""
+    out = np.zeros((height, width, 4), np.uint8)
+    for s in sprites:
+        h, w = s.rgba.shape[:2]
+        box = out[s.y0:s.y0 + h, s.x0:s.x0 + w]
+        src = s.rgba[:box.shape[0], :box.shape[1]]
+        on = src[..., 3] > 0
+        box[on] = src[on]
+    return out
+
+
+@dataclass(eq=False)
+class Crop:
+    """One decoded mask: ``mask`` ``[h, w]`` bool is the box at ``(x0, y0)``; ``sprites``
+    memoises its overlay boxes per style so a redraw rebuilds only what changed."""
+
+    x0: int
+    y0: int
+    mask: np.ndarray
+    sprites: dict = field(default_factory=dict)
+
+
+class CropStack:
+    """``N`` masks of an ``H`` x ``W`` image kept as boxes; reads like ``[N, H, W]`` bool
+    (``stack[i]`` the full mask, ``stack[i, y, x]`` one pixel, ``stack[list]`` a sub-stack,
+    ``np.asarray(stack)`` the whole array) without storing full-size masks."""
+
+    def __init__(self, crops: Sequence[Crop | None], height: int, width: int) -> None:
+        self.crops = list(crops)
+        self.shape = (len(self.crops), int(height), int(width))
+        self.ndim, self.dtype = 3, np.dtype(bool)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def full(self, i: int) -> np.ndarray:
+        out = np.zeros(self.shape[1:], bool)
+        c = self.crops[i]
+        if c is not None:
+            out[c.y0:c.y0 + c.mask.shape[0], c.x0:c.x0 + c.mask.shape[1]] = c.mask
+        return out
+
+    def pixel(self, i: int, x: int, y: int) -> bool:
+        c = self.crops[i]
+        if c is None:
+            return False
+        yy, xx = y - c.y0, x - c.x0
+        return 0 <= yy < c.mask.shape[0] and 0 <= xx < c.mask.shape[1] and bool(c.mask[yy, xx])
+
+    def hit(self, x: float, y: float) -> int | None:
+        """Index of the topmost mask covering pixel ``(x, y)`` (floored), or ``None``."""
+        xi, yi = int(np.floor(x)), int(np.floor(y))
+        for i in range(len(self.crops) - 1, -1, -1):
+            if self.pixel(i, xi, yi):
+                return i
+        return None
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.full(int(key))
+        if isinstance(key, tuple) and len(key) == 3 and all(isinstance(k, (int, np.integer)) for k in key):
+            return self.pixel(int(key[0]), int(key[2]), int(key[1]))
+        if isinstance(key, (list, np.ndarray)):
+            return CropStack([self.crops[int(i)] for i in np.arange(len(self))[key]], *self.shape[1:])
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.stack([self.full(i) for i in range(len(self))]) if len(self) else np.zeros(self.shape, bool)
+        return out if dtype is None else out.astype(dtype)
+
+
+def crops_from_masks(masks: np.ndarray) -> list[Crop | None]:
+    """``[N, H, W]`` bool -> boxes (``None`` for an empty mask)."""
+    masks = np.asarray(masks, dtype=bool)
+    out: list[Crop | None] = []
+    for m in masks:
+        ys, xs = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        out.append(None if ys.size == 0 else
+                   Crop(int(xs[0]), int(ys[0]), m[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1].copy()))
+    return out
+
+
+def instance_sprite(crop: Crop, color: RGB, height: int, width: int, *, fill_alpha: float = 0.4,
+                    outline_width: int = 2, filled: bool = True, highlight: bool = False) -> Sprite:
+    """The overlay box of one instance (fill, outline, white highlight outline), memoised on
+    ``crop``; pixels equal :func:`build_overlay`'s for that instance alone."""
+    key = (tuple(int(c) for c in color), float(fill_alpha), int(outline_width), bool(filled), bool(highlight))
+    got = crop.sprites.get(key)
+    if got is not None:
+        return got
+    pad = max(1, outline_width) + 2
+    mh, mw = crop.mask.shape
+    y0, x0 = max(0, crop.y0 - pad), max(0, crop.x0 - pad)
+    y1, x1 = min(height, crop.y0 + mh + pad), min(width, crop.x0 + mw + pad)
+    m = np.zeros((y1 - y0, x1 - x0), bool)
+    m[crop.y0 - y0:crop.y0 - y0 + mh, crop.x0 - x0:crop.x0 - x0 + mw] = crop.mask
+    fill_a = np.uint8(round(255 * float(np.clip(fill_alpha, 0.0, 1.0))) if filled else 0)
+    alpha = m.view(np.uint8) * fill_a
+    if outline_width > 0:
+        np.maximum(alpha, mask_outline(m, outline_width).view(np.uint8) * np.uint8(255), out=alpha)
+    rgba = np.empty(m.shape + (4,), np.uint8)
+    rgba[..., :3] = np.asarray(color, np.uint8)
+    rgba[..., 3] = alpha
+    if highlight:
+        edge = mask_outline(m, max(1, outline_width) + 1)
+        rgba[edge] = (*HIGHLIGHT_COLOR, 255)
+    got = crop.sprites[key] = Sprite(x0, y0, rgba)
+    return got
 
 
 def label_text(category_name: str, score: float | None) -> str:
@@ -168,23 +303,29 @@ def build_layer(
     Rejected instances are hidden unless ``show_rejected`` or they are selected, in which case
     they are drawn as an outline without fill. Scored (model) instances get a
     ``"<category> <score>"`` label at the top-left of their box (``bbox`` XYWH pixels).
-    ``masks``: already decoded ``[len(annotations), H, W]`` bool, to skip decoding.
+    ``masks``: already decoded masks (a :class:`CropStack` from :class:`MaskCache`, or
+    ``[len(annotations), H, W]`` bool), to skip decoding. Each instance becomes a
+    :class:`Sprite` (memoised per crop and style: a selection change rebuilds two sprites).
     """
     names = {int(c.id): c.name for c in categories}
     colors_by_cat = {int(c.id): category_color(c.id, getattr(c, "color", None)) for c in categories}
     if masks is None:
-        masks = decode_masks([a.rle for a in annotations], height, width)
+        masks = MaskCache().masks(annotations, height, width)
+    elif not isinstance(masks, CropStack):
+        masks = CropStack(crops_from_masks(masks), height, width)
     keep = [
         i for i, a in enumerate(annotations)
         if a.review_state != "rejected" or show_rejected or a.id == selected_id
     ]
     visible = [annotations[i] for i in keep]
-    vmasks = masks[keep] if keep else np.zeros((0, height, width), dtype=bool)
+    vmasks = masks[keep]
     colors = [colors_by_cat.get(int(a.category_id), category_color(a.category_id)) for a in visible]
     ids = [int(a.id) for a in visible]
-    highlight = ids.index(selected_id) if selected_id in ids else None
-    filled = [a.review_state != "rejected" for a in visible]
-    rgba = build_overlay(vmasks, colors, filled=filled, highlight=highlight)
+    order = [i for i in range(len(ids)) if ids[i] != selected_id] + \
+        [i for i in range(len(ids)) if ids[i] == selected_id]          # selected drawn last
+    sprites = [instance_sprite(vmasks.crops[i], colors[i], height, width, filled=visible[i].review_state != "rejected",
+                               highlight=ids[i] == selected_id)
+               for i in order if vmasks.crops[i] is not None]
     labels = []
     for a, color in zip(visible, colors):
         if a.score is None or a.review_state == "rejected":
@@ -192,30 +333,41 @@ def build_layer(
         x, y = float(a.bbox[0]), float(a.bbox[1])
         name = names.get(int(a.category_id), str(a.category_id))
         labels.append(Label(int(a.id), x, y, label_text(name, a.score), color))
-    return InstanceLayer(ids, vmasks, rgba, labels)
+    return InstanceLayer(ids, vmasks, sprites, labels)
 
 
 class MaskCache:
     """Decoded masks of one image's annotations, re-decoding only new or changed RLEs.
 
     Keyed by ``(annotation id, RLE counts)``; entries not asked for in the last call are
-    dropped, so memory stays at one image's masks.
+    dropped, so memory stays at one image's masks (boxes, not full-size arrays).
     """
 
     def __init__(self) -> None:
         self._masks: dict[tuple, np.ndarray] = {}
         self.decoded = 0  # RLEs decoded so far (for tests / profiling)
 
-    def masks(self, annotations: Sequence, height: int, width: int) -> np.ndarray:
-        """``[len(annotations), H, W]`` bool for records with ``id`` and ``rle``."""
-        out = np.zeros((len(annotations), height, width), dtype=bool)
-        kept: dict[tuple, np.ndarray] = {}
-        for i, a in enumerate(annotations):
+    def masks(self, annotations: Sequence, height: int, width: int) -> CropStack:
+        """Masks of records with ``id`` and ``rle``, as a :class:`CropStack` (reads like
+        ``[len(annotations), H, W]`` bool); each RLE is decoded into its box only."""
+        crops: list[Crop | None] = []
+        kept: dict[tuple, Crop | None] = {}
+        for a in annotations:
             key = (int(a.id), str(a.rle.get("counts")), height, width)
-            m = self._masks.get(key)
-            if m is None:
-                m = decode_masks([a.rle], height, width)[0]
+            if key in self._masks:
+                c = self._masks[key]
+            else:
+                c = _decode_crop(a.rle, height, width)
                 self.decoded += 1
-            kept[key] = out[i] = m
+            kept[key] = c
+            crops.append(c)
         self._masks = kept
-        return out
+        return CropStack(crops, height, width)
+
+
+def _decode_crop(rle: Mapping, height: int, width: int) -> Crop | None:
+    size = rle.get("size")
+    if size is not None and (int(size[0]), int(size[1])) == (height, width):
+        got = decode_rle_crop(rle)
+        return None if got is None else Crop(*got)
+    return crops_from_masks(decode_masks([rle], height, width))[0]   # other size: resized

@@ -11,19 +11,30 @@ instead: ``tool_pressed(x, y, button, modifiers)``, ``tool_moved(x, y)``,
 Enter emits ``tool_key("enter")``. :meth:`Canvas.set_preview` draws the gesture in progress.
 The canvas holds no annotation logic: the window hands it arrays built by
 :mod:`annotator.tools.overlay`.
+
+Drawing stays proportional to what is visible, whatever the image size: the image is a
+:class:`TiledImageItem` painting :data:`~annotator.tools.tiles.TILE`-pixel tiles of the pyramid
+level matching the view scale (:mod:`annotator.tools.tiles`; tile pixmaps made on first use,
+kept in an LRU cache), and each instance is a :class:`SpriteItem` at its box, drawing a cached
+pixmap (downsampled copies when zoomed out). :meth:`Canvas.set_instances` reuses the items of
+unchanged sprites, so a selection change re-uploads two boxes, not the image-size overlay.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QPoint, QPointF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGraphicsItem, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene,
-    QGraphicsSimpleTextItem, QGraphicsView,
+    QGraphicsSimpleTextItem, QGraphicsView, QStyleOptionGraphicsItem,
 )
+
+from annotator.tools import tiles
+from annotator.tools.overlay import Sprite, compose_sprites
 
 ZOOM_STEP = 1.25
 ZOOM_MIN, ZOOM_MAX = 0.02, 64.0
@@ -41,6 +52,87 @@ def rgba_to_qimage(rgba: np.ndarray) -> QImage:
     rgba = np.ascontiguousarray(rgba, dtype=np.uint8)
     h, w = rgba.shape[:2]
     return QImage(rgba.data, w, h, 4 * w, QImage.Format_RGBA8888).copy()
+
+
+def _view_scale(painter: QPainter) -> float:
+    return float(QStyleOptionGraphicsItem.levelOfDetailFromTransform(painter.worldTransform()))
+
+
+class TiledImageItem(QGraphicsItem):
+    """The image as a pyramid of tiles; a paint draws only the exposed tiles of one level."""
+
+    CACHE_TILES = 96      # ~96 MiB of 512 x 512 pixmaps
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFlag(QGraphicsItem.ItemUsesExtendedStyleOption, True)
+        self.levels: list[np.ndarray] = []
+        self._size = (0, 0)
+        self._cache: OrderedDict = OrderedDict()
+        self.tiles_made = 0   # tile pixmaps created so far (tests / profiling)
+
+    def set_levels(self, levels: list, size: tuple[int, int] | None = None) -> None:
+        """Pyramid levels (``None`` for a level not loaded yet: the next coarser one is drawn);
+        ``size``: level-0 ``(H, W)``, default ``levels[0]``'s."""
+        self.prepareGeometryChange()
+        self.levels = levels
+        self._size = size if size is not None else levels[0].shape[:2] if levels else (0, 0)
+        self._cache.clear()
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return QRectF(0, 0, self._size[1], self._size[0])
+
+    def tile_pixmap(self, level: int, tx: int, ty: int) -> QPixmap:
+        key = (level, tx, ty)
+        pix = self._cache.get(key)
+        if pix is None:
+            pix = QPixmap.fromImage(rgb_to_qimage(tiles.tile_array(self.levels, level, tx, ty)))
+            self.tiles_made += 1
+            self._cache[key] = pix
+            while len(self._cache) > self.CACHE_TILES:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return pix
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        if not self.levels:
+            return
+        level = tiles.level_for_scale(_view_scale(painter), len(self.levels))
+        while self.levels[level] is None:       # preview only: draw the first level loaded
+            level += 1
+        r = option.exposedRect
+        h, w = self._size
+        for tx, ty in tiles.visible_tiles((r.left(), r.top(), r.right(), r.bottom()), level, h, w):
+            pix = self.tile_pixmap(level, tx, ty)
+            x, y, tw, th = tiles.tile_rect(level, tx, ty, (pix.height(), pix.width()))
+            painter.drawPixmap(QRectF(x, y, tw, th), pix, QRectF(pix.rect()))
+
+
+class SpriteItem(QGraphicsItem):
+    """One instance's overlay box at its image position; pixmaps made on first paint, one per
+    power-of-two reduction used (zoomed out, a paint draws a small pixmap)."""
+
+    def __init__(self, sprite: Sprite) -> None:
+        super().__init__()
+        self.sprite = sprite
+        self._h, self._w = sprite.rgba.shape[:2]
+        self._pix: dict[int, QPixmap] = {}
+        self._levels = [sprite.rgba]
+        self.setPos(sprite.x0, sprite.y0)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return QRectF(0, 0, self._w, self._h)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        level = tiles.level_for_scale(_view_scale(painter), max(self._h, self._w).bit_length())
+        pix = self._pix.get(level)
+        if pix is None:
+            while len(self._levels) <= level:
+                self._levels.append(tiles.halve(self._levels[-1]))
+            pix = self._pix[level] = QPixmap.fromImage(rgba_to_qimage(self._levels[level]))
+        painter.drawPixmap(QRectF(0, 0, self._w, self._h), pix, QRectF(pix.rect()))
 
 
 class Canvas(QGraphicsView):
@@ -64,7 +156,9 @@ class Canvas(QGraphicsView):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.setBackgroundBrush(QBrush(QColor(40, 40, 40)))
         self.setFocusPolicy(Qt.StrongFocus)
-        self._image_item = QGraphicsPixmapItem()
+        self.setOptimizationFlag(QGraphicsView.DontAdjustForAntialiasing, True)
+        self._image_item = TiledImageItem()
+        self._sprite_items: dict[int, SpriteItem] = {}   # id(sprite) -> item
         self._overlay_item = QGraphicsPixmapItem()
         self._overlay_item.setZValue(1)
         self.scene().addItem(self._image_item)
@@ -133,25 +227,55 @@ class Canvas(QGraphicsView):
         return float(p.x()), float(p.y())
 
     # ---- content -------------------------------------------------------------------------
-    def set_image(self, rgb: np.ndarray | None) -> None:
-        """Show ``[H, W, 3]`` uint8 RGB (``None`` clears); resets zoom to fit."""
+    def set_image(self, rgb: np.ndarray | None, *, factor: int = 1) -> None:
+        """Show ``[H, W, 3]`` uint8 RGB (``None`` clears); resets zoom to fit. The array is
+        kept (not copied) as pyramid level 0; smaller levels are computed here, once.
+        ``factor`` > 1: ``rgb`` is a preview at ``1/factor`` (a power of two) of the image,
+        shown at full size until :meth:`set_pyramid` brings the real levels."""
         self.set_overlay(None)
         if rgb is None:
-            self._image_item.setPixmap(QPixmap())
+            self._image_item.set_levels([])
             self.scene().setSceneRect(0, 0, 1, 1)
             return
-        pix = QPixmap.fromImage(rgb_to_qimage(rgb))
-        self._image_item.setPixmap(pix)
-        self.scene().setSceneRect(0, 0, pix.width(), pix.height())
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        k = max(0, int(factor).bit_length() - 1)
+        size = (rgb.shape[0] * factor, rgb.shape[1] * factor)
+        self._image_item.set_levels([None] * k + tiles.build_pyramid(rgb), size)
+        self.scene().setSceneRect(0, 0, size[1], size[0])
         self.fit()
 
+    def set_pyramid(self, levels: list[np.ndarray]) -> None:
+        """Replace the shown image's pixels by full pyramid levels (same size; view kept)."""
+        self._image_item.set_levels(levels)
+        self.scene().setSceneRect(0, 0, levels[0].shape[1], levels[0].shape[0])
+
     def set_overlay(self, rgba: np.ndarray | None, labels: Sequence = ()) -> None:
-        """Show an ``[H, W, 4]`` RGBA overlay and labels (objects with ``x``, ``y`` image
-        pixels, ``text``, ``color`` RGB), replacing the previous ones."""
+        """Show one ``[H, W, 4]`` RGBA overlay and labels (objects with ``x``, ``y`` image
+        pixels, ``text``, ``color`` RGB), replacing the previous overlay, sprites and labels."""
+        self.set_instances([], labels)
+        self._overlay_item.setPixmap(QPixmap() if rgba is None else QPixmap.fromImage(rgba_to_qimage(rgba)))
+
+    def set_instances(self, sprites: Sequence[Sprite], labels: Sequence = ()) -> None:
+        """Show per-instance overlay boxes (:class:`~annotator.tools.overlay.Sprite`, last on
+        top) and labels. Items of sprites shown before (same object) are reused."""
+        self._overlay_item.setPixmap(QPixmap())
+        old, self._sprite_items = self._sprite_items, {}
+        n = max(1, len(sprites))
+        for i, sp in enumerate(sprites):
+            item = old.pop(id(sp), None)
+            if item is None or item.sprite is not sp:
+                item = SpriteItem(sp)
+                self.scene().addItem(item)
+            item.setZValue(1 + i / (n + 1))
+            self._sprite_items[id(sp)] = item
+        for item in old.values():
+            self.scene().removeItem(item)
+        self._set_labels(labels)
+
+    def _set_labels(self, labels: Sequence) -> None:
         for item in self._label_items:
             self.scene().removeItem(item.parentItem())
         self._label_items = []
-        self._overlay_item.setPixmap(QPixmap() if rgba is None else QPixmap.fromImage(rgba_to_qimage(rgba)))
         font = QFont()
         font.setBold(True)
         for lab in labels:
@@ -170,16 +294,23 @@ class Canvas(QGraphicsView):
 
     def image_size(self) -> tuple[int, int]:
         """``(H, W)`` of the shown image, ``(0, 0)`` if none."""
-        pix = self._image_item.pixmap()
-        return (pix.height(), pix.width())
+        h, w = self._image_item.boundingRect().height(), self._image_item.boundingRect().width()
+        return (int(h), int(w))
 
     def label_texts(self) -> list[str]:
         """Texts of the labels shown (for tests and accessibility)."""
         return [item.text() for item in self._label_items]
 
     def overlay_image(self) -> QImage:
-        """The overlay as a QImage (empty if none)."""
-        return self._overlay_item.pixmap().toImage()
+        """The overlay as a full-size QImage, sprites composed (empty if none; tests only)."""
+        if not self._overlay_item.pixmap().isNull() or not self._sprite_items:
+            return self._overlay_item.pixmap().toImage()
+        h, w = self.image_size()
+        return rgba_to_qimage(compose_sprites([it.sprite for it in self._sprite_items.values()], h, w))
+
+    def sprite_count(self) -> int:
+        """Instance boxes on the scene."""
+        return len(self._sprite_items)
 
     # ---- zoom ----------------------------------------------------------------------------
     def zoom_factor(self) -> float:
@@ -204,7 +335,7 @@ class Canvas(QGraphicsView):
         """Scale so the whole image fits the view (keeps aspect ratio); stays fitted on resize."""
         h, w = self.image_size()
         if h and w:
-            self.fitInView(self._image_item, Qt.KeepAspectRatio)
+            self.fitInView(QRectF(0, 0, w, h), Qt.KeepAspectRatio)
         self._fit_mode = True
         self.zoom_changed.emit(self.zoom_factor())
 

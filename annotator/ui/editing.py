@@ -91,6 +91,9 @@ class EditingMixin:
         self.canvas.set_preview(self.tool.preview())
 
     def _context(self) -> Context:
+        if self.canvas_image is None and self.project is not None and self.current_image_id is not None:
+            from annotator.project.images import load_rgb   # big image still decoding: wait for it
+            self.canvas_image = load_rgb(self.project.image_path(self.current_image_id))
         if self.project is None or self.current_image_id is None or self.canvas_image is None:
             raise AnnotatorError("no image shown: open a folder or project first")
         cats = [int(c.id) for c in self.project.categories()]

@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from annotator.errors import AnnotatorError
-from annotator.tools import review
+from annotator.tools import review, tiles
 from annotator.tools.overlay import InstanceLayer, MaskCache, build_layer
-from annotator.tools.selection import hit_test_id, step_selection
+from annotator.tools.selection import step_selection
 from annotator.ui import dialogs
 from annotator.tools.session import SessionLock, describe
 from annotator.ui.actions import build_actions
@@ -39,6 +39,14 @@ from annotator.ui.instance_panel import InstancePanel
 from annotator.ui.prelabeling import PrelabelMixin
 from annotator.ui.reviewing import ReviewMixin
 from annotator.ui.workers import PrelabelController, device_description, prepare_project, run_in_thread
+
+
+def _decode_pyramid(path) -> tuple:
+    """``(rgb, pyramid levels)`` of an image file (runs on the thread pool)."""
+    from annotator.project.images import load_rgb
+
+    rgb = load_rgb(path)
+    return rgb, tiles.build_pyramid(rgb)
 
 
 def _user_action(method):
@@ -241,16 +249,28 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
             return
         changed = image_id != self.current_image_id
         if changed:
-            rgb = load_rgb(self.project.image_path(image_id))  # AnnotatorError
+            rec = self.project.image(image_id)
+            preview = tiles.load_preview(self.project.image_path(image_id), rec.height, rec.width) \
+                if rec.height * rec.width > tiles.BIG_IMAGE_PIXELS else None
+            rgb = load_rgb(self.project.image_path(image_id)) if preview is None else None  # AnnotatorError
             self.cancel_gesture()
-            self.canvas.set_image(rgb)
+            self.canvas.set_image(rgb if preview is None else preview[0], factor=1 if preview is None else preview[1])
             self.canvas_image = rgb
+            if preview is not None:   # big image: full decode + pyramid on the thread pool
+                run_in_thread(_decode_pyramid, self.project.image_path(image_id), on_error=self.report_error,
+                              on_done=functools.partial(self._full_image_loaded, int(image_id)))
         self.current_image_id = int(image_id)
         self.image_list.set_current(int(image_id))
         self.reload_annotations(keep_selection=not changed)
         self._update_undo_actions()
         if changed:
             self.image_changed.emit(int(image_id))
+
+    def _full_image_loaded(self, image_id: int, result) -> None:
+        if image_id == self.current_image_id:
+            self.canvas.set_pyramid(result[1])
+            if self.canvas_image is None:
+                self.canvas_image = result[0]
 
     def reload_annotations(self, *, keep_selection: bool = True) -> None:
         """Re-read the current image's annotations from the store and redraw."""
@@ -277,10 +297,10 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
         self._layer = build_layer([self._annotations[i] for i in keep], self.project.categories(), rec.height,
                                   rec.width, selected_id=self.selected_id, show_rejected=self.show_rejected,
                                   masks=self._masks[keep] if keep else np.zeros((0, rec.height, rec.width), bool))
-        self.canvas.set_overlay(self._layer.rgba, self._layer.labels)
+        self.canvas.set_instances(self._layer.sprites, self._layer.labels)
 
     def layer(self) -> InstanceLayer | None:
-        """What the canvas shows now (ids, masks, RGBA overlay, labels)."""
+        """What the canvas shows now (ids, masks as boxes, per-instance sprites, labels)."""
         return self._layer
 
     def next_image(self) -> None:
@@ -314,7 +334,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
     def select_at(self, x: float, y: float) -> int | None:
         """Select the topmost visible instance under image pixel ``(x, y)``; returns its id."""
         layer = self._layer
-        hit = None if layer is None else hit_test_id(layer.masks, layer.ann_ids, x, y)
+        hit = None if layer is None else layer.hit(x, y)
         self.select_instance(hit)
         return hit
 
