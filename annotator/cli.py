@@ -4,10 +4,12 @@ Sub-commands (README "CLI" lists them with examples)::
 
     annotator new PROJECT --images DIR
     annotator import PROJECT --coco ANN.json [--image-root DIR]
+    annotator import PROJECT --format yolo|labelme|via|masks PATH [--image-root DIR] [--class-attribute A]
     annotator train PROJECT --arch NAME [--init CKPT|VERSION] [--iterations N] [--device auto|cpu|cuda] [--out DIR]
     annotator prelabel PROJECT --model VERSION|CKPT [--score-threshold F] [--only-unreviewed] [--device ...]
     annotator export PROJECT --coco OUT.json [--include accepted|human|all]
     annotator export PROJECT --results OUT.json [--gt GT.json]
+    annotator export PROJECT --format yolo|labelme|via|masks --out PATH [--include ...] [--val-fraction F]
     annotator evaluate --gt GT.json --dt RESULTS.json
     annotator gui [PROJECT|FOLDER] [--sample]
     annotator import-weights FILE.pth --arch NAME [--out OUT.pth] [--project PROJECT]
@@ -67,9 +69,43 @@ def cmd_new(args) -> int:
     return 0
 
 
+def _format_io(fmt: str, direction: str):
+    """The import_* / export_* function of an interchange format (annotator.io.<module>)."""
+    import importlib
+
+    module = {"yolo": "yolo", "labelme": "labelme", "via": "via", "masks": "mask_png"}[fmt]
+    return getattr(importlib.import_module(f"annotator.io.{module}"), f"{direction}_{fmt}")
+
+
+def cmd_import_format(args) -> int:
+    args.format, args.path = args.format
+    if args.format not in ("yolo", "labelme", "via", "masks"):
+        raise AnnotatorError(f"--format: {args.format!r} is not one of yolo, labelme, via, masks")
+    if args.coco:
+        raise AnnotatorError("import: give either --coco ANN.json or --format FORMAT PATH")
+    if not Path(args.path).exists():
+        raise AnnotatorError(f"PATH: not found: {args.path}")
+    kwargs = {}
+    if args.image_root and args.format in ("via", "masks"):
+        kwargs["image_root"] = Path(args.image_root)
+    if args.class_attribute and args.format == "via":
+        kwargs["class_attribute"] = args.class_attribute
+    project = _open_project(args.project)
+    try:
+        report = _format_io(args.format, "import")(project, Path(args.path), **kwargs)
+    finally:
+        project.close()
+    print(report.line())
+    return 0
+
+
 def cmd_import(args) -> int:
     from annotator.io.coco import import_coco
 
+    if args.format:
+        return cmd_import_format(args)
+    if not args.coco:
+        raise AnnotatorError("import: give --coco ANN.json or --format yolo|labelme|via|masks PATH")
     ann = _existing_file(args.coco, "--coco")
     project = _open_project(args.project)
     try:
@@ -180,10 +216,16 @@ def cmd_prelabel(args) -> int:
 def cmd_export(args) -> int:
     from annotator.io.coco import export_coco, export_results
 
-    if not args.coco and not args.results:
-        raise AnnotatorError("export: give --coco OUT.json and/or --results OUT.json")
+    if args.format and not args.out:
+        raise AnnotatorError("export: --format needs --out PATH")
+    if not args.coco and not args.results and not args.format:
+        raise AnnotatorError("export: give --coco OUT.json and/or --results OUT.json and/or --format FORMAT --out PATH")
     project = _open_project(args.project)
     try:
+        if args.format:
+            kwargs = {"val_fraction": args.val_fraction} if args.format == "yolo" else {}
+            report = _format_io(args.format, "export")(project, Path(args.out), include=args.include, **kwargs)
+            print(f"wrote {args.out}: {report.line()}")
         if args.coco:
             counts = export_coco(project, Path(args.coco), include=args.include)
             print(f"wrote {args.coco}: {counts['images']} images, {counts['annotations']} annotations, "
@@ -272,8 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("import", help="import COCO instances JSON (as human, accepted)")
     s.add_argument("project")
-    s.add_argument("--coco", required=True, metavar="ANN.json")
+    s.add_argument("--coco", metavar="ANN.json")
     s.add_argument("--image-root", help="where the JSON's file_names are, if not in the project")
+    s.add_argument("--format", nargs=2, metavar=("FORMAT", "PATH"),
+                   help="FORMAT yolo|labelme|via|masks; PATH: data.yaml or its folder (yolo), a .json or a folder "
+                        "of them (labelme), a VIA .json (via), a folder with instances/ classes/ categories.json "
+                        "(masks). What a format cannot hold: annotator.io.policy")
+    s.add_argument("--class-attribute", help="with --format via: the region attribute holding the class")
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("train", help="train a model on accepted + edited annotations")
@@ -305,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", metavar="OUT.json", help="predictions as a COCO results JSON")
     s.add_argument("--gt", metavar="GT.json",
                    help="with --results: take image ids from this COCO file (matched by file name)")
+    s.add_argument("--format", choices=["yolo", "labelme", "via", "masks"], help="interchange format to write")
+    s.add_argument("--out", metavar="PATH", help="with --format: output folder (a .json file for via)")
+    s.add_argument("--val-fraction", type=float, default=0.1, help="with --format yolo: share of images in val")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("evaluate", help="COCOeval (bbox and segm) of results against ground truth")
