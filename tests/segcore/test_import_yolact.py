@@ -117,7 +117,7 @@ def test_wrong_shape_refused_naming_key_and_shapes(r50_file, tmp_path):
 
 
 def test_wrong_architecture_refused(r50_file):
-    with pytest.raises(WeightImportError, match="missing keys for yolact_r101_550"):
+    with pytest.raises(WeightImportError, match="keys missing for --arch yolact_r101_550"):
         import_official_weights(r50_file, "yolact_r101_550")  # R50 file, R101 arch: missing keys
     with pytest.raises(WeightImportError, match=r"shape mismatch for yolact_plus_r50_550: "
                        r"prediction_layers.0.bbox_layer.weight \(12, 256, 3, 3\) \(expected \(36, 256, 3, 3\)\)"):
