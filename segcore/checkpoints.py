@@ -84,6 +84,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, categories: list[dict
 def _ensure_registered() -> None:
     """Import the model packages so their builders are in the registry."""
     import segcore.modeling.yolact  # noqa: F401
+    import segcore.modeling.blendmask  # noqa: F401
 
 
 def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:

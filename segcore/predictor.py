@@ -123,6 +123,9 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._category_ids = np.asarray([c["id"] for c in self.categories], dtype=np.int64)
         self._postprocess = _postprocess_for(model)
+        self._policy = _input_policy(model)
+        self.max_size = int(getattr(model, "max_size", 0) or 0)
+        self._last_input_hw: tuple[int, int] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto",
@@ -142,8 +145,24 @@ class Predictor:
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """``[H, W, 3]`` uint8 RGB -> ``[1, 3, S, S]`` float32 RGB 0..255 on the device
-        (``cv2.resize`` INTER_LINEAR to S x S, aspect ratio not kept, as in training)."""
+        (``cv2.resize`` INTER_LINEAR to S x S, aspect ratio not kept, as in training).
+
+        Short-side families (BlendMask): resized so the short side is S and the long side at most
+        ``max_size`` (detectron2 ``ResizeShortestEdge``), then padded at the bottom / right with
+        the pixel mean to ``[1, 3, H', W']``, multiples of 32; the resized size is kept for the
+        post-processing."""
         s = self.input_size
+        if self._policy is not None and self._policy.input_policy == "short_side":
+            from segcore.data.transforms import pad_images, short_side_size
+
+            nh, nw = short_side_size(image.shape[0], image.shape[1], s, self.max_size or s)
+            resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            self._last_input_hw = (nh, nw)
+            x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float()
+            x = pad_images([x], self._policy.size_divisibility)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return x
         resized = cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR)
         x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
         if self.channels_last:
@@ -176,7 +195,11 @@ class Predictor:
                 outputs = self.model(x)
             outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
                        for k, v in outputs.items()}
-            inst = self._postprocess(outputs, [(h, w)], score_threshold=float(score_threshold))[0]
+            if self._policy is not None and self._policy.input_policy == "short_side":
+                inst = self._postprocess(outputs, [(h, w)], score_threshold=float(score_threshold),
+                                         input_sizes=[self._last_input_hw])[0]
+            else:
+                inst = self._postprocess(outputs, [(h, w)], score_threshold=float(score_threshold))[0]
             inst = inst.to("cpu")
         classes = inst.pred_classes.numpy().astype(np.int64)
         return Prediction(
@@ -187,6 +210,15 @@ class Predictor:
         )
 
 
+def _input_policy(model: nn.Module):
+    from segcore.modeling.registry import family_of
+
+    try:
+        return family_of(model)
+    except ValueError:
+        return None
+
+
 def _postprocess_for(model: nn.Module):
     """The post-processing function of a model's architecture family."""
     arch = str(getattr(model, "arch_name", ""))
@@ -194,4 +226,7 @@ def _postprocess_for(model: nn.Module):
         from segcore.modeling.yolact import yolact_postprocess
 
         return yolact_postprocess
+    fam = _input_policy(model)
+    if fam is not None:
+        return fam.make_postprocess(model)
     raise ValueError(f"no post-processing known for architecture {arch!r}")

@@ -11,7 +11,8 @@ import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from segcore.data.transforms import Sample, drop_small_boxes, resize_sample, ssd_augment
+from segcore.data.transforms import (D2_PIXEL_MEAN_RGB, Sample, drop_small_boxes, hflip_sample, pad_images,
+                                     resize_sample, resize_short_side, ssd_augment)
 
 __all__ = ["InstanceDataset", "collate", "read_image_rgb", "decode_segmentation"]
 
@@ -95,6 +96,14 @@ class InstanceDataset(Dataset):
         max_aug_tries: when augmentation leaves no non-crowd instance in an image that had some,
             it is redrawn up to this many times, then the image is used un-augmented (the
             official loader instead draws another image).
+        input_policy: ``"square"`` (default, YOLACT: everything above) or ``"short_side"``
+            (detectron2 / AdelaiDet, BlendMask): resize keeping the aspect ratio so the short side
+            is S (augment: drawn from ``train_sizes``) and the long side at most ``max_size``,
+            horizontal flip with p 0.5 when augmenting; items are ``[3, h, w]`` (not padded:
+            :func:`collate` with ``size_divisibility=32`` pads) and the target also has
+            ``"input_hw": (h, w)``.
+        max_size, train_sizes: for ``"short_side"`` (default ``max_size`` = S * 1333 / 800,
+            ``train_sizes`` = (S,)).
 
     Items:
         ``image``: ``[3, S, S]`` float32 RGB 0..255; ``target``: ``{"gt_boxes": [N, 4] float32
@@ -107,7 +116,8 @@ class InstanceDataset(Dataset):
     """
 
     def __init__(self, records: list[dict], categories: list[dict], *, input_size: int, augment: bool,
-                 min_box_size: float = 4.0, max_aug_tries: int = 10):
+                 min_box_size: float = 4.0, max_aug_tries: int = 10, input_policy: str = "square",
+                 max_size: int | None = None, train_sizes=None):
         self.records = list(records)
         self.categories = list(categories)
         self.input_size = int(input_size)
@@ -115,6 +125,11 @@ class InstanceDataset(Dataset):
         self.min_box_size = float(min_box_size)
         self.max_aug_tries = int(max_aug_tries)
         self.cat_to_index = {int(c["id"]): i for i, c in enumerate(self.categories)}
+        if input_policy not in ("square", "short_side"):
+            raise ValueError(f"input_policy must be 'square' or 'short_side', got {input_policy!r}")
+        self.input_policy = input_policy
+        self.max_size = int(max_size) if max_size else int(round(self.input_size * 1333 / 800))
+        self.train_sizes = tuple(int(s) for s in train_sizes) if train_sizes else (self.input_size,)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -163,6 +178,16 @@ class InstanceDataset(Dataset):
     def transform(self, sample: Sample) -> Sample:
         """Augment (if enabled) and resize ``sample`` to S, then drop small boxes."""
         size = self.input_size
+        if self.input_policy == "short_side":
+            if self.augment:
+                rng = self._rng()
+                short = int(self.train_sizes[int(rng.integers(len(self.train_sizes)))])
+                out = resize_short_side(sample, short, self.max_size)
+                if rng.integers(2):
+                    out = hflip_sample(out)
+            else:
+                out = resize_short_side(sample, size, self.max_size)
+            return drop_small_boxes(out, 0.0)
         if self.augment:
             rng = self._rng()
             had_regular = bool((~sample.is_crowd).any())
@@ -183,14 +208,27 @@ class InstanceDataset(Dataset):
             "gt_masks": torch.from_numpy(np.ascontiguousarray(out.masks[regular], dtype=np.uint8)),
             "gt_crowd_boxes": torch.from_numpy(out.boxes[out.is_crowd].astype(np.float32)).reshape(-1, 4),
         }
+        if self.input_policy == "short_side":
+            target["input_hw"] = (int(image.shape[1]), int(image.shape[2]))
         return image, target, record
 
 
-def collate(batch: list) -> tuple[torch.Tensor, list[dict], list[dict]]:
+def collate(batch: list, size_divisibility: int = 0, pad_value=D2_PIXEL_MEAN_RGB
+            ) -> tuple[torch.Tensor, list[dict], list[dict]]:
     """Collate ``InstanceDataset`` items.
 
+    Args:
+        batch: items ``(image, target, record)``.
+        size_divisibility: 0 (square policy) stacks equal-size images; > 0 pads every image at
+            the bottom / right with ``pad_value`` (RGB) to the batch's largest H, W rounded up to
+            this multiple (``"short_side"`` policy, 32).
+
     Returns:
-        ``(images [B, 3, S, S] float32, targets list of B dicts, records list of B dicts)``.
+        ``(images [B, 3, S, S] float32 (padded [B, 3, H, W] with size_divisibility), targets
+        list of B dicts, records list of B dicts)``.
     """
+    if size_divisibility > 0:
+        images = pad_images([item[0] for item in batch], int(size_divisibility), pad_value)
+        return images, [item[1] for item in batch], [item[2] for item in batch]
     images = torch.stack([item[0] for item in batch])
     return images, [item[1] for item in batch], [item[2] for item in batch]

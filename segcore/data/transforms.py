@@ -38,6 +38,11 @@ __all__ = [
     "resize_sample",
     "drop_small_boxes",
     "resize_masks",
+    "short_side_size",
+    "resize_short_side",
+    "hflip_sample",
+    "pad_images",
+    "D2_PIXEL_MEAN_RGB",
 ]
 
 #: ImageNet mean in RGB, 0..255 (official ``MEANS`` is the same in BGR order).
@@ -274,3 +279,70 @@ def ssd_augment(sample: Sample, size: int, rng: np.random.Generator, *, photomet
         out_masks = np.zeros((0, size, size), dtype=np.uint8)
     return Sample(out_img.astype(np.float32, copy=False), out_masks, boxes[keep].astype(np.float32),
                   sample.classes[keep], sample.is_crowd[keep])
+
+
+# ------------------------------------------------------------------------------------------
+# detectron2-style input policy (BlendMask / FCOS family): short side S, long side <= max_size.
+
+
+def short_side_size(height: int, width: int, short: int, max_size: int) -> tuple[int, int]:
+    """detectron2 ``ResizeShortestEdge.get_output_shape``: scale so the short side is ``short``,
+    then shrink so the long side is at most ``max_size``; sides rounded half up.
+
+    Returns:
+        ``(h, w)`` of the resized image."""
+    scale = short / min(height, width)
+    if max(height, width) * scale > max_size:
+        scale = max_size / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def resize_short_side(sample: Sample, short: int, max_size: int) -> Sample:
+    """Resize ``sample`` keeping the aspect ratio (:func:`short_side_size`): image bilinear
+    (``cv2.INTER_LINEAR``), masks bilinear on 0/255 then > 127, boxes scaled and clipped."""
+    h, w = sample.image.shape[:2]
+    nh, nw = short_side_size(h, w, short, max_size)
+    image = cv2.resize(sample.image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    boxes = sample.boxes.astype(np.float32, copy=True)
+    boxes[:, 0::2] = np.clip(boxes[:, 0::2] * (nw / w), 0, nw)
+    boxes[:, 1::2] = np.clip(boxes[:, 1::2] * (nh / h), 0, nh)
+    n = sample.masks.shape[0]
+    if n:
+        hwc = np.ascontiguousarray(sample.masks.transpose(1, 2, 0)) * np.uint8(255)
+        parts = [cv2.resize(np.ascontiguousarray(hwc[:, :, c:c + _CV_CHUNK]), (nw, nh),
+                            interpolation=cv2.INTER_LINEAR).reshape(nh, nw, -1) for c in range(0, n, _CV_CHUNK)]
+        masks = (np.concatenate(parts, axis=2).transpose(2, 0, 1) > 127).astype(np.uint8)
+    else:
+        masks = np.zeros((0, nh, nw), dtype=np.uint8)
+    return Sample(image, masks, boxes, sample.classes, sample.is_crowd)
+
+
+def hflip_sample(sample: Sample) -> Sample:
+    """Horizontal flip of image, masks and boxes (detectron2 ``RandomFlip``)."""
+    w = sample.image.shape[1]
+    boxes = sample.boxes.copy()
+    boxes[:, 0], boxes[:, 2] = w - sample.boxes[:, 2], w - sample.boxes[:, 0]
+    return Sample(np.ascontiguousarray(sample.image[:, ::-1]), np.ascontiguousarray(sample.masks[:, :, ::-1]),
+                  boxes, sample.classes, sample.is_crowd)
+
+
+#: detectron2 ``MODEL.PIXEL_MEAN`` in RGB order (BlendMask pads with it).
+D2_PIXEL_MEAN_RGB = (123.675, 116.28, 103.53)
+
+
+def pad_images(images: list, divisor: int, fill=D2_PIXEL_MEAN_RGB):
+    """Pad ``[3, h_i, w_i]`` float tensors at the bottom / right to one ``[B, 3, H, W]`` batch,
+    H and W the largest sizes rounded up to ``divisor`` (0 = no rounding), filled with ``fill``
+    (RGB; the pixel mean, so the normalised padding is 0 as in detectron2 ``ImageList``)."""
+    import torch
+
+    hmax = max(int(im.shape[1]) for im in images)
+    wmax = max(int(im.shape[2]) for im in images)
+    if divisor > 0:
+        hmax = -(-hmax // divisor) * divisor
+        wmax = -(-wmax // divisor) * divisor
+    out = torch.empty((len(images), 3, hmax, wmax), dtype=images[0].dtype, device=images[0].device)
+    out[:] = torch.tensor(fill, dtype=images[0].dtype, device=images[0].device).view(1, 3, 1, 1)
+    for i, im in enumerate(images):
+        out[i, :, :im.shape[1], :im.shape[2]] = im
+    return out

@@ -28,7 +28,7 @@ from segcore.checkpoints import CheckpointError, read_checkpoint, save_checkpoin
 from segcore.data.dataset import InstanceDataset, collate
 from segcore.device import resolve_device
 
-__all__ = ["TrainResult", "train", "lr_at", "freeze_batchnorm", "FINAL_NAME", "LATEST_NAME"]
+__all__ = ["TrainResult", "train", "lr_at", "freeze_batchnorm", "make_dataset", "FINAL_NAME", "LATEST_NAME"]
 
 FINAL_NAME = "model_final.pth"
 LATEST_NAME = "model_latest.pth"
@@ -87,12 +87,32 @@ def freeze_batchnorm(model: nn.Module) -> list[nn.Parameter]:
 
 
 def _default_loss_fn(model: nn.Module) -> Callable:
-    arch = str(getattr(model, "arch_name", ""))
-    if arch.startswith("yolact"):
-        from segcore.modeling.yolact import yolact_loss
+    """The loss of the model's family (``segcore.modeling.registry.family_of``)."""
+    from segcore.modeling.registry import family_of
 
-        return yolact_loss
-    raise ValueError(f"no loss known for architecture {arch!r}; pass loss_fn=")
+    try:
+        return family_of(model).make_loss(model)
+    except ValueError:
+        raise ValueError(f"no loss known for architecture {getattr(model, 'arch_name', '')!r}; pass loss_fn=") from None
+
+
+def make_dataset(model: nn.Module, records: list[dict], categories: list[dict], *, augment: bool):
+    """``(InstanceDataset, collate_fn)`` with the input policy of the model's family: square S
+    (YOLACT) or short side S + padding to 32 (BlendMask; ``model.max_size``, ``model.train_sizes``)."""
+    import functools
+
+    from segcore.modeling.registry import family_of
+
+    try:
+        fam = family_of(model)
+    except ValueError:
+        fam = None
+    if fam is None or fam.input_policy == "square":
+        return InstanceDataset(records, categories, input_size=int(model.input_size), augment=augment), collate
+    dataset = InstanceDataset(records, categories, input_size=int(model.input_size), augment=augment,
+                              input_policy="short_side", max_size=getattr(model, "max_size", None),
+                              train_sizes=getattr(model, "train_sizes", None))
+    return dataset, functools.partial(collate, size_divisibility=fam.size_divisibility or 32)
 
 
 def _infinite(loader: DataLoader):
@@ -124,7 +144,8 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
         lr, momentum, weight_decay: SGD (official 1e-3, 0.9, 5e-4).
         warmup_iters, warmup_factor: linear warmup from ``lr * warmup_factor`` (official 500, 0.1).
         steps, gamma: iterations at which lr is multiplied by ``gamma`` (official x0.1).
-        augment: SSD augmentation (``segcore.data.transforms``).
+        augment: the family's augmentation: SSD (YOLACT) or multi-scale short side + flip
+            (BlendMask) (``segcore.data.transforms``).
         device: ``"cpu"``, ``"cuda[:N]"`` or ``"auto"``.
         amp: mixed precision (fp16 autocast + GradScaler); ``"auto"`` = on for CUDA. CUDA only.
         seed: seeds ``random``, ``numpy``, ``torch`` and the data order.
@@ -140,7 +161,7 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
         should_stop: polled after every iteration; True stops cleanly and saves.
         num_workers: DataLoader workers (0 = load in this process; right for 2 cores).
         loss_fn: ``loss_fn(outputs, targets) -> dict`` of ``loss_*`` tensors; default by arch
-            (``yolact_loss``).
+            (``yolact_loss``, ``blendmask_loss`` with the model's settings).
         freeze_bn: None = official rule (frozen when ``batch_size < 6``).
 
     Returns:
@@ -202,11 +223,11 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
         # a different data order than the first run's first epochs, but reproducible
         torch.manual_seed(seed + start_iter)
 
-    dataset = InstanceDataset(records, categories, input_size=int(model.input_size), augment=augment)
+    dataset, collate_fn = make_dataset(model, records, categories, augment=augment)
     gen = torch.Generator()
     gen.manual_seed(seed + start_iter)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        collate_fn=collate, drop_last=len(dataset) >= batch_size, generator=gen,
+                        collate_fn=collate_fn, drop_last=len(dataset) >= batch_size, generator=gen,
                         pin_memory=dev.type == "cuda", persistent_workers=num_workers > 0)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 

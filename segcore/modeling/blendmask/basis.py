@@ -1,0 +1,72 @@
+"""BlendMask bottom module: the bases (AdelaiDet ``adet/modeling/blendmask/basis_module.py``
+``ProtoNet``; BlendMask paper Sec. 3.2 "Bottom module", Table 7 "Proto-FPN").
+
+Every released AdelaiDet BlendMask config (R_50_1x ... RT) uses this module: ``refine.{i}`` =
+3x3 conv (no bias) + BN + ReLU taking P3, P4, P5 (256 -> 128 channels), P4 and P5 upsampled
+bilinearly (align_corners False) to P3's size and summed; ``tower`` = ``num_convs`` x [3x3 conv
++ BN + ReLU], bilinear x2 upsampling, one more 3x3 conv + BN + ReLU, and a 1x1 conv (with bias)
+to K bases at stride 4 (official ``NUM_CONVS`` 3; 550 / RT configs 2). Convs use AdelaiDet's
+``conv_with_kaiming_uniform`` init (kaiming uniform a = 1). ``seg_head`` is the auxiliary
+"thing" semantic head on P3 (3x3 + BN + ReLU, 3x3 + BN + ReLU, 1x1 to K_cls + 1), used in
+training only.
+
+Norm: the official SyncBN is ``nn.BatchNorm2d`` here (same keys, incl. ``num_batches_tracked``).
+Symbols: B batch, C channels, K bases, H x W the network input (P3 is H / 8).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["BasisModule"]
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+    nn.init.kaiming_uniform_(conv.weight, a=1)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BasisModule(nn.Module):
+    """Bases ``[B, K, H / 4, W / 4]`` from P3-P5 ``[B, C, H / s, W / s]`` (s = 8, 16, 32).
+
+    Args:
+        in_channels: FPN width C (256).
+        channels: internal width (official 128).
+        num_bases: K (official 4).
+        num_convs: tower convs before the upsampling (official 3; 550 / RT 2).
+        num_classes: object classes for the semantic ``seg_head`` (it predicts K_cls + 1, 0 =
+            background); None = no seg_head.
+    """
+
+    def __init__(self, in_channels: int = 256, *, channels: int = 128, num_bases: int = 4, num_convs: int = 3,
+                 num_classes: int | None = None, num_inputs: int = 3):
+        super().__init__()
+        self.refine = nn.ModuleList([_conv_bn_relu(in_channels, channels) for _ in range(num_inputs)])
+        tower: list[nn.Module] = [_conv_bn_relu(channels, channels) for _ in range(num_convs)]
+        tower.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+        tower.append(_conv_bn_relu(channels, channels))
+        last = nn.Conv2d(channels, num_bases, 1)
+        nn.init.kaiming_uniform_(last.weight, a=1)
+        nn.init.zeros_(last.bias)
+        tower.append(last)
+        self.tower = nn.Sequential(*tower)
+        if num_classes is not None:
+            c1 = nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False)
+            c2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+            c3 = nn.Conv2d(channels, num_classes + 1, 1)
+            for c in (c1, c2, c3):
+                nn.init.kaiming_uniform_(c.weight, a=1)
+            nn.init.zeros_(c3.bias)
+            self.seg_head = nn.Sequential(c1, nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+                                          c2, nn.BatchNorm2d(channels), nn.ReLU(inplace=True), c3)
+        else:
+            self.seg_head = None
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = self.refine[0](features[0])
+        for refine, f in zip(self.refine[1:], features[1:]):
+            x = x + F.interpolate(refine(f), size=x.shape[2:], mode="bilinear", align_corners=False)
+        return self.tower(x)

@@ -1,0 +1,82 @@
+"""BlendMask network (Chen et al., CVPR 2020; AdelaiDet ``adet/modeling/blendmask/blendmask.py``).
+
+Modules and official key prefixes: ``backbone`` (detectron2 ResNet-FPN, ``backbone.bottom_up.*``,
+``backbone.fpn_*``, ``backbone.top_block.*``), ``proposal_generator.fcos_head`` (FCOS),
+``basis_module`` (bases), ``top_layer`` (3x3 conv on every level's box tower to K x M x M
+attentions, init N(0, 0.01), bias 0). The blender has no parameters (``blender.py``).
+
+Input contract (same as every segcore model): ``images`` ``[B, 3, H, W]`` float32 **RGB
+0..255**; H and W multiples of 32 (the dataset / predictor resize the short side and pad with
+the pixel mean). The model converts to detectron2's input itself: BGR, minus the mean
+(103.530, 116.280, 123.675), std 1 (buffers ``pixel_mean`` / ``pixel_std``, not saved).
+
+Raw outputs (dict; same keys in train and eval mode except ``seg_logits``):
+``logits`` ``[B, L, K_cls]``, ``bbox_reg`` ``[B, L, 4]``, ``ctrness`` ``[B, L]``,
+``top_feats`` ``[B, L, K * M * M]``, ``bases`` ``[B, K, H / 4, W / 4]``, ``locations``
+``[L, 2]``, ``loc_strides`` ``[L]``, ``level_sizes``, ``strides``; ``seg_logits``
+``[B, K_cls + 1, H / 8, W / 8]`` in training when the semantic loss is on.
+Symbols: B batch, L locations (all levels), K_cls classes, K bases, M attention size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..fcos import D2FPN, FCOSProposalGenerator, flatten_levels
+
+__all__ = ["BlendMask", "D2_PIXEL_MEAN_BGR"]
+
+#: detectron2 ``MODEL.PIXEL_MEAN`` (BGR, 0..255); std is 1.
+D2_PIXEL_MEAN_BGR = (103.530, 116.280, 123.675)
+
+
+class BlendMask(nn.Module):
+    """FCOS + bottom module + top layer. Build through the registry (``builders.py``).
+
+    Args:
+        backbone: :class:`segcore.modeling.fcos.D2FPN`.
+        proposal_generator: :class:`segcore.modeling.fcos.FCOSProposalGenerator`.
+        basis_module: :class:`.basis.BasisModule`.
+        num_bases, attn_size, bottom_resolution: K (4), M (14), R (56).
+        semantic_loss: produce ``seg_logits`` in training (needs ``basis_module.seg_head``).
+    """
+
+    family = "blendmask"
+
+    def __init__(self, backbone: D2FPN, proposal_generator: FCOSProposalGenerator, basis_module: nn.Module, *,
+                 num_bases: int = 4, attn_size: int = 14, bottom_resolution: int = 56, semantic_loss: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.proposal_generator = proposal_generator
+        self.basis_module = basis_module
+        ch = backbone.out_channels
+        self.top_layer = nn.Conv2d(ch, num_bases * attn_size * attn_size, 3, 1, 1)
+        nn.init.normal_(self.top_layer.weight, std=0.01)
+        nn.init.zeros_(self.top_layer.bias)
+        self.num_bases = int(num_bases)
+        self.attn_size = int(attn_size)
+        self.bottom_resolution = int(bottom_resolution)
+        self.semantic_loss = bool(semantic_loss)
+        self.size_divisibility = 32
+        self.register_buffer("pixel_mean", torch.tensor(D2_PIXEL_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.ones(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB 0..255 -> detectron2 input (BGR minus the mean, std 1)."""
+        return (images.flip(1) - self.pixel_mean) / self.pixel_std
+
+    def forward(self, images: torch.Tensor) -> dict:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"BlendMask expects [B, 3, H, W] RGB images, got {list(images.shape)}")
+        h, w = images.shape[2:]
+        if h % self.size_divisibility or w % self.size_divisibility:
+            raise ValueError(f"BlendMask input H, W must be multiples of {self.size_divisibility}, got {h}x{w}")
+        feats = self.backbone(self.normalize(images))
+        out = self.proposal_generator(feats)
+        towers = out.pop("bbox_towers")
+        out["top_feats"] = flatten_levels([self.top_layer(t) for t in towers])
+        out["bases"] = self.basis_module(feats[:3])
+        if self.training and self.semantic_loss and getattr(self.basis_module, "seg_head", None) is not None:
+            out["seg_logits"] = self.basis_module.seg_head(feats[0])
+        return out

@@ -1,0 +1,79 @@
+"""FCOS inference (AdelaiDet ``adet/modeling/fcos/fcos_outputs.py`` ``predict_proposals``,
+``forward_for_single_feature_map``, ``select_over_all_levels``; FCOS paper Sec. 3.3).
+
+Per level and image: class probabilities ``sigmoid(logits)``, optionally multiplied by
+``sigmoid(ctrness)`` *before* the threshold (``thresh_with_ctr``, BlendMask configs) or after;
+candidates with a value above ``pre_nms_thresh`` (0.05), at most ``pre_nms_topk`` (1000) per level
+by value; box = location -+ ltrb * stride; score = ``sqrt(cls * ctr)``. Then class-wise NMS at
+0.6 (``torchvision.ops.batched_nms``) over all levels and the best ``post_nms_topk`` (100).
+Boxes are XYXY pixels of the network input (not clipped here).
+
+Symbols: B batch, L locations (all levels), K classes, N detections.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import batched_nms
+
+__all__ = ["fcos_detect"]
+
+
+def fcos_detect(outputs: dict, *, pre_nms_thresh: float = 0.05, pre_nms_topk: int = 1000,
+                nms_thresh: float = 0.6, post_nms_topk: int = 100, thresh_with_ctr: bool = False
+                ) -> list[dict[str, torch.Tensor]]:
+    """Detections of every image of the batch.
+
+    Args:
+        outputs: FCOS raw outputs: ``logits`` ``[B, L, K]``, ``bbox_reg`` ``[B, L, 4]`` (ltrb in
+            strides), ``ctrness`` ``[B, L]`` (logits), ``locations`` ``[L, 2]``, ``loc_strides``
+            ``[L]``, ``level_sizes``.
+        pre_nms_thresh, pre_nms_topk, nms_thresh, post_nms_topk, thresh_with_ctr: official
+            ``INFERENCE_TH_TEST``, ``PRE_NMS_TOPK_TEST``, ``NMS_TH``, ``POST_NMS_TOPK_TEST``,
+            ``THRESH_WITH_CTR``.
+
+    Returns:
+        B dicts: ``boxes`` ``[N, 4]`` float32 XYXY network-input pixels, ``scores`` ``[N]``
+        float32 (sqrt(cls * ctr)), ``classes`` ``[N]`` int64, ``loc_inds`` ``[N]`` int64 index
+        into the L locations (to gather per-location features such as BlendMask attentions);
+        sorted by score, descending.
+    """
+    probs = outputs["logits"].float().sigmoid()
+    ctr = outputs["ctrness"].float().sigmoid()
+    reg = outputs["bbox_reg"].float() * outputs["loc_strides"].float()[None, :, None]
+    locs = outputs["locations"].float()
+    sizes = [h * w for h, w in outputs["level_sizes"]]
+    k = probs.shape[-1]
+    results = []
+    for i in range(probs.shape[0]):
+        scores_all, cls_all, inds_all = [], [], []
+        start = 0
+        for n in sizes:
+            p = probs[i, start:start + n]
+            c = ctr[i, start:start + n]
+            value = p * c[:, None] if thresh_with_ctr else p
+            cand = value > pre_nms_thresh
+            flat = value[cand]
+            nz = cand.nonzero()
+            if not thresh_with_ctr:
+                flat = flat * c[nz[:, 0]]
+            if flat.numel() > pre_nms_topk:
+                flat, top = flat.topk(pre_nms_topk, sorted=False)
+                nz = nz[top]
+            scores_all.append(torch.sqrt(flat))
+            cls_all.append(nz[:, 1])
+            inds_all.append(nz[:, 0] + start)
+            start += n
+        scores = torch.cat(scores_all) if scores_all else probs.new_zeros((0,))
+        classes = torch.cat(cls_all) if cls_all else torch.zeros((0,), dtype=torch.int64, device=probs.device)
+        inds = torch.cat(inds_all) if inds_all else torch.zeros((0,), dtype=torch.int64, device=probs.device)
+        r = reg[i, inds]
+        l_xy = locs[inds]
+        boxes = torch.stack((l_xy[:, 0] - r[:, 0], l_xy[:, 1] - r[:, 1], l_xy[:, 0] + r[:, 2], l_xy[:, 1] + r[:, 3]), 1)
+        keep = batched_nms(boxes, scores, classes, nms_thresh)
+        if post_nms_topk > 0:
+            keep = keep[:post_nms_topk]  # batched_nms returns indices sorted by score
+        results.append({"boxes": boxes[keep], "scores": scores[keep], "classes": classes[keep].long(),
+                        "loc_inds": inds[keep].long()})
+    del k
+    return results
