@@ -14,6 +14,7 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator gui [PROJECT|FOLDER] [--sample]
     annotator import-weights FILE.pth --arch NAME [--out OUT.pth] [--project PROJECT]
     annotator bench [--arch NAME] [--size S] [--runs N]
+    annotator simulate --coco GT.json --images DIR --arch NAME --rounds R --per-round K [--device ...] [--out DIR]
 
 User errors (bad file, bad field, missing path) print one line ``error: ...`` naming the file
 and the field and exit with status 2; the project is left as it was. Long work shows a tqdm
@@ -154,6 +155,11 @@ def cmd_train(args) -> int:
             augment=not args.no_augment,
             seed=args.seed,
             progress=progress,
+            val_fraction=args.val_fraction,
+            eval_every=args.eval_every,
+            patience=args.patience,
+            resume=args.resume,
+            gpus=args.gpus,
         )
     finally:
         if bar is not None:
@@ -163,8 +169,14 @@ def cmd_train(args) -> int:
     print(f"trained {res.iterations_done} iterations; final {losses}")
     if res.skipped_nonfinite:
         print(f"warning: {res.skipped_nonfinite} steps skipped because the loss was not finite")
+    if res.metrics:
+        m = res.metrics
+        print(f"validation ({m.get('val_images', 0)} images, best at iteration {m.get('iteration')}): "
+              f"segm AP {m['segm']['AP']:.4f}, bbox AP {m['bbox']['AP']:.4f}"
+              + (" (stopped early)" if res.early_stopped else "") + (" (cancelled)" if res.stopped else ""))
     print(f"checkpoint {res.checkpoint}")
-    print(f"registered model version {res.model_version}")
+    print(f"registered model version {res.model_version}"
+          + (f" (parent {res.parent})" if res.parent is not None else ""))
     return 0
 
 
@@ -302,6 +314,19 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from annotator.jobs.simulate import simulate
+
+    coco = _existing_file(args.coco, "--coco")
+    images = Path(args.images)
+    if not images.is_dir():
+        raise AnnotatorError(f"--images: folder not found: {images}")
+    simulate(coco, images, arch=args.arch, rounds=args.rounds, per_round=args.per_round,
+             out_dir=Path(args.out), device=args.device, iterations=args.iterations, input_size=args.input_size,
+             batch_size=args.batch_size, score_threshold=args.score_threshold, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="annotator", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"annotator {__version__}")
@@ -335,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="checkpoint folder (default PROJECT/models/ARCH-TIME)")
     s.add_argument("--no-augment", action="store_true", help="turn off SSD-style augmentation")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of images held out for validation / early stopping (stored; default 0.2)")
+    s.add_argument("--eval-every", type=int, help="validation every N iterations (default max(50, iterations/10))")
+    s.add_argument("--patience", type=int, help="early stop after N validations without a better segm AP "
+                                                "(default 3, 0 = never)")
+    s.add_argument("--resume", metavar="RUN_DIR|CKPT", help="continue an interrupted run (its own settings)")
+    s.add_argument("--gpus", type=int, default=1, help="N > 1: DDP on N processes via torchrun (gloo on CPU)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("prelabel", help="pre-label images with a model")
@@ -381,6 +413,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=int, default=2)
     s.add_argument("--threads", type=int)
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("simulate", help="labeling-effort benchmark: pre-label, correct to GT, fine-tune, repeat")
+    s.add_argument("--coco", required=True, metavar="GT.json", help="ground truth (COCO instances)")
+    s.add_argument("--images", required=True, help="folder of the GT's images")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--rounds", type=int, default=4)
+    s.add_argument("--per-round", type=int, default=10, help="images labeled per round")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--out", default="simulate-out", help="folder for rounds.csv, rounds.png and the project")
+    s.add_argument("--iterations", type=int, help="training iterations per round (default from data size)")
+    s.add_argument("--input-size", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--score-threshold", type=float, default=0.3, help="predictions shown to the simulated person")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_simulate)
     return p
 
 

@@ -1,36 +1,69 @@
 """Train job: fine-tune (or train from scratch) a segcore model on a project's reviewed annotations.
 
-Shared by ``annotator train`` and, later, the GUI's Train button. Training data are the
-project's annotations in review state ``accepted`` or ``edited`` (human corrections and accepted
-predictions); predictions still under review and rejected ones never train the model.
+Shared by ``annotator train``, the training process (:mod:`annotator.jobs.train_process`), the
+multi-GPU launcher (:mod:`annotator.jobs.distributed`), ``annotator simulate`` and the GUI's Train
+button. Training data are the project's annotations in review state ``accepted`` or ``edited``
+(human corrections and accepted predictions); predictions still under review and rejected ones
+never train the model.
+
+A job has three steps, so that the part touching the project stays in the caller's process:
+
+1. :func:`prepare_train_job` (project -> :class:`TrainSpec`, a JSON-serialisable plan): the
+   train / validation split by image (``Project.assign_splits``: fixed seed, stored in the
+   project, so later rounds validate on the same images), the weights to start from and the
+   schedule. Written to ``OUT/train_spec.json``.
+2. :func:`execute_train_spec` (no project access): builds the model, trains it with
+   ``segcore.engine.train`` (or DDP), evaluates segm / bbox AP on the validation images every
+   ``eval_every`` iterations with a ``Predictor`` and ``segcore.evaluation.evaluate_predictions``,
+   keeps the best checkpoint (``OUT/model_best.pth``) and stops early when validation segm AP has
+   not improved for ``patience`` evaluations. State in ``OUT/train_state.json`` (for resume).
+3. :func:`register_train_result`: registers version n+1 with parent, data snapshot (annotation
+   ids, train / validation image ids) and metrics (segm and bbox AP on the validation split), and
+   makes it the active version.
 
 Defaults for small data, chosen so a user tunes nothing (documented in README "Training"):
 
 * iterations: ``clamp(50 x images, 200, 20000)`` when not given;
 * batch size 8 on CUDA, 4 on CPU. BN is frozen below 6 images per device, as the official
-  ``train.py`` does, only when starting from trained weights (``--init``): from random init,
-  frozen BN keeps its untrained statistics and training is unstable (seen in the overfit
-  test), so BN is trained then;
+  ``train.py`` does, only when starting from trained weights: from random init, frozen BN keeps
+  its untrained statistics and training is unstable (seen in the overfit test), so BN is trained;
 * learning rate ``1e-3 x batch / 8`` (official YOLACT base lr scaled by batch, ``train.py``);
 * warmup ``min(500, iterations // 10)`` iterations from 0.1 x lr;
 * lr steps at 35 %, 75 %, 87.5 % and 93.75 % of the iterations (the official
-  280k / 600k / 700k / 750k of 800k, ``data/config.py`` ``yolact_base_config``).
+  280k / 600k / 700k / 750k of 800k, ``data/config.py`` ``yolact_base_config``);
+* validation: 20 % of the images (at least one when there are two or more), evaluated every
+  ``max(50, iterations // 10)`` iterations; early stop after 3 evaluations without a better segm
+  AP, never before a third of the iterations.
 
-Weights to start from, in order: ``--init CKPT`` (a segcore checkpoint, or a project model
-version), else random init (the job says so). Class-dependent tensors whose shape differs
-(different category list) are left at random init and reported, as dbolya/yolact #36 advises.
+Weights to start from, in order (the job logs which): ``resume`` (a run folder or checkpoint:
+continue it), ``--init CKPT|VERSION``, the project's active model version (same architecture),
+ImageNet backbone weights found offline in the torch hub cache (``~/.cache/torch/hub/checkpoints``;
+nothing is downloaded), random init. Class-dependent tensors whose shape differs (different
+category list) are left at random init and reported, as dbolya/yolact #36 advises.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
 from annotator.errors import AnnotatorError
+
+SPEC_NAME = "train_spec.json"
+STATE_NAME = "train_state.json"
+BEST_NAME = "model_best.pth"
+NONFINITE_STORM = 20  # this many non-finite losses in a row: the run has diverged
+
+
+class TrainDivergedError(AnnotatorError):
+    """The loss was not finite for :data:`NONFINITE_STORM` iterations in a row."""
 
 
 @dataclass
@@ -43,6 +76,58 @@ class TrainJobResult:
     skipped_nonfinite: int
     final_losses: dict
     notes: list[str] = field(default_factory=list)
+    metrics: Optional[dict] = None
+    stopped: bool = False
+    early_stopped: bool = False
+    init_source: str = "random"
+    parent: Optional[int] = None
+    details: dict = field(default_factory=dict)  # the run's outcome (engine step counts, DDP ranks ...)
+
+
+@dataclass
+class TrainSpec:
+    """Everything a run needs, without the project (JSON: ``OUT/train_spec.json``)."""
+
+    arch: str
+    arch_kwargs: dict
+    categories: list
+    train_records: list
+    val_records: list
+    out_dir: str
+    iterations: int
+    batch_size: int
+    lr: float
+    warmup_iters: int
+    steps: list
+    augment: bool
+    seed: int
+    device: str
+    eval_every: int
+    patience: int
+    min_iterations: int
+    freeze_bn: Optional[bool]
+    init_source: str            # "resume" | "checkpoint" | "version" | "imagenet" | "random"
+    init_path: Optional[str]
+    init_note: str
+    parent: Optional[int]
+    resume: Optional[str] = None
+    val_fraction: float = 0.2
+    snapshot: dict = field(default_factory=dict)
+    score_threshold: float = 0.05
+
+    def save(self) -> Path:
+        path = Path(self.out_dir) / SPEC_NAME
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainSpec":
+        try:
+            return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise AnnotatorError(f"{path}: cannot read the training plan ({exc})") from None
 
 
 def default_iterations(num_images: int) -> int:
@@ -88,10 +173,311 @@ def load_init_weights(model: torch.nn.Module, path: Path) -> list[str]:
     return notes
 
 
+_IMAGENET_DEPTH = (("r101", "resnet101"), ("r50", "resnet50"), ("tiny", "resnet18"))
+
+
+def find_imagenet_backbone(arch: str) -> Optional[Path]:
+    """A torchvision ImageNet ResNet file for ``arch``'s backbone in the torch hub cache, or None.
+
+    Looks only on disk (``torch.hub.get_dir()/checkpoints/resnetNN-*.pth``); never downloads."""
+    depth = next((d for key, d in _IMAGENET_DEPTH if key in arch), None)
+    if depth is None:
+        return None
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    found = sorted(folder.glob(f"{depth}-*.pth")) if folder.is_dir() else []
+    return found[0] if found else None
+
+
+def _resolve_resume(resume: str | Path) -> tuple[Path, Path]:
+    """(run folder, checkpoint to resume from) for a run folder or a checkpoint file."""
+    p = Path(resume)
+    if p.is_dir():
+        for name in ("model_latest.pth", "model_final.pth"):
+            if (p / name).is_file():
+                return p, p / name
+        raise AnnotatorError(f"--resume: {p}: no model_latest.pth or model_final.pth to resume from")
+    if p.is_file():
+        return p.parent, p
+    raise AnnotatorError(f"--resume: not found: {p}")
+
+
+def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, iterations: int | None = None,
+                      batch_size: int | None = None, lr: float | None = None, input_size: int | None = None,
+                      device: str = "auto", out_dir: Path | None = None, augment: bool = True, seed: int = 0,
+                      val_fraction: float = 0.2, eval_every: int | None = None, patience: int | None = None,
+                      resume: str | Path | None = None, use_active_version: bool = True,
+                      log: Callable[[str], None] = print) -> TrainSpec:
+    """Plan a run from the project: split, start weights, schedule. Writes ``OUT/train_spec.json``.
+
+    Args: as :func:`run_train_job`. ``arch=None`` takes the active model version's architecture.
+
+    Raises:
+        AnnotatorError: unknown architecture, no reviewed annotations, bad init / resume,
+            unwritable output folder.
+    """
+    from segcore.checkpoints import CheckpointError, read_checkpoint
+    from segcore.device import resolve_device
+    from segcore.modeling.registry import list_architectures
+
+    if resume is not None:
+        run_dir, ckpt = _resolve_resume(resume)
+        if (run_dir / SPEC_NAME).is_file():
+            spec = TrainSpec.load(run_dir / SPEC_NAME)
+        else:
+            raise AnnotatorError(f"--resume: {run_dir}: no {SPEC_NAME} (not a run of 'annotator train')")
+        try:
+            done = int(read_checkpoint(ckpt)["iteration"])
+        except CheckpointError as exc:
+            raise AnnotatorError(str(exc)) from None
+        spec.resume = str(ckpt)
+        spec.init_source, spec.init_note = "resume", f"resuming {ckpt} at iteration {done} of {spec.iterations}"
+        log(spec.init_note)
+        spec.save()
+        return spec
+
+    active = project.active_model_version() if use_active_version else None
+    if arch is None:
+        if active is None:
+            raise AnnotatorError("--arch: no architecture given and the project has no model version yet")
+        arch = project.model_version(active).arch
+    if arch not in list_architectures():
+        raise AnnotatorError(f"--arch: unknown architecture {arch!r}; known: {', '.join(list_architectures())}")
+    records, categories = project.training_records()
+    if not records:
+        raise AnnotatorError(
+            f"{project.db_path}: annotations: no accepted or edited annotations to train on "
+            "(import COCO or review predictions first)"
+        )
+    splits = project.assign_splits([r["image_id"] for r in records], val_fraction=val_fraction, seed=seed)
+    train_records = [r for r in records if splits[r["image_id"]] == "train"]
+    val_records = [r for r in records if splits[r["image_id"]] == "val"]
+    if not train_records:  # every image with data was assigned to validation earlier
+        train_records, val_records = records, []
+    dev = resolve_device(device)
+
+    parent, init_path, source, backbone = None, None, "random", None
+    if init is not None:
+        if str(init).isdigit():
+            parent = int(init)
+            init_path, source = Path(project.model_version(parent).checkpoint_path), "version"
+        else:
+            init_path, source = Path(init), "checkpoint"
+        if not init_path.is_file():
+            raise AnnotatorError(f"--init: checkpoint not found: {init_path}")
+    elif active is not None and project.model_version(active).arch == arch \
+            and Path(project.model_version(active).checkpoint_path).is_file():
+        parent, source = active, "version"
+        init_path = Path(project.model_version(active).checkpoint_path)
+    else:
+        backbone = find_imagenet_backbone(arch)
+        source = "imagenet" if backbone is not None else "random"
+    if source == "version":
+        note = f"starting from model version {parent} ({init_path})"
+    elif source == "checkpoint":
+        note = f"starting from checkpoint {init_path}"
+    elif source == "imagenet":
+        note = f"starting from ImageNet backbone weights {backbone} (rest random init)"
+    else:
+        note = "no model version, --init or offline ImageNet weights: training starts from random init"
+    log(note)
+
+    arch_kwargs = {} if input_size is None else {"input_size": int(input_size)}
+    iterations = int(iterations or default_iterations(len(train_records)))
+    batch_size = int(batch_size or (8 if dev.type == "cuda" else 4))
+    lr = float(lr if lr is not None else 1e-3 * batch_size / 8)
+    eval_every = int(eval_every or max(50, iterations // 10))
+    if out_dir is None:
+        out_dir = project.root / "models" / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnnotatorError(f"--out: cannot create {out_dir}: {exc.strerror}") from None
+    ann_ids = sorted(a["id"] for r in records for a in r["annotations"] if "id" in a)
+    spec = TrainSpec(
+        arch=arch, arch_kwargs=arch_kwargs, categories=categories, train_records=train_records,
+        val_records=val_records, out_dir=str(out_dir.resolve()), iterations=iterations, batch_size=batch_size,
+        lr=lr, warmup_iters=min(500, iterations // 10), steps=list(lr_steps(iterations)), augment=bool(augment),
+        seed=int(seed), device=str(dev), eval_every=eval_every, patience=int(patience if patience is not None else 3),
+        min_iterations=iterations // 3, freeze_bn=None if source in ("version", "checkpoint") else False,
+        init_source=source, init_path=str(backbone if source == "imagenet" else init_path) if (init_path or backbone)
+        else None, init_note=note, parent=parent, val_fraction=float(val_fraction),
+        snapshot={"annotation_ids": ann_ids, "images": len(records),
+                  "train_image_ids": [r["image_id"] for r in train_records],
+                  "val_image_ids": [r["image_id"] for r in val_records], "split_seed": int(seed)})
+    spec.save()
+    log(f"training {arch} on {len(train_records)} images (+{len(val_records)} validation) / "
+        f"{len(categories)} categories, {iterations} iterations, batch {batch_size}, lr {lr:g}, device {dev}")
+    return spec
+
+
+def build_spec_model(spec: TrainSpec) -> tuple[torch.nn.Module, list[str]]:
+    """The model of ``spec`` with its start weights (resume loads its checkpoint in the engine)."""
+    from segcore.modeling.registry import build_model
+
+    num_classes = len(spec.categories)
+    if spec.init_source == "imagenet" and spec.resume is None:
+        try:
+            model = build_model(spec.arch, num_classes=num_classes, backbone_weights=spec.init_path,
+                                **spec.arch_kwargs)
+            model.arch_kwargs = dict(spec.arch_kwargs)  # do not keep the file path in checkpoints
+            return model, []
+        except (TypeError, ValueError) as exc:
+            return build_model(spec.arch, num_classes=num_classes, **spec.arch_kwargs), [
+                f"ImageNet weights not usable ({exc}); random init"]
+    model = build_model(spec.arch, num_classes=num_classes, **spec.arch_kwargs)
+    if spec.init_source in ("version", "checkpoint") and spec.resume is None:
+        return model, load_init_weights(model, Path(spec.init_path))
+    return model, []
+
+
+def _read_state(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / STATE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"best": None, "history": []}
+
+
+def _write_state(out_dir: Path, state: dict) -> None:
+    tmp = out_dir / (STATE_NAME + ".tmp")
+    tmp.write_text(json.dumps(state), encoding="utf-8")
+    os.replace(tmp, out_dir / STATE_NAME)
+
+
+def evaluate_model(model: torch.nn.Module, records: list[dict], categories: list[dict], *, device="cpu",
+                   score_threshold: float = 0.05) -> dict:
+    """segm and bbox AP of a copy of ``model`` on ``records`` (the model itself is not changed)."""
+    from segcore.evaluation import evaluate_predictions
+    from segcore.predictor import Predictor
+
+    predictor = Predictor(copy.deepcopy(model), categories, device=device)  # the copy goes to eval mode
+    return evaluate_predictions(predictor, records, categories, score_threshold=score_threshold)
+
+
+def execute_train_spec(spec: TrainSpec, *, progress: Callable[[dict], None] | None = None,
+                       should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print,
+                       distributed: bool = False) -> dict:
+    """Run a planned job (no project access). Returns the outcome (JSON-serialisable dict).
+
+    ``progress`` receives the engine's per-iteration dicts; after an evaluation the dict also
+    has ``"val": {"iteration", "segm_AP", "bbox_AP", "best_segm_AP", "best_iteration"}``.
+    ``should_stop()`` returning True stops after the current iteration; the best checkpoint is
+    kept and reported (a cancel). With ``distributed`` (inside ``torchrun``) the DDP engine of
+    :mod:`annotator.jobs.distributed` is used and only rank 0 evaluates and writes state.
+
+    Raises:
+        TrainDivergedError: :data:`NONFINITE_STORM` non-finite losses in a row.
+    """
+    from segcore.checkpoints import CheckpointError, save_checkpoint
+
+    out_dir = Path(spec.out_dir)
+    rank = 0
+    if distributed:
+        import torch.distributed as dist
+
+        from annotator.jobs.distributed import train_ddp as train_fn
+        rank = dist.get_rank() if dist.is_initialized() else 0
+    else:
+        from segcore.engine import train as train_fn
+    model, notes = build_spec_model(spec)
+    for n in notes:
+        log(n)
+    state = _read_state(out_dir) if spec.resume else {"best": None, "history": []}
+    flags = {"early": False, "diverged": False, "cancel": False, "nonfinite_run": 0, "last_eval": None}
+    have_val = bool(spec.val_records) and rank == 0
+
+    def evaluate(it: int) -> dict:
+        res = evaluate_model(model, spec.val_records, spec.categories, device=spec.device,
+                             score_threshold=spec.score_threshold)
+        entry = {"iteration": it, "segm": res["segm"], "bbox": res["bbox"]}
+        state["history"].append({"iteration": it, "segm_AP": res["segm"]["AP"], "bbox_AP": res["bbox"]["AP"]})
+        best = state.get("best")
+        if best is None or res["segm"]["AP"] > best["segm"]["AP"]:
+            save_checkpoint(out_dir / BEST_NAME, model, categories=spec.categories, iteration=it,
+                            meta={"val_segm_AP": res["segm"]["AP"], "val_bbox_AP": res["bbox"]["AP"]})
+            state["best"] = entry
+        _write_state(out_dir, state)
+        flags["last_eval"] = it
+        return entry
+
+    def on_progress(info: dict) -> None:
+        it = int(info["iteration"])
+        flags["nonfinite_run"] = flags["nonfinite_run"] + 1 if info.get("nonfinite") else 0
+        if flags["nonfinite_run"] >= NONFINITE_STORM:
+            flags["diverged"] = True
+        if have_val and not flags["diverged"] and (it % spec.eval_every == 0 or it == spec.iterations):
+            entry = evaluate(it)
+            best = state["best"]
+            info = dict(info, val={"iteration": it, "segm_AP": entry["segm"]["AP"], "bbox_AP": entry["bbox"]["AP"],
+                                   "best_segm_AP": best["segm"]["AP"], "best_iteration": best["iteration"]})
+            since = sum(1 for h in state["history"] if h["iteration"] > best["iteration"])
+            if spec.patience > 0 and since >= spec.patience and it >= spec.min_iterations:
+                flags["early"] = True
+                log(f"early stop at iteration {it}: validation segm AP has not improved for {since} "
+                    f"evaluations (best {best['segm']['AP']:.4f} at iteration {best['iteration']})")
+        if progress is not None:
+            progress(info)
+
+    def stop() -> bool:
+        if should_stop is not None and should_stop():
+            flags["cancel"] = True
+        return flags["cancel"] or flags["early"] or flags["diverged"]
+
+    try:
+        result = train_fn(
+            model, spec.train_records, spec.categories, iterations=spec.iterations, batch_size=spec.batch_size,
+            lr=spec.lr, warmup_iters=spec.warmup_iters, steps=tuple(spec.steps), augment=spec.augment,
+            device=spec.device, seed=spec.seed, out_dir=out_dir, resume=spec.resume,
+            checkpoint_every=spec.eval_every, freeze_bn=spec.freeze_bn, progress=on_progress, should_stop=stop)
+    except (CheckpointError, ValueError) as exc:
+        raise AnnotatorError(f"{out_dir}: training failed: {exc}") from None
+    if flags["diverged"]:
+        raise TrainDivergedError(f"{out_dir}: training diverged: the loss was not finite for {NONFINITE_STORM} "
+                                 f"iterations in a row (at iteration {result.iterations_done}); lower --lr")
+    if have_val and flags["last_eval"] != result.iterations_done:
+        evaluate(result.iterations_done)  # a cancel or resume end between evaluations
+    best = state.get("best") if rank == 0 else None
+    ckpt = out_dir / BEST_NAME if best is not None and (out_dir / BEST_NAME).is_file() else result.checkpoint_path
+    metrics = None
+    if best is not None:
+        metrics = {"segm": best["segm"], "bbox": best["bbox"], "iteration": best["iteration"],
+                   "val_images": len(spec.val_records), "train_images": len(spec.train_records),
+                   "history": state["history"]}
+    return {"checkpoint": str(ckpt), "final_checkpoint": str(result.checkpoint_path),
+            "iterations_done": int(result.iterations_done), "skipped_nonfinite": int(result.skipped_nonfinite),
+            "final_losses": {k: float(v) for k, v in result.final_losses.items()},
+            "stopped": bool(flags["cancel"]), "early_stopped": bool(flags["early"]), "metrics": metrics,
+            "notes": notes, "engine": {k: getattr(result, k) for k in
+                                       ("world_size", "steps_per_epoch", "epoch_steps", "param_checksum")
+                                       if hasattr(result, k)}}
+
+
+def register_train_result(project, spec: TrainSpec, outcome: dict) -> int:
+    """Register the outcome's checkpoint as model version n+1 (parent, snapshot, metrics) and make
+    it the active version. One transaction."""
+    metrics = None
+    if outcome.get("metrics"):
+        metrics = dict(outcome["metrics"], iterations_done=outcome["iterations_done"],
+                       stopped=outcome["stopped"], early_stopped=outcome["early_stopped"])
+    snapshot = dict(spec.snapshot, init=spec.init_source)
+    parent = spec.parent
+    if parent is not None:
+        try:
+            project.model_version(parent)
+        except AnnotatorError:  # the parent was deleted meanwhile
+            parent = None
+    with project.transaction():
+        version = project.register_model_version(arch=spec.arch, checkpoint=Path(outcome["checkpoint"]),
+                                                 categories=spec.categories, parent=parent, metrics=metrics,
+                                                 data_snapshot=snapshot)
+        project.set_active_model_version(version)
+    return version
+
+
 def run_train_job(
     project,
     *,
-    arch: str,
+    arch: Optional[str],
     init: str | None = None,
     iterations: int | None = None,
     batch_size: int | None = None,
@@ -104,105 +490,53 @@ def run_train_job(
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     log: Callable[[str], None] = print,
+    val_fraction: float = 0.2,
+    eval_every: int | None = None,
+    patience: int | None = None,
+    resume: str | Path | None = None,
+    gpus: int = 1,
 ) -> TrainJobResult:
     """Train ``arch`` on the project's accepted + edited annotations and register a model version.
 
     Args:
         project: an open :class:`annotator.project.Project`.
-        arch: a name from ``segcore.modeling.registry.list_architectures()``.
-        init: a segcore checkpoint path or a model version id (digits) to start from.
-        iterations, batch_size, lr, input_size: overrides of the defaults in the module doc.
+        arch: a name from ``segcore.modeling.registry.list_architectures()`` (None: the active
+            version's).
+        init: a segcore checkpoint path or a model version id (digits) to start from; default
+            the active model version of the same architecture (see the module doc for the order).
+        iterations, batch_size, lr, input_size: overrides of the defaults in the module doc
+            (``batch_size`` is per process with ``gpus > 1``).
         device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
         out_dir: where checkpoints go; default ``<project>/models/<arch>-<timestamp>``.
-        progress / should_stop: forwarded to :func:`segcore.engine.train`.
+        progress / should_stop: see :func:`execute_train_spec`.
+        val_fraction: share of images held out for validation (stored split; 0 = none, then
+            no early stopping and no metrics).
+        eval_every / patience: validation period (iterations) and early-stopping patience
+            (evaluations; 0 = never stop early).
+        resume: a run folder (or its checkpoint) to continue with its own plan.
+        gpus: > 1 runs the same plan with ``torchrun`` on that many processes (DDP).
 
     Returns:
         :class:`TrainJobResult`.
 
     Raises:
         AnnotatorError: unknown architecture, no reviewed annotations, bad init checkpoint,
-            unwritable output folder.
+            unwritable output folder, diverged or failed run.
     """
-    from segcore.checkpoints import save_checkpoint  # noqa: F401  (import check for a clear error)
-    from segcore.device import resolve_device
-    from segcore.engine import train
-    from segcore.modeling.registry import build_model, list_architectures
+    spec = prepare_train_job(project, arch=arch, init=init, iterations=iterations, batch_size=batch_size, lr=lr,
+                             input_size=input_size, device=device, out_dir=out_dir, augment=augment, seed=seed,
+                             val_fraction=val_fraction, eval_every=eval_every, patience=patience, resume=resume,
+                             log=log)
+    if int(gpus) > 1:
+        from annotator.jobs.distributed import launch_torchrun
 
-    if arch not in list_architectures():
-        raise AnnotatorError(f"--arch: unknown architecture {arch!r}; known: {', '.join(list_architectures())}")
-    records, categories = project.training_records()
-    if not records:
-        raise AnnotatorError(
-            f"{project.db_path}: annotations: no accepted or edited annotations to train on "
-            "(import COCO or review predictions first)"
-        )
-    dev = resolve_device(device)
-    parent = None
-    init_path: Path | None = None
-    if init is not None:
-        if str(init).isdigit():
-            parent = int(init)
-            init_path = Path(project.model_version(parent).checkpoint_path)
-        else:
-            init_path = Path(init)
-        if not init_path.is_file():
-            raise AnnotatorError(f"--init: checkpoint not found: {init_path}")
-
-    kwargs = {} if input_size is None else {"input_size": int(input_size)}
-    model = build_model(arch, num_classes=len(categories), **kwargs)
-    notes = load_init_weights(model, init_path) if init_path else [
-        "no --init given and no pretrained weights: training starts from random init"
-    ]
-    for n in notes:
-        log(n)
-
-    iterations = int(iterations or default_iterations(len(records)))
-    batch_size = int(batch_size or (8 if dev.type == "cuda" else 4))
-    lr = float(lr if lr is not None else 1e-3 * batch_size / 8)
-    if out_dir is None:
-        out_dir = project.root / "models" / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AnnotatorError(f"--out: cannot create {out_dir}: {exc.strerror}") from None
-
-    log(
-        f"training {arch} on {len(records)} images / {len(categories)} categories, "
-        f"{iterations} iterations, batch {batch_size}, lr {lr:g}, device {dev}"
-    )
-    result = train(
-        model,
-        records,
-        categories,
-        iterations=iterations,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_iters=min(500, iterations // 10),
-        steps=lr_steps(iterations),
-        augment=augment,
-        device=str(dev),
-        seed=seed,
-        out_dir=out_dir,
-        freeze_bn=None if init_path else False,
-        progress=progress,
-        should_stop=should_stop,
-    )
-    snapshot = {"annotation_ids": sorted(a["id"] for r in records for a in r["annotations"] if "id" in a),
-                "images": len(records)}
-    version = project.register_model_version(
-        arch=arch,
-        checkpoint=Path(result.checkpoint_path),
-        categories=categories,
-        parent=parent,
-        metrics=None,
-        data_snapshot=snapshot,
-    )
+        outcome = launch_torchrun(spec, nproc=int(gpus), progress=progress, log=log)
+    else:
+        outcome = execute_train_spec(spec, progress=progress, should_stop=should_stop, log=log)
+    version = register_train_result(project, spec, outcome)
     return TrainJobResult(
-        checkpoint=Path(result.checkpoint_path),
-        model_version=version,
-        iterations_done=result.iterations_done,
-        skipped_nonfinite=result.skipped_nonfinite,
-        final_losses=dict(result.final_losses),
-        notes=notes,
-    )
+        checkpoint=Path(outcome["checkpoint"]), model_version=version, iterations_done=outcome["iterations_done"],
+        skipped_nonfinite=outcome["skipped_nonfinite"], final_losses=outcome["final_losses"],
+        notes=[spec.init_note] + list(outcome.get("notes", [])), metrics=outcome["metrics"],
+        stopped=outcome["stopped"], early_stopped=outcome["early_stopped"], init_source=spec.init_source,
+        parent=spec.parent, details=outcome)

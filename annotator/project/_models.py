@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -89,3 +90,76 @@ class ModelsMixin:
                                 "height": img.height, "width": img.width, "annotations": by_image[img.id]})
         categories = [{"id": c.id, "name": c.name} for c in self.categories()]
         return records, categories
+
+    # ----------------------------------------------------------------- active version
+    def active_model_version(self) -> Optional[int]:
+        """The model version new training starts from and pre-labelling uses by default:
+        ``meta.active_model_version`` when set (and still registered), else the newest version,
+        else None."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'active_model_version'").fetchone()
+        if row is not None and self._conn.execute("SELECT 1 FROM model_versions WHERE id = ?",
+                                                  (int(row[0]),)).fetchone():
+            return int(row[0])
+        row = self._conn.execute("SELECT MAX(id) FROM model_versions").fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def set_active_model_version(self, version: Optional[int]) -> None:
+        """Make ``version`` the active one (None: back to "the newest"). Raises AnnotatorError: unknown id."""
+        with self.transaction():
+            if version is None:
+                self._conn.execute("DELETE FROM meta WHERE key = 'active_model_version'")
+                return
+            self.model_version(int(version))
+            self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('active_model_version', ?)",
+                               (str(int(version)),))
+
+    def delete_model_version(self, version: int, *, delete_checkpoint: bool = False) -> None:
+        """Unregister a model version (children keep their row, ``parent`` becomes NULL; predictions
+        keep their masks, ``model_version`` becomes NULL). ``delete_checkpoint`` also removes the
+        file when it lies inside the project folder."""
+        mv = self.model_version(int(version))
+        with self.transaction():
+            self._conn.execute("DELETE FROM model_versions WHERE id = ?", (int(version),))
+        if delete_checkpoint:
+            rel = self.relative_path(mv.checkpoint)
+            if not rel.startswith("..") and not os.path.isabs(rel):
+                Path(mv.checkpoint).unlink(missing_ok=True)
+
+    # ----------------------------------------------------------------- train / validation split
+    def image_splits(self) -> dict[int, str]:
+        """``{image id: "train" | "val"}`` for every image assigned so far."""
+        return {int(i): s for i, s in self._conn.execute("SELECT image_id, split FROM image_splits")}
+
+    def assign_splits(self, image_ids: Sequence[int], *, val_fraction: float = 0.2, seed: int = 0) -> dict[int, str]:
+        """Assign the images of ``image_ids`` not yet assigned to "train" or "val"; return the split of each.
+
+        An image's draw is ``u = sha256(f"{seed}:{image sha256}")`` as a fraction in [0, 1); it
+        goes to "val" when ``u < val_fraction``. Assignments are stored (``image_splits``) and
+        never changed afterwards, so every later training round validates on the same images.
+        With two or more images there is at least one of each split (when ``val_fraction > 0``):
+        the new image with the smallest / largest draw is moved. One transaction.
+        """
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise self._err("image_splits", f"val_fraction must be in [0, 1), got {val_fraction}")
+        ids = [int(i) for i in image_ids]
+        with self.transaction():
+            known = self.image_splits()
+            new = []
+            for i in ids:
+                if i in known:
+                    continue
+                digest = hashlib.sha256(f"{int(seed)}:{self.image(i).sha256}".encode()).hexdigest()
+                new.append((int(digest[:13], 16) / 16 ** 13, i))
+            new.sort()
+            assigned = {i: ("val" if u < val_fraction else "train") for u, i in new}
+            current = [known[i] for i in ids if i in known] + list(assigned.values())
+            if new and val_fraction > 0 and len(current) >= 2:
+                if "val" not in current:
+                    assigned[new[0][1]] = "val"
+                elif "train" not in current and len(new) >= 1:
+                    assigned[new[-1][1]] = "train"
+            stamp = now()
+            self._conn.executemany("INSERT INTO image_splits(image_id, split, seed, assigned) VALUES (?, ?, ?, ?)",
+                                   [(i, s, int(seed), stamp) for i, s in assigned.items()])
+            known.update(assigned)
+        return {i: known[i] for i in ids}

@@ -1,7 +1,8 @@
 """SQL DDL of the project store, its schema version and migrations.
 
 One SQLite file per project (``<root>/annotator.sqlite``), WAL journal, foreign keys on.
-``meta`` holds ``schema_version``, ``created`` (ISO UTC) and ``app_version``.
+``meta`` holds ``schema_version``, ``created`` (ISO UTC) and ``app_version`` (and, once set,
+``active_model_version``). Version 2 added ``image_splits`` (train / validation split by image).
 Ids of images, annotations and model versions are AUTOINCREMENT (never reused after a delete).
 Coordinates: bbox columns are COCO XYWH absolute pixels; ``rle`` is compressed-RLE JSON
 (``{"size": [h, w], "counts": str}``); ``polygon`` is COCO polygon JSON or NULL.
@@ -13,7 +14,7 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DDL = """
 CREATE TABLE meta (
@@ -71,18 +72,35 @@ CREATE INDEX annotations_by_image ON annotations(image_id, review_state);
 CREATE INDEX annotations_by_category ON annotations(category_id);
 """
 
+# Version 2 (training loop): the train / validation split by image, kept so that later training
+# rounds validate on the same images. An image is assigned once, when it first has training data.
+SPLITS_DDL = """
+CREATE TABLE image_splits (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    split    TEXT NOT NULL CHECK (split IN ('train', 'val')),
+    seed     INTEGER NOT NULL,
+    assigned TEXT NOT NULL
+);
+"""
+
+
 def now() -> str:
     """Current time as an ISO-8601 UTC string (seconds), the format of every timestamp column."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Additive: the ``image_splits`` table (empty; images are assigned at the next training)."""
+    conn.execute(SPLITS_DDL)
+
+
 # version -> function upgrading a database from that version to version + 1 (inside a transaction)
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
 
 
 def create_schema(conn: sqlite3.Connection, *, created: str, app_version: str) -> None:
     """Create all tables in an empty database (caller holds the transaction)."""
-    for stmt in DDL.split(";"):
+    for stmt in (DDL + SPLITS_DDL).split(";"):
         if stmt.strip():
             conn.execute(stmt)
     conn.executemany(

@@ -13,6 +13,7 @@ import pytest
 from annotator import masks
 from annotator.errors import AnnotatorError, ProjectLockedError
 from annotator.project import DB_NAME, Project, store
+from annotator.project.schema import SCHEMA_VERSION
 
 
 def make_images(folder: Path, sizes=((40, 30), (50, 20), (32, 32))) -> list[Path]:
@@ -63,7 +64,7 @@ def test_create_registers_images(tmp_path, project):
     assert project.db_path == tmp_path / "proj" / DB_NAME
     conn = sqlite3.connect(str(project.db_path))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     conn.close()
     assert project.add_images_from(tmp_path / "images") == 0  # already registered
     make_images(tmp_path / "more", sizes=((8, 8),))

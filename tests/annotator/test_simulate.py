@@ -1,0 +1,79 @@
+"""annotator simulate (issue 7): rounds of pre-label -> correct to GT -> fine-tune, table + csv + png."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from annotator import masks
+from annotator.cli import main
+from annotator.jobs.simulate import correct_image
+from annotator.project import Project
+
+
+def test_correct_image_counts(tmp_path):
+    import cv2
+
+    (tmp_path / "im").mkdir()
+    cv2.imwrite(str(tmp_path / "im" / "a.png"), np.zeros((40, 40, 3), np.uint8))
+    with Project.create(tmp_path / "p", images_dir=tmp_path / "im") as p:
+        p.add_category("a", id=1)
+        p.add_category("b", id=2)
+        img = p.images()[0].id
+
+        def rle(y0, y1, x0, x1):
+            m = np.zeros((40, 40), bool)
+            m[y0:y1, x0:x1] = True
+            return masks.encode_mask(m)
+
+        gt = [{"category_id": 1, "iscrowd": 0, "rle": rle(0, 10, 0, 10)},
+              {"category_id": 2, "iscrowd": 0, "rle": rle(20, 30, 0, 10)},
+              {"category_id": 1, "iscrowd": 0, "rle": rle(30, 40, 30, 40)}]
+        p.replace_predictions(img, [
+            {"category_id": 1, "rle": rle(0, 10, 0, 10), "score": 0.9},     # exact: accepted
+            {"category_id": 1, "rle": rle(20, 28, 0, 10), "score": 0.8},    # IoU 0.8, wrong class: fixed
+            {"category_id": 2, "rle": rle(10, 18, 20, 30), "score": 0.7},   # nothing there: deleted
+            {"category_id": 1, "rle": rle(30, 40, 30, 40), "score": 0.1},   # below the slider: hidden
+        ], None)
+        c = correct_image(p, img, gt, score_threshold=0.3)
+        assert (c["accepted"], c["fixed"], c["deleted"], c["drawn"], c["shown"], c["gt"]) == (1, 1, 1, 1, 3, 3)
+        final = p.annotations(img, review_states=["accepted", "edited"])
+        assert sorted((a.category_id, a.review_state) for a in final) == [(1, "accepted"), (1, "accepted"),
+                                                                          (2, "edited")]
+        assert p.image(img).state == "reviewed"
+
+
+@pytest.mark.slow
+def test_simulate_two_rounds_cli(tmp_path, coco_tiny, capsys):
+    gt = json.loads((coco_tiny / "annotations" / "instances_val2017.json").read_text())
+    chosen = sorted(gt["images"], key=lambda im: im["file_name"])[:8]
+    images = tmp_path / "images"
+    images.mkdir()
+    for im in chosen:
+        shutil.copy(coco_tiny / "val2017" / im["file_name"], images / im["file_name"])
+    ids = {im["id"] for im in chosen}
+    sub = {"images": chosen, "categories": gt["categories"],
+           "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
+    (tmp_path / "gt.json").write_text(json.dumps(sub))
+    out = tmp_path / "out"
+    assert main(["simulate", "--coco", str(tmp_path / "gt.json"), "--images", str(images), "--arch", "yolact_tiny",
+                 "--rounds", "2", "--per-round", "3", "--device", "cpu", "--out", str(out), "--iterations", "4",
+                 "--input-size", "96", "--batch-size", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "accepted%" in printed and "segm AP rest" in printed
+    rows = list(csv.DictReader(open(out / "rounds.csv")))
+    assert [int(r["round"]) for r in rows] == [1, 2] and [int(r["images_labeled"]) for r in rows] == [3, 6]
+    assert "accepted_without_edit_pct" in rows[0]
+    assert float(rows[0]["accepted_without_edit_pct"]) == 0.0 and int(rows[0]["drawn"]) == int(rows[0]["gt_instances"])
+    assert [int(r["model_version"]) for r in rows] == [1, 2] and int(rows[1]["remaining_images"]) == 2
+    assert 0.0 <= float(rows[1]["segm_AP_remaining"]) <= 1.0
+    png = (out / "rounds.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with Project.open(out / "project") as p:
+        assert p.model_version(2).parent == 1
+        done = [im for im in p.images() if im.done]
+        assert len(done) == 6
