@@ -323,7 +323,8 @@ def cmd_simulate(args) -> int:
         raise AnnotatorError(f"--images: folder not found: {images}")
     simulate(coco, images, arch=args.arch, rounds=args.rounds, per_round=args.per_round,
              out_dir=Path(args.out), device=args.device, iterations=args.iterations, input_size=args.input_size,
-             batch_size=args.batch_size, score_threshold=args.score_threshold, seed=args.seed)
+             batch_size=args.batch_size, score_threshold=args.score_threshold, seed=args.seed,
+             log=lambda m: print(m, flush=True))
     return 0
 
 
