@@ -12,6 +12,7 @@ No per-pixel Python loops: fills are boolean-index assignments, outlines a morph
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -136,14 +137,181 @@ class Label:
     color: RGB
 
 
-@dataclass
 class Sprite:
     """One instance drawn into its own RGBA box: ``rgba`` ``[h, w, 4]`` placed at image pixel
-    ``(x0, y0)``; sprites are stacked in list order (last = topmost)."""
+    ``(x0, y0)``; sprites are stacked in list order (last = topmost).
 
-    x0: int
-    y0: int
-    rgba: np.ndarray
+    :meth:`rgba_at` gives the box reduced by ``2**level`` on the global level grid (drawing
+    when zoomed out), memoised per level; :meth:`argb32_at` the same as premultiplied
+    ``QImage.Format_ARGB32_Premultiplied`` words (what a raster painter draws fastest)."""
+
+    def __init__(self, x0: int, y0: int, rgba: np.ndarray) -> None:
+        self.x0, self.y0 = int(x0), int(y0)
+        self._rgba = rgba
+        self._levels: dict[int, tuple[int, int, np.ndarray]] = {}
+        self._argb: dict[int, tuple[int, int, np.ndarray]] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(x0={self.x0}, y0={self.y0}, shape={self.shape})"
+
+    @property
+    def rgba(self) -> np.ndarray:
+        return self._rgba
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(h, w)`` of the box (known without building :attr:`rgba`)."""
+        return tuple(self._rgba.shape[:2])
+
+    def rgba_at(self, level: int) -> tuple[int, int, np.ndarray]:
+        """``(X, Y, rgba)``: the box reduced by ``f = 2**level``, covering level pixels
+        ``X .. X + w'`` (level pixel ``X`` = image pixels ``X*f .. X*f + f``), so reduced boxes
+        of different sprites line up on one grid. Level 0 is ``(x0, y0, rgba)``."""
+        if level <= 0:
+            return self.x0, self.y0, self.rgba
+        got = self._levels.get(level)
+        if got is None:
+            got = self._levels[level] = self._reduce(level)
+        return got
+
+    def argb32_at(self, level: int) -> tuple[int, int, np.ndarray]:
+        """``(X, Y, words)`` as :meth:`rgba_at`, ``words`` ``[h', w']`` uint32 premultiplied
+        ARGB (``A << 24 | R << 16 | G << 8 | B``); memoised per level."""
+        got = self._argb.get(max(0, level))
+        if got is None:
+            got = self._argb[max(0, level)] = self._argb32(max(0, level))
+        return got
+
+    def _argb32(self, level: int) -> tuple[int, int, np.ndarray]:
+        X, Y, rgba = self.rgba_at(level)
+        c = rgba.astype(np.uint32)
+        a = c[..., 3]
+        words = (a << 24) | ((c[..., 0] * a + 127) // 255 << 16) | ((c[..., 1] * a + 127) // 255 << 8) \
+            | ((c[..., 2] * a + 127) // 255)
+        return X, Y, np.ascontiguousarray(words, dtype=np.uint32)
+
+    def _reduce(self, level: int) -> tuple[int, int, np.ndarray]:
+        f = 1 << level
+        X, Y, a = _aligned(self.rgba, self.x0, self.y0, f)
+        hl, wl = a.shape[0] // f, a.shape[1] // f
+        return X, Y, cv2.resize(a, (wl, hl), interpolation=cv2.INTER_AREA)
+
+
+def _aligned(arr: np.ndarray, x0: int, y0: int, f: int) -> tuple[int, int, np.ndarray]:
+    """``arr`` (at image pixel ``(x0, y0)``) zero-padded to whole ``f`` x ``f`` blocks of the
+    image grid: ``(X, Y, padded)`` with ``padded`` starting at image pixel ``(X*f, Y*f)``."""
+    X, Y = x0 // f, y0 // f
+    ox, oy = x0 - X * f, y0 - Y * f
+    h, w = arr.shape[:2]
+    ph, pw = -(-(oy + h) // f) * f, -(-(ox + w) // f) * f
+    out = np.zeros((ph, pw) + arr.shape[2:], arr.dtype)
+    out[oy:oy + h, ox:ox + w] = arr
+    return X, Y, out
+
+
+def _rgb_word(color: RGB) -> np.uint32:
+    """The colour as the uint32 word of an RGBA8888 pixel with alpha 0 (little-endian: bytes
+    R, G, B, A)."""
+    r, g, b = (int(c) for c in color)
+    return np.uint32(r | (g << 8) | (b << 16))
+
+
+_KERNEL3 = np.ones((3, 3), np.uint8)
+_WHITE = np.uint32(0xFFFFFFFF)      # opaque white, straight RGBA and premultiplied ARGB alike
+
+
+def _premultiplied_lut(color: RGB) -> np.ndarray:
+    """``lut[a]``: the premultiplied ARGB32 word of ``color`` at alpha ``a`` (256 uint32)."""
+    a = np.arange(256, dtype=np.uint32)
+    r, g, b = (int(c) for c in color)
+    return (a << 24) | ((r * a + 127) // 255 << 16) | ((g * a + 127) // 255 << 8) | ((b * a + 127) // 255)
+
+
+def _edge(m: np.ndarray, width: int) -> np.ndarray:
+    """``[h, w]`` uint8 0/1 inner edge of a uint8 0/1 mask (outside the array counts as
+    outside, as in :func:`mask_outline`)."""
+    er = cv2.erode(m, _KERNEL3, iterations=int(width), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return m - er
+
+
+class InstanceSprite(Sprite):
+    """The overlay box of one instance, built from its :class:`Crop` on demand: :attr:`rgba`
+    (full resolution, pixels equal :func:`build_overlay`'s for that instance alone) on first
+    use, each reduced level straight from the mask (no full-resolution box needed). Creating
+    one costs nothing, so a layer of many instances is cheap until drawn."""
+
+    def __init__(self, crop: "Crop", color: RGB, height: int, width: int, *, fill_alpha: float = 0.4,
+                 outline_width: int = 2, filled: bool = True, highlight: bool = False) -> None:
+        pad = max(1, outline_width) + 2
+        mh, mw = crop.mask.shape
+        y0, x0 = max(0, crop.y0 - pad), max(0, crop.x0 - pad)
+        y1, x1 = min(height, crop.y0 + mh + pad), min(width, crop.x0 + mw + pad)
+        super().__init__(x0, y0, None)
+        self._shape = (y1 - y0, x1 - x0)
+        self.crop, self.color = crop, tuple(int(c) for c in color)
+        self.fill_a = np.uint8(round(255 * float(np.clip(fill_alpha, 0.0, 1.0))) if filled else 0)
+        self.outline_width, self.highlight = int(outline_width), bool(highlight)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    def _alpha(self, level: int) -> tuple[int, int, np.ndarray, np.ndarray | None]:
+        """``(X, Y, alpha, white)`` of the box at ``level``: ``alpha`` uint8 (fill, outline
+        255), ``white`` the bool highlight edge (``None`` when not highlighted). Level 0: the
+        padded box at ``(x0, y0)``, exactly :func:`build_overlay`'s pixels; a coarser level is
+        made from the mask's covered share per level pixel (fill alpha scaled by it), with a
+        one-pixel outline (two for the highlight) of the pixels covered at least half."""
+        c = self.crop
+        if level <= 0:
+            mh, mw = c.mask.shape
+            m = np.zeros(self._shape, np.uint8)
+            m[c.y0 - self.y0:c.y0 - self.y0 + mh, c.x0 - self.x0:c.x0 - self.x0 + mw] = c.mask.view(np.uint8)
+            X, Y, alpha = self.x0, self.y0, m * self.fill_a
+            edge_w, hl_w = self.outline_width, max(1, self.outline_width) + 1
+        else:
+            f = 1 << level
+            X, Y, a = _aligned(c.mask.view(np.uint8) * np.uint8(255), c.x0, c.y0, f)
+            cover = cv2.resize(a, (a.shape[1] // f, a.shape[0] // f), interpolation=cv2.INTER_AREA)
+            m = (cover >= 128).view(np.uint8)
+            alpha = ((cover.astype(np.uint16) * int(self.fill_a) + 127) // 255).astype(np.uint8)
+            edge_w, hl_w = min(1, self.outline_width), 2
+        if edge_w > 0:
+            alpha[_edge(m, edge_w).view(bool)] = 255
+        white = _edge(m, hl_w).view(bool) if self.highlight else None
+        return X, Y, alpha, white
+
+    def _straight(self, level: int) -> tuple[int, int, np.ndarray]:
+        X, Y, alpha, white = self._alpha(level)
+        if sys.byteorder != "little":                    # the uint32 words below are little-endian RGBA
+            rgba = np.empty(alpha.shape + (4,), np.uint8)
+            rgba[..., :3] = self.color
+            rgba[..., 3] = alpha
+            if white is not None:
+                rgba[white] = 255
+            return X, Y, rgba
+        words = alpha.astype(np.uint32)
+        words <<= 24
+        words |= _rgb_word(self.color)
+        if white is not None:
+            words[white] = _WHITE
+        return X, Y, words.view(np.uint8).reshape(alpha.shape + (4,))
+
+    @property
+    def rgba(self) -> np.ndarray:
+        if self._rgba is None:
+            self._rgba = self._straight(0)[2]
+        return self._rgba
+
+    def _reduce(self, level: int) -> tuple[int, int, np.ndarray]:
+        return self._straight(level)
+
+    def _argb32(self, level: int) -> tuple[int, int, np.ndarray]:
+        X, Y, alpha, white = self._alpha(level)
+        words = _premultiplied_lut(self.color)[alpha]
+        if white is not None:
+            words[white] = _WHITE
+        return X, Y, words
 
 
 @dataclass
@@ -176,9 +344,10 @@ def compose_sprites(sprites: Sequence[Sprite], height: int, width: int) -> np.nd
     (the same pixels :func:`build_overlay` paints)."""
     out = np.zeros((height, width, 4), np.uint8)
     for s in sprites:
-        h, w = s.rgba.shape[:2]
+        rgba = s.rgba
+        h, w = rgba.shape[:2]
         box = out[s.y0:s.y0 + h, s.x0:s.x0 + w]
-        src = s.rgba[:box.shape[0], :box.shape[1]]
+        src = rgba[:box.shape[0], :box.shape[1]]
         on = src[..., 3] > 0
         box[on] = src[on]
     return out
@@ -258,28 +427,13 @@ def crops_from_masks(masks: np.ndarray) -> list[Crop | None]:
 def instance_sprite(crop: Crop, color: RGB, height: int, width: int, *, fill_alpha: float = 0.4,
                     outline_width: int = 2, filled: bool = True, highlight: bool = False) -> Sprite:
     """The overlay box of one instance (fill, outline, white highlight outline), memoised on
-    ``crop``; pixels equal :func:`build_overlay`'s for that instance alone."""
+    ``crop``; pixels equal :func:`build_overlay`'s for that instance alone. An
+    :class:`InstanceSprite`: its pixels are made when first drawn (or read)."""
     key = (tuple(int(c) for c in color), float(fill_alpha), int(outline_width), bool(filled), bool(highlight))
     got = crop.sprites.get(key)
-    if got is not None:
-        return got
-    pad = max(1, outline_width) + 2
-    mh, mw = crop.mask.shape
-    y0, x0 = max(0, crop.y0 - pad), max(0, crop.x0 - pad)
-    y1, x1 = min(height, crop.y0 + mh + pad), min(width, crop.x0 + mw + pad)
-    m = np.zeros((y1 - y0, x1 - x0), bool)
-    m[crop.y0 - y0:crop.y0 - y0 + mh, crop.x0 - x0:crop.x0 - x0 + mw] = crop.mask
-    fill_a = np.uint8(round(255 * float(np.clip(fill_alpha, 0.0, 1.0))) if filled else 0)
-    alpha = m.view(np.uint8) * fill_a
-    if outline_width > 0:
-        np.maximum(alpha, mask_outline(m, outline_width).view(np.uint8) * np.uint8(255), out=alpha)
-    rgba = np.empty(m.shape + (4,), np.uint8)
-    rgba[..., :3] = np.asarray(color, np.uint8)
-    rgba[..., 3] = alpha
-    if highlight:
-        edge = mask_outline(m, max(1, outline_width) + 1)
-        rgba[edge] = (*HIGHLIGHT_COLOR, 255)
-    got = crop.sprites[key] = Sprite(x0, y0, rgba)
+    if got is None:
+        got = crop.sprites[key] = InstanceSprite(crop, color, height, width, fill_alpha=fill_alpha,
+                                                 outline_width=outline_width, filled=filled, highlight=highlight)
     return got
 
 

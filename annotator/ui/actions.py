@@ -46,6 +46,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("prelabel_all", "Pre-label all unreviewed", "prelabel_unreviewed", ("Ctrl+Shift+L",),
                "&Model", True),
     ActionSpec("cancel", "Cancel drawing / pre-label, or clear the selection", "cancel", ("Esc",), "&Model", True),
+    ActionSpec("train", "Train...", "open_training", ("Ctrl+T",), "&Model", True),
     # editing
     ActionSpec("undo", "Undo", "undo", ("Ctrl+Z",), "&Edit", True),
     ActionSpec("redo", "Redo", "redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "&Edit", True),

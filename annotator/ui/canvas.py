@@ -16,17 +16,28 @@ Drawing stays proportional to what is visible, whatever the image size: the imag
 :class:`TiledImageItem` painting :data:`~annotator.tools.tiles.TILE`-pixel tiles of the pyramid
 level matching the view scale (:mod:`annotator.tools.tiles`; tile pixmaps made on first use,
 kept in an LRU cache), and each instance is a :class:`SpriteItem` at its box, drawing a cached
-pixmap (downsampled copies when zoomed out). :meth:`Canvas.set_instances` reuses the items of
-unchanged sprites, so a selection change re-uploads two boxes, not the image-size overlay.
+premultiplied image (reduced copies when zoomed out, made straight from the mask).
+:meth:`Canvas.set_instances` reuses the items of unchanged sprites, so a selection change
+re-makes two boxes, not the image-size overlay.
+
+Level of detail, so zoomed-out views do not draw hundreds of items: at pyramid level
+:data:`COMPOSITE_MIN_LEVEL` and coarser (and at least the level where the image's longer side is
+<= :data:`COMPOSITE_MAX_SIDE`), the instances are drawn from one :class:`CompositeItem` (all
+reduced boxes painted into one image per level, remade when the instances change) instead of
+the per-instance items; score labels are hidden while they would cover more than
+:data:`LABEL_MAX_COVER` of the image on screen (:meth:`Canvas.labels_shown`). After
+:meth:`Canvas.set_instances`, an idle prefetch (slices of a few ms on the GUI thread, while it
+has nothing else to do) makes the zoomed-out images ahead (:meth:`Canvas.prefetch_pending`).
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGraphicsItem, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene,
@@ -38,6 +49,15 @@ from annotator.tools.overlay import Sprite, compose_sprites
 
 ZOOM_STEP = 1.25
 ZOOM_MIN, ZOOM_MAX = 0.02, 64.0
+#: Coarsest pyramid level drawn by the per-instance items (a box reduced by 8 at most).
+SPRITE_MAX_LEVEL = 3
+#: The composite overlay replaces the per-instance items from this level (scale < 1/4) ...
+COMPOSITE_MIN_LEVEL = 2
+#: ... and only where its pixmap's longer side is at most this (memory bound on huge images).
+COMPOSITE_MAX_SIDE = 2048
+#: Screen area of one score label (px^2, estimate) and the share of the image on screen
+#: labels may cover before they are hidden (zoomed out over many instances they only clutter).
+LABEL_AREA, LABEL_MAX_COVER = 90 * 16, 0.25
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -87,7 +107,9 @@ class TiledImageItem(QGraphicsItem):
         key = (level, tx, ty)
         pix = self._cache.get(key)
         if pix is None:
-            pix = QPixmap.fromImage(rgb_to_qimage(tiles.tile_array(self.levels, level, tx, ty)))
+            arr = np.ascontiguousarray(tiles.tile_array(self.levels, level, tx, ty))
+            pix = QPixmap.fromImage(QImage(arr.data, arr.shape[1], arr.shape[0], 3 * arr.shape[1],
+                                           QImage.Format_RGB888))      # fromImage copies
             self.tiles_made += 1
             self._cache[key] = pix
             while len(self._cache) > self.CACHE_TILES:
@@ -110,29 +132,135 @@ class TiledImageItem(QGraphicsItem):
             painter.drawPixmap(QRectF(x, y, tw, th), pix, QRectF(pix.rect()))
 
 
+class _Group(QGraphicsItem):
+    """An invisible parent: hiding it hides all its children at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFlag(QGraphicsItem.ItemHasNoContents, True)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return QRectF()
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        pass
+
+
+def _argb_image(words: np.ndarray) -> QImage:
+    """A QImage over ``[h, w]`` uint32 premultiplied ARGB words (no copy: keep ``words`` alive)."""
+    h, w = words.shape
+    return QImage(words.data, w, h, 4 * w, QImage.Format_ARGB32_Premultiplied)
+
+
 class SpriteItem(QGraphicsItem):
-    """One instance's overlay box at its image position; pixmaps made on first paint, one per
-    power-of-two reduction used (zoomed out, a paint draws a small pixmap)."""
+    """One instance's overlay box at its image position; images made on first paint (or by the
+    canvas's idle prefetch), one per power-of-two reduction used (zoomed out, a paint draws a
+    small image made straight from the mask: :meth:`~annotator.tools.overlay.Sprite.argb32_at`),
+    in the raster painter's native premultiplied format."""
+
+    MARGIN = 1 << SPRITE_MAX_LEVEL      # a reduced box lies on the level grid: up to f-1 px outside
 
     def __init__(self, sprite: Sprite) -> None:
         super().__init__()
         self.sprite = sprite
-        self._h, self._w = sprite.rgba.shape[:2]
-        self._pix: dict[int, QPixmap] = {}
-        self._levels = [sprite.rgba]
+        self._h, self._w = sprite.shape
+        m = self.MARGIN
+        self._rect = QRectF(-m, -m, self._w + 2 * m, self._h + 2 * m)
+        self._images: dict[int, tuple[QRectF, QImage, np.ndarray]] = {}
         self.setPos(sprite.x0, sprite.y0)
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
-        return QRectF(0, 0, self._w, self._h)
+        return self._rect
+
+    def level_for(self, scale: float) -> int:
+        return min(SPRITE_MAX_LEVEL, tiles.level_for_scale(scale, max(self._h, self._w).bit_length()))
+
+    def prepare(self, level: int) -> tuple[QRectF, QImage, np.ndarray]:
+        """The image drawn at ``level`` (made now if needed): ``(target rect, image, words)``."""
+        got = self._images.get(level)
+        if got is None:
+            X, Y, words = self.sprite.argb32_at(level)
+            f = 1 << level
+            rect = QRectF(X * f - self.sprite.x0, Y * f - self.sprite.y0, words.shape[1] * f, words.shape[0] * f)
+            got = self._images[level] = (rect, _argb_image(words), words)
+        return got
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
-        level = tiles.level_for_scale(_view_scale(painter), max(self._h, self._w).bit_length())
-        pix = self._pix.get(level)
-        if pix is None:
-            while len(self._levels) <= level:
-                self._levels.append(tiles.halve(self._levels[-1]))
-            pix = self._pix[level] = QPixmap.fromImage(rgba_to_qimage(self._levels[level]))
-        painter.drawPixmap(QRectF(0, 0, self._w, self._h), pix, QRectF(pix.rect()))
+        rect, img, _ = self.prepare(self.level_for(_view_scale(painter)))
+        painter.drawImage(rect, img)
+
+
+class CompositeItem(QGraphicsItem):
+    """All instance boxes painted (in order, source-over) into one reduced overlay per pyramid
+    level; a paint is one ``drawImage`` of the exposed part. A level's image is made on first
+    paint at that level, or ahead in slices by :meth:`advance` (the canvas's idle prefetch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFlag(QGraphicsItem.ItemUsesExtendedStyleOption, True)
+        self._sprites: list[Sprite] = []
+        self._size = (0, 0)
+        self._images: dict[int, QImage] = {}
+        self._partial: dict[int, tuple[QImage, int]] = {}   # level -> (image, sprites drawn so far)
+        self.composites_made = 0   # (tests / profiling)
+
+    def set_sprites(self, sprites: Sequence[Sprite], size: tuple[int, int]) -> None:
+        """The boxes (last on top) of an image of level-0 ``size`` ``(H, W)``; drops the images."""
+        if size != self._size:
+            self.prepareGeometryChange()
+        self._sprites, self._size = list(sprites), size
+        self._images.clear()
+        self._partial.clear()
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return QRectF(0, 0, self._size[1], self._size[0])
+
+    def ready(self, level: int) -> bool:
+        return level in self._images
+
+    def advance(self, level: int, deadline: float = float("inf")) -> bool:
+        """Draw more boxes into ``level``'s image until ``time.perf_counter() >= deadline``;
+        ``True`` once it is complete."""
+        if level in self._images:
+            return True
+        got = self._partial.get(level)
+        if got is None:
+            f = 1 << level
+            h, w = -(-self._size[0] // f), -(-self._size[1] // f)
+            img = QImage(max(1, w), max(1, h), QImage.Format_ARGB32_Premultiplied)
+            img.fill(0)
+            got = (img, 0)
+        img, i = got
+        p = QPainter(img)
+        n = len(self._sprites)
+        while i < n:
+            X, Y, words = self._sprites[i].argb32_at(level)
+            p.drawImage(QPoint(X, Y), _argb_image(words))
+            i += 1
+            if i % 8 == 0 and time.perf_counter() >= deadline:
+                break
+        p.end()
+        if i < n:
+            self._partial[level] = (img, i)
+            return False
+        self._partial.pop(level, None)
+        self._images[level] = img
+        self.composites_made += 1
+        return True
+
+    def image(self, level: int) -> QImage:
+        self.advance(level)
+        return self._images[level]
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        if not self._sprites:
+            return
+        level = tiles.level_for_scale(_view_scale(painter), 64)
+        img = self.image(level)
+        f = float(1 << level)
+        r = option.exposedRect.intersected(self.boundingRect())
+        painter.drawImage(r, img, QRectF(r.left() / f, r.top() / f, r.width() / f, r.height() / f))
 
 
 class Canvas(QGraphicsView):
@@ -161,8 +289,15 @@ class Canvas(QGraphicsView):
         self._sprite_items: dict[int, SpriteItem] = {}   # id(sprite) -> item
         self._overlay_item = QGraphicsPixmapItem()
         self._overlay_item.setZValue(1)
-        self.scene().addItem(self._image_item)
-        self.scene().addItem(self._overlay_item)
+        self._sprite_group, self._label_group = _Group(), _Group()   # hidden as one when zoomed out
+        self._sprite_group.setZValue(1)
+        self._label_group.setZValue(2)
+        self._composite = CompositeItem()
+        self._composite.setZValue(1)
+        self._composite.setVisible(False)
+        for item in (self._image_item, self._overlay_item, self._sprite_group, self._composite,
+                     self._label_group):
+            self.scene().addItem(item)
         self._label_items: list[QGraphicsSimpleTextItem] = []
         self._space = False
         self._pan_from: QPoint | None = None
@@ -173,6 +308,52 @@ class Canvas(QGraphicsView):
         self._preview_items: list = []
         self.setMouseTracking(True)
         self.viewport().setMouseTracking(True)
+        self._prefetch_jobs: Iterator | None = None
+        self._prefetch_timer = QTimer(self)
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(0)
+        self._prefetch_timer.timeout.connect(self._prefetch_step)
+
+    # ---- idle prefetch ---------------------------------------------------------------------
+    PREFETCH_SLICE_S = 0.004
+
+    def prefetch_pending(self) -> bool:
+        """Whether idle work (zoomed-out images of the instances) is still queued."""
+        return self._prefetch_jobs is not None
+
+    def _start_prefetch(self) -> None:
+        self._prefetch_jobs = self._prefetch_work()
+        self._prefetch_timer.start()
+
+    def _prefetch_work(self) -> Iterator[None]:
+        """What a zoom-out will draw, made ahead while the GUI is idle: the composite images
+        from the fitted level to the finest composite level, then the per-instance images of
+        the levels between (each step a few boxes; see :meth:`_prefetch_step`)."""
+        h, w = self.image_size()
+        if not self._sprite_items or not h:
+            return
+        lo = self._composite_min_level()
+        fit_scale = min(self.viewport().width() / w, self.viewport().height() / h)
+        for level in range(max(lo, tiles.level_for_scale(fit_scale, 64)), lo - 1, -1):
+            while not self._composite.advance(level, time.perf_counter() + self.PREFETCH_SLICE_S / 2):
+                yield
+        for level in range(1, min(lo, SPRITE_MAX_LEVEL + 1)):
+            for item in list(self._sprite_items.values()):
+                item.prepare(level)
+                yield
+
+    def _prefetch_step(self) -> None:
+        jobs = self._prefetch_jobs
+        if jobs is None:
+            return
+        deadline = time.perf_counter() + self.PREFETCH_SLICE_S
+        try:
+            while time.perf_counter() < deadline:
+                next(jobs)
+        except StopIteration:
+            self._prefetch_jobs = None
+            return
+        self._prefetch_timer.start()
 
     # ---- tool preview ----------------------------------------------------------------------
     def set_preview(self, preview) -> None:
@@ -265,12 +446,15 @@ class Canvas(QGraphicsView):
             item = old.pop(id(sp), None)
             if item is None or item.sprite is not sp:
                 item = SpriteItem(sp)
-                self.scene().addItem(item)
+                item.setParentItem(self._sprite_group)
             item.setZValue(1 + i / (n + 1))
             self._sprite_items[id(sp)] = item
         for item in old.values():
             self.scene().removeItem(item)
+        self._composite.set_sprites(sprites, self.image_size())
         self._set_labels(labels)
+        self._sync_lod()
+        self._start_prefetch()
 
     def _set_labels(self, labels: Sequence) -> None:
         for item in self._label_items:
@@ -289,7 +473,7 @@ class Canvas(QGraphicsView):
             back.setPos(QPointF(lab.x, lab.y))
             back.setZValue(2)
             item.setParentItem(back)
-            self.scene().addItem(back)
+            back.setParentItem(self._label_group)
             self._label_items.append(item)
 
     def image_size(self) -> tuple[int, int]:
@@ -312,6 +496,35 @@ class Canvas(QGraphicsView):
         """Instance boxes on the scene."""
         return len(self._sprite_items)
 
+    # ---- level of detail -----------------------------------------------------------------
+    def composite_shown(self) -> bool:
+        """Whether the instances are drawn from the one reduced composite (zoomed out)."""
+        return self._composite.isVisible()
+
+    def labels_shown(self) -> bool:
+        """Whether the score labels are drawn (hidden zoomed out over many labels)."""
+        return self._label_group.isVisible()
+
+    def _composite_min_level(self) -> int:
+        """The finest level drawn from the composite: >= COMPOSITE_MIN_LEVEL, and where the
+        composite's longer side is <= COMPOSITE_MAX_SIDE."""
+        side = max(self.image_size())
+        return max(COMPOSITE_MIN_LEVEL, max(0, (side - 1) // COMPOSITE_MAX_SIDE).bit_length())
+
+    def _sync_lod(self) -> None:
+        """Pick per-instance items or the composite, and show / hide the labels, for the
+        current scale (cheap when nothing changes)."""
+        scale = self.zoom_factor()
+        h, w = self.image_size()
+        composite = bool(self._sprite_items) and tiles.level_for_scale(scale, 64) >= self._composite_min_level()
+        self._composite.setVisible(composite)
+        self._sprite_group.setVisible(not composite)
+        self._label_group.setVisible(len(self._label_items) * LABEL_AREA <= LABEL_MAX_COVER * h * w * scale * scale)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self._sync_lod()
+        super().paintEvent(event)
+
     # ---- zoom ----------------------------------------------------------------------------
     def zoom_factor(self) -> float:
         """Current scale, view pixels per image pixel."""
@@ -323,6 +536,7 @@ class Canvas(QGraphicsView):
         self._fit_mode = False
         self.resetTransform()
         self.scale(factor, factor)
+        self._sync_lod()
         self.zoom_changed.emit(factor)
 
     def zoom_in(self) -> None:
@@ -337,6 +551,7 @@ class Canvas(QGraphicsView):
         if h and w:
             self.fitInView(QRectF(0, 0, w, h), Qt.KeepAspectRatio)
         self._fit_mode = True
+        self._sync_lod()
         self.zoom_changed.emit(self.zoom_factor())
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override

@@ -18,7 +18,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox, QDockWidget, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget,
@@ -140,7 +140,9 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
                 self.device_label.setText(f"Device: {text}")
             except RuntimeError:  # window already gone
                 pass
-        run_in_thread(device_description, on_done=show_device, on_error=show_device)
+        # The probe imports torch (~1 s of CPU): start it after the first image is on screen so it
+        # does not compete with opening the project for the GIL.
+        QTimer.singleShot(3000, lambda: run_in_thread(device_description, on_done=show_device, on_error=show_device))
         for widget in (self.model_label, self.device_label, self.progress_bar, self.cancel_button):
             self.statusBar().addPermanentWidget(widget)
         self._set_busy(False)
@@ -370,6 +372,12 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
         if path:
             self.open_project(path)
 
+    def open_training(self) -> None:
+        """Model > Train... (Ctrl+T): the training dialog and model manager (:mod:`annotator.ui.training`)."""
+        from annotator.ui.training import open_training
+
+        open_training(self)
+
     def cancel(self) -> None:
         """Esc: drop the gesture in progress, else cancel a running pre-label job, else clear
         the selection (so the next brush stroke / wand click makes a new instance)."""
@@ -382,6 +390,8 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.prelabel_jobs.shutdown()
+        if getattr(self, "training_dialog", None) is not None:
+            self.training_dialog.shutdown()
         if self.project is not None:
             self.project.close()
             self.project = None

@@ -214,25 +214,36 @@ def test_shortcuts_and_tooltips(qtbot, coco_tiny, tmp_path, errors):
     win.close()
 
 
-def test_app_main_opens_folder_and_quits(qtbot, coco_tiny, tmp_path):
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
-
-    from annotator.ui.app import main
+def test_app_main_opens_folder_and_quits(coco_tiny, tmp_path):
+    """``annotator.ui.app.main(folder)`` in its own process (app.exec / quit would leave this
+    process's QApplication in its closing state for later tests)."""
+    import os
+    import subprocess
+    import sys
 
     folder = _image_folder(coco_tiny, tmp_path / "images", 1)
-    app = QApplication.instance()
-    seen = []
-
-    def close_when_open():
-        wins = [w for w in app.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
-        if wins and wins[0].project is not None:
-            seen.append(wins[0].image_list.count())
-            app.quit()
-        else:
-            QTimer.singleShot(50, close_when_open)
-
-    QTimer.singleShot(0, close_when_open)
-    QTimer.singleShot(30_000, app.quit)
-    assert main(str(folder)) == 0
-    assert seen == [1] and (folder / "annotator.sqlite").is_file()
+    script = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from annotator.ui.app import main\n"
+        "from annotator.ui.main_window import MainWindow\n"
+        "seen = []\n"
+        "def close_when_open():\n"
+        "    app = QApplication.instance()\n"
+        "    wins = [w for w in app.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]\n"
+        "    if wins and wins[0].project is not None and wins[0].image_list.count():\n"
+        "        seen.append(wins[0].image_list.count()); app.quit()\n"
+        "    else:\n"
+        "        QTimer.singleShot(50, close_when_open)\n"
+        "QTimer.singleShot(0, close_when_open)\n"
+        "QTimer.singleShot(30000, lambda: QApplication.instance().quit())\n"
+        "rc = main(sys.argv[1])\n"
+        "print('images', seen, 'rc', rc)\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True,
+                         env=env, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert "images [1] rc 0" in out.stdout, out.stdout + out.stderr
+    assert (folder / "annotator.sqlite").is_file()
