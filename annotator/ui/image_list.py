@@ -1,6 +1,8 @@
 """Left dock: the project's images with their review state (text + coloured dot).
 
 States: ``unlabeled`` (grey), ``predicted`` (orange), ``reviewed`` (green).
+Order: ``"name"`` (project order) or ``"uncertainty"`` (most informative unreviewed images first,
+:func:`annotator.tools.ranking.rank_project_images`; then the rest in project order).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ImageList(QListWidget):
         super().__init__(parent)
         self._project = project
         self._filter: str | None = None
+        self._sort = "name"
         self._icons = {state: _dot_icon(rgb) for state, rgb in IMAGE_STATE_COLORS.items()}
         self.currentItemChanged.connect(self._on_current)
         self.refresh()
@@ -50,7 +53,13 @@ class ImageList(QListWidget):
         self.blockSignals(True)
         self.clear()
         if self._project is not None:
-            for im in self._project.images():
+            images = self._project.images()
+            if self._sort == "uncertainty":
+                from annotator.tools.ranking import rank_project_images
+
+                rank = {image_id: i for i, (image_id, _) in enumerate(rank_project_images(self._project))}
+                images = sorted(images, key=lambda im: rank.get(int(im.id), len(rank)))  # stable
+            for im in images:
                 item = QListWidgetItem()
                 item.setData(ID_ROLE, int(im.id))
                 item.setData(Qt.UserRole + 2, str(im.file_name))
@@ -60,6 +69,13 @@ class ImageList(QListWidget):
         self._apply_filter()
         if current is not None:
             self.set_current(current)
+
+    def set_sort(self, mode: str) -> None:
+        """List order: ``"name"`` or ``"uncertainty"`` (see the module doc)."""
+        if mode not in ("name", "uncertainty"):
+            raise ValueError(f"unknown image order {mode!r}")
+        self._sort = mode
+        self.refresh()
 
     def set_filter(self, state: str | None) -> None:
         """Show only images in ``state`` (``None``: all). The current image stays listed."""

@@ -99,6 +99,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
         box = QVBoxLayout(images_box)
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(self.filter_combo)
+        box.addWidget(self.sort_combo)
         box.addWidget(self.image_list)
         for title, widget, area in (("Images", images_box, Qt.LeftDockWidgetArea),
                                     ("Instances", self.instance_panel, Qt.RightDockWidgetArea)):

@@ -50,6 +50,13 @@ class ReviewMixin:
             self.filter_combo.addItem(text, state)
         self.filter_combo.currentIndexChanged.connect(
             lambda i: self.set_image_filter(self.filter_combo.itemData(i)))
+        self.sort_combo = QComboBox(self)
+        self.sort_combo.setToolTip("Image order: by name, or most uncertain predictions first "
+                                   "(the next images worth correcting)")
+        self.sort_combo.addItem("Order: name", "name")
+        self.sort_combo.addItem("Order: most uncertain first", "uncertainty")
+        self.sort_combo.currentIndexChanged.connect(
+            lambda i: self.image_list.set_sort(self.sort_combo.itemData(i)))
 
     # ---------------------------------------------------------------- threshold / filter
     def set_display_threshold(self, value: float) -> None:

@@ -247,3 +247,27 @@ def test_app_main_opens_folder_and_quits(coco_tiny, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "images [1] rc 0" in out.stdout, out.stdout + out.stderr
     assert (folder / "annotator.sqlite").is_file()
+
+
+def test_image_list_orders_by_uncertainty(qtbot, coco_tiny, tmp_path, errors):
+    """'Most uncertain first' puts the image whose predictions are least confident on top."""
+    import numpy as np
+
+    from annotator import masks
+
+    win = _open(qtbot, _image_folder(coco_tiny, tmp_path / "images", 3))
+    ids = win.image_list.image_ids()
+    cat = win.project.add_category("thing", id=1)
+    scores = {ids[0]: 0.95, ids[1]: 0.2, ids[2]: 0.6}  # uncertainty 0.05, 0.8, 0.4
+    for image_id, score in scores.items():
+        im = win.project.image(image_id)
+        mask = np.zeros((im.height, im.width), bool)
+        mask[10:40, 10:40] = True
+        win.project.replace_predictions(image_id, [{"category_id": cat.id, "rle": masks.encode_mask(mask),
+                                                    "score": score}], None)
+    win.sort_combo.setCurrentIndex(win.sort_combo.findData("uncertainty"))
+    assert win.image_list.image_ids() == [ids[1], ids[2], ids[0]]
+    win.sort_combo.setCurrentIndex(win.sort_combo.findData("name"))
+    assert win.image_list.image_ids() == ids
+    assert errors == []
+    win.close()
