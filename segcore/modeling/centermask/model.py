@@ -31,13 +31,14 @@ from torch import nn
 from ..fcos import D2FPN, FCOSProposalGenerator
 from .roi_heads import CenterMaskRoIHeads
 
+from ..fcos.d2_input import D2_PIXEL_MEAN_BGR, D2InputMixin  # D2_PIXEL_MEAN_BGR re-exported
+
 __all__ = ["CenterMask", "D2_PIXEL_MEAN_BGR"]
 
 #: detectron2 ``MODEL.PIXEL_MEAN`` (BGR, 0..255); std is 1 (centermask2 configs keep the defaults).
-D2_PIXEL_MEAN_BGR = (103.530, 116.280, 123.675)
 
 
-class CenterMask(nn.Module):
+class CenterMask(D2InputMixin, nn.Module):
     """FCOS + SAG-Mask + MaskIoU. Build through the registry (``builders.py``).
 
     Args:
@@ -55,20 +56,10 @@ class CenterMask(nn.Module):
         self.backbone = backbone
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
-        self.size_divisibility = 32
-        self.register_buffer("pixel_mean", torch.tensor(D2_PIXEL_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.ones(1, 3, 1, 1), persistent=False)
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """RGB 0..255 -> detectron2 input (BGR minus the mean, std 1)."""
-        return (images.flip(1) - self.pixel_mean) / self.pixel_std
+        self._init_d2_input()
 
     def forward(self, images: torch.Tensor) -> dict:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"CenterMask expects [B, 3, H, W] RGB images, got {list(images.shape)}")
-        h, w = images.shape[2:]
-        if h % self.size_divisibility or w % self.size_divisibility:
-            raise ValueError(f"CenterMask input H, W must be multiples of {self.size_divisibility}, got {h}x{w}")
+        self.check_input(images)
         feats = self.backbone(self.normalize(images))
         out = self.proposal_generator(feats)
         out.pop("bbox_towers")
