@@ -27,25 +27,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from . import ImportReport, WeightImportError, register_importer
+from ._detectron2 import load_by_name, num_classes_of, rename_key
 
 __all__ = ["import_blendmask", "rename_key"]
-
-_LIST_MAX = 20
-_IGNORED = ("pixel_mean", "pixel_std")
-
-
-def rename_key(key: str) -> str:
-    """AdelaiDet key -> segcore key (``centerness`` -> ``ctrness``; else unchanged)."""
-    return key.replace("proposal_generator.fcos_head.centerness.", "proposal_generator.fcos_head.ctrness.")
-
-
-def _listing(keys: list[str]) -> str:
-    more = f", ... and {len(keys) - _LIST_MAX} more" if len(keys) > _LIST_MAX else ""
-    return ", ".join(keys[:_LIST_MAX]) + more
 
 
 @register_importer("blendmask_")
@@ -70,10 +57,7 @@ def import_blendmask(state_dict: dict, arch: str, *, source: Path | str = "<stat
     import segcore.modeling  # noqa: F401  (registers the architectures)
 
     sd = {rename_key(k): v for k, v in state_dict.items()}
-    cls_key = "proposal_generator.fcos_head.cls_logits.weight"
-    if cls_key not in sd:
-        raise WeightImportError(f"{source}: key {cls_key!r} not found: not a BlendMask / FCOS checkpoint")
-    num_classes = int(sd[cls_key].shape[0])
+    num_classes = num_classes_of(sd, source, "BlendMask")
     kwargs = {}
     if arch == "blendmask_rt_r50" and any(k.startswith("proposal_generator.fcos_head.share_tower.1.")
                                           and k.endswith(".weight") and k.count(".") == 4 for k in sd):
@@ -82,17 +66,4 @@ def import_blendmask(state_dict: dict, arch: str, *, source: Path | str = "<stat
         model = build_model(arch, num_classes=num_classes, **kwargs)
     except ValueError as exc:
         raise WeightImportError(f"{source}: --arch {arch}: {exc}") from None
-    own = model.state_dict()
-    ignored = [k for k in sd if k in _IGNORED or (k.endswith("num_batches_tracked") and k not in own)]
-    unknown = [k for k in sd if k not in own and k not in ignored]
-    if unknown:
-        raise WeightImportError(f"{source}: keys not in {arch}: {_listing(unknown)}")
-    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
-           if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
-        raise WeightImportError(f"{source}: shape mismatch for {arch}: {_listing(bad)}")
-    load = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own}
-    missing = [k for k in own if k not in load and not k.endswith("num_batches_tracked")]
-    model.load_state_dict(load, strict=False)
-    return model.eval(), ImportReport(mapped=len(load), ignored=ignored, missing=missing,
-                                      source_format="AdelaiDet BlendMask (detectron2)")
+    return load_by_name(sd, model, arch=arch, source=source, source_format="AdelaiDet BlendMask (detectron2)")

@@ -31,22 +31,9 @@ from pathlib import Path
 from torch import nn
 
 from . import ImportReport, WeightImportError, register_importer
+from ._detectron2 import load_by_name, num_classes_of, rename_key
 
 __all__ = ["import_centermask", "rename_key"]
-
-_LIST_MAX = 20
-_IGNORED = ("pixel_mean", "pixel_std")
-_CLS_KEY = "proposal_generator.fcos_head.cls_logits.weight"
-
-
-def rename_key(key: str) -> str:
-    """centermask2 key -> segcore key (``centerness`` -> ``ctrness``; else unchanged)."""
-    return key.replace("proposal_generator.fcos_head.centerness.", "proposal_generator.fcos_head.ctrness.")
-
-
-def _listing(keys: list[str]) -> str:
-    more = f", ... and {len(keys) - _LIST_MAX} more" if len(keys) > _LIST_MAX else ""
-    return ", ".join(keys[:_LIST_MAX]) + more
 
 
 @register_importer("centermask_")
@@ -71,24 +58,9 @@ def import_centermask(state_dict: dict, arch: str, *, source: Path | str = "<sta
     import segcore.modeling  # noqa: F401  (registers the architectures)
 
     sd = {rename_key(k): v for k, v in state_dict.items()}
-    if _CLS_KEY not in sd:
-        raise WeightImportError(f"{source}: key {_CLS_KEY!r} not found: not a CenterMask / FCOS checkpoint")
-    num_classes = int(sd[_CLS_KEY].shape[0])
+    num_classes = num_classes_of(sd, source, "CenterMask")
     try:
         model = build_model(arch, num_classes=num_classes, norm="FrozenBN")
     except (ValueError, TypeError) as exc:
         raise WeightImportError(f"{source}: --arch {arch}: {exc}") from None
-    own = model.state_dict()
-    ignored = [k for k in sd if k in _IGNORED or (k.endswith("num_batches_tracked") and k not in own)]
-    unknown = [k for k in sd if k not in own and k not in ignored]
-    if unknown:
-        raise WeightImportError(f"{source}: keys not in {arch}: {_listing(unknown)}")
-    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
-           if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
-        raise WeightImportError(f"{source}: shape mismatch for {arch}: {_listing(bad)}")
-    load = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own}
-    missing = [k for k in own if k not in load and not k.endswith("num_batches_tracked")]
-    model.load_state_dict(load, strict=False)
-    return model.eval(), ImportReport(mapped=len(load), ignored=ignored, missing=missing,
-                                      source_format="centermask2 CenterMask (detectron2)")
+    return load_by_name(sd, model, arch=arch, source=source, source_format="centermask2 CenterMask (detectron2)")
