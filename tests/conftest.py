@@ -22,3 +22,26 @@ def coco_tiny() -> Path:
     if not (COCO_TINY / "annotations" / "instances_val2017.json").is_file():
         pytest.fail(f"coco-tiny not found at {COCO_TINY}: these tests need ../shared beside the repo")
     return COCO_TINY
+
+
+@pytest.fixture(scope="session")
+def overfit_set(coco_tiny: Path) -> tuple[list[dict], list[dict]]:
+    """The 4 coco-tiny train2017 images every overfit test uses, and their categories.
+
+    Rule: 1-3 annotations, no crowd, every instance at least 5 % of the image, lowest image ids
+    first (24577, 114694, 188416, 286720: 5 categories).
+    """
+    from segcore.data import load_coco_records
+
+    records, categories = load_coco_records(coco_tiny / "annotations" / "instances_train2017.json",
+                                            coco_tiny / "train2017")
+
+    def ok(r: dict) -> bool:
+        anns = r["annotations"]
+        return (1 <= len(anns) <= 3 and not any(a["iscrowd"] for a in anns)
+                and min(a["area"] for a in anns) >= 0.05 * r["height"] * r["width"])
+
+    chosen = sorted((r for r in records if ok(r)), key=lambda r: r["image_id"])[:4]
+    assert [r["image_id"] for r in chosen] == [24577, 114694, 188416, 286720]
+    cat_ids = {a["category_id"] for r in chosen for a in r["annotations"]}
+    return chosen, [c for c in categories if c["id"] in cat_ids]

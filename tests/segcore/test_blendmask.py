@@ -62,23 +62,11 @@ def test_predictor_and_shapes():
 
 
 @pytest.mark.slow
-def test_blendmask_tiny_overfits_four_images(coco_tiny, tmp_path):
-    from segcore.data import load_coco_records
+def test_blendmask_tiny_overfits_four_images(overfit_set, tmp_path):
     from segcore.engine import train
     from segcore.evaluation import evaluate_predictions
 
-    records, categories = load_coco_records(coco_tiny / "annotations" / "instances_train2017.json",
-                                            coco_tiny / "train2017")
-
-    def ok(r):  # the rule of test_overfit.py
-        anns = r["annotations"]
-        return (1 <= len(anns) <= 3 and not any(a["iscrowd"] for a in anns)
-                and min(a["area"] for a in anns) >= 0.05 * r["height"] * r["width"])
-
-    chosen = sorted((r for r in records if ok(r)), key=lambda r: r["image_id"])[:4]
-    assert [r["image_id"] for r in chosen] == [24577, 114694, 188416, 286720]
-    cat_ids = sorted({a["category_id"] for r in chosen for a in r["annotations"]})
-    cats = [c for c in categories if c["id"] in cat_ids]
+    chosen, cats = overfit_set  # the 4 images of tests/conftest.py
     torch.manual_seed(0)
     model = build_model("blendmask_tiny", num_classes=len(cats), input_size=224)
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Acceptance: centermask_tiny overfits 4 real COCO images (segm AP50 >= 0.5 on them) on the CPU.
 
-Images: the 4 coco-tiny train2017 images of ``test_overfit._select`` (ids 24577, 114694, 188416,
+Images: the 4 coco-tiny train2017 images of the ``overfit_set`` fixture (tests/conftest.py) (ids 24577, 114694, 188416,
 286720). Settings: short side 192 (long side <= 416, padded to 32), batch 4 = the 4 images,
 augment=False, SGD lr 3e-3 with a 20-iteration warmup (lr 1e-2 diverged: loss_mask -> 1e24),
 150 iterations, trainable BN (freeze_bn=False; random init, see ``centermask/builders.py``), one
@@ -15,7 +15,6 @@ import time
 import pytest
 import torch
 
-from segcore.data import load_coco_records
 from segcore.engine import train
 from segcore.evaluation import evaluate_predictions
 from segcore.modeling.registry import build_model
@@ -26,27 +25,10 @@ ITERATIONS = 150
 INPUT_SIZE = 192
 
 
-def _select(records: list[dict]) -> list[dict]:
-    """The selection rule of ``test_overfit.py``: 1..3 annotations, no crowd, every instance >= 5 %
-    of the image, sorted by image id, first 4 (the tests directory is not a package)."""
-
-    def ok(r):
-        anns = r["annotations"]
-        area = r["height"] * r["width"]
-        return (1 <= len(anns) <= 3 and not any(a["iscrowd"] for a in anns)
-                and min(a["area"] for a in anns) >= 0.05 * area)
-
-    return sorted((r for r in records if ok(r)), key=lambda r: r["image_id"])[:4]
-
 
 @pytest.mark.slow
-def test_centermask_tiny_overfits_four_images(coco_tiny, tmp_path):
-    records, categories = load_coco_records(coco_tiny / "annotations" / "instances_train2017.json",
-                                            coco_tiny / "train2017")
-    chosen = _select(records)
-    assert [r["image_id"] for r in chosen] == [24577, 114694, 188416, 286720]
-    cat_ids = sorted({a["category_id"] for r in chosen for a in r["annotations"]})
-    cats = [c for c in categories if c["id"] in cat_ids]
+def test_centermask_tiny_overfits_four_images(overfit_set, tmp_path):
+    chosen, cats = overfit_set  # the 4 images of tests/conftest.py
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

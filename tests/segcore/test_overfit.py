@@ -18,7 +18,6 @@ import time
 import pytest
 import torch
 
-from segcore.data import load_coco_records
 from segcore.engine import train
 from segcore.evaluation import evaluate_predictions
 from segcore.modeling.registry import build_model
@@ -28,24 +27,10 @@ ITERATIONS = 100
 INPUT_SIZE = 256
 
 
-def _select(records: list[dict]) -> list[dict]:
-    def ok(r):
-        anns = r["annotations"]
-        area = r["height"] * r["width"]
-        return (1 <= len(anns) <= 3 and not any(a["iscrowd"] for a in anns)
-                and min(a["area"] for a in anns) >= 0.05 * area)
-
-    return sorted((r for r in records if ok(r)), key=lambda r: r["image_id"])[:4]
-
 
 @pytest.mark.slow
-def test_yolact_tiny_overfits_four_images(coco_tiny, tmp_path):
-    records, categories = load_coco_records(coco_tiny / "annotations" / "instances_train2017.json",
-                                            coco_tiny / "train2017")
-    chosen = _select(records)
-    assert [r["image_id"] for r in chosen] == [24577, 114694, 188416, 286720]
-    cat_ids = sorted({a["category_id"] for r in chosen for a in r["annotations"]})
-    cats = [c for c in categories if c["id"] in cat_ids]
+def test_yolact_tiny_overfits_four_images(overfit_set, tmp_path):
+    chosen, cats = overfit_set  # the 4 images of tests/conftest.py
 
     torch.manual_seed(0)
     model = build_model("yolact_tiny", num_classes=len(cats), input_size=INPUT_SIZE)
