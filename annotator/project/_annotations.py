@@ -58,6 +58,14 @@ class AnnotationsMixin:
             sql += " WHERE " + " AND ".join(where)
         return [annotation_from_row(r) for r in self._conn.execute(sql + " ORDER BY image_id, z_order, id", args)]
 
+    def annotations_of_categories(self, category_ids: Iterable[int]) -> list[AnnotationRecord]:
+        """Annotation rows of the given categories, any image; ordered by image id, z_order, id."""
+        ids = [int(i) for i in category_ids]
+        if not ids:
+            return []
+        sql = f"SELECT {ANN_COLS} FROM annotations WHERE category_id IN ({_placeholders(ids)})"
+        return [annotation_from_row(r) for r in self._conn.execute(sql + " ORDER BY image_id, z_order, id", ids)]
+
     def annotation(self, ann_id: int) -> AnnotationRecord:
         """One annotation. Raises AnnotatorError when there is no such id."""
         row = self._conn.execute(f"SELECT {ANN_COLS} FROM annotations WHERE id = ?", (ann_id,)).fetchone()

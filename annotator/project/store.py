@@ -381,6 +381,37 @@ class Project(AnnotationsMixin, ModelsMixin):
             self._conn.execute("DELETE FROM categories WHERE id = ?", (int(source_id),))
             return cur.rowcount
 
+    def restore_categories(self, rows: Iterable[Category], *, remove_ids: Iterable[int] = ()) -> None:
+        """Put category rows back exactly as in ``rows`` (id, name, supercategory, colour; an
+        existing row with the same id is updated, a missing one inserted) and delete
+        ``remove_ids``; one transaction. Used by the class manager's undo / redo.
+
+        Raises:
+            AnnotatorError: a name clash with another category, or a removed category still has
+                annotations (nothing changes).
+        """
+        rows, remove = list(rows), [int(i) for i in remove_ids]
+        with self.transaction():
+            for cid in remove:
+                used = self._conn.execute("SELECT COUNT(*) FROM annotations WHERE category_id = ?",
+                                          (cid,)).fetchone()[0]
+                if used:
+                    raise AnnotatorError(f"{self.db_path}: categories.id: category {cid} still has {used} "
+                                         "annotations")
+                self._conn.execute("DELETE FROM categories WHERE id = ?", (cid,))
+            for c in rows:
+                clash = self._conn.execute("SELECT id FROM categories WHERE name = ? AND id != ?",
+                                           (c.name, int(c.id))).fetchone()
+                if clash:
+                    raise AnnotatorError(f"{self.db_path}: categories.name: {c.name!r} already exists "
+                                         f"(id {clash[0]})")
+                if self._conn.execute("SELECT 1 FROM categories WHERE id = ?", (int(c.id),)).fetchone():
+                    self._conn.execute("UPDATE categories SET name = ?, supercategory = ?, color = ? WHERE id = ?",
+                                       (c.name, c.supercategory, c.color, int(c.id)))
+                else:
+                    self._conn.execute("INSERT INTO categories(id, name, supercategory, color) VALUES (?, ?, ?, ?)",
+                                       (int(c.id), c.name, c.supercategory, c.color))
+
     def category(self, category_id: int) -> Category:
         """One category. Raises AnnotatorError when there is no such id."""
         row = self._conn.execute("SELECT id, name, supercategory, color FROM categories WHERE id = ?",

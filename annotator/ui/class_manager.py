@@ -1,20 +1,24 @@
 """Class manager: add, rename, recolour and merge categories (COCO ids kept).
 
-:class:`ClassManagerMixin` holds the window's methods (one store transaction each; category
-changes are project-wide, so they are not on the per-image undo stacks);
+:class:`ClassManagerMixin` holds the window's methods (one store transaction each). Category
+changes are project-wide, so they are undone on their own stack
+(:mod:`annotator.tools.category_commands`), not on the per-image ones: the dialog's Undo / Redo
+buttons (Ctrl+Z / Ctrl+Shift+Z while it has focus) walk it.
 :class:`ClassManagerDialog` is the thin dialog over them (Ctrl+K).
 """
 
 from __future__ import annotations
 
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QColorDialog, QDialog, QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem, QPushButton,
     QVBoxLayout,
 )
 
 from annotator.errors import AnnotatorError
+from annotator.tools import category_commands as cc
 from annotator.tools.colors import category_color
+from annotator.tools.commands import History
 
 
 class ClassManagerMixin:
@@ -29,45 +33,67 @@ class ClassManagerMixin:
             raise AnnotatorError("no project open")
         return self.project
 
+    @property
+    def category_history(self) -> History:
+        """The project-wide undo stack of class changes (a new one for each opened project)."""
+        owner, history = getattr(self, "_category_history", (None, None))
+        if history is None or owner is not self.project:
+            history = History()
+            self._category_history = (self.project, history)
+        return history
+
+    def _run_category_command(self, cmd):
+        try:
+            self.category_history.execute(self._writable(), cmd)   # an unchanged command is not pushed
+        except AnnotatorError as exc:
+            self.report_error(str(exc))
+            return None
+        self._category_changed()
+        return cmd.result
+
     def add_category(self, name: str, color: str | None = None):
         """Add a category (next free COCO id); returns it, or None on a user error."""
-        try:
-            cat = self._writable().add_category(name, color=color)
-        except AnnotatorError as exc:
-            self.report_error(str(exc))
-            return None
-        self._category_changed()
-        return cat
+        return self._run_category_command(cc.add_category(name, color))
 
     def rename_category(self, category_id: int, name: str):
-        try:
-            cat = self._writable().rename_category(int(category_id), name)
-        except AnnotatorError as exc:
-            self.report_error(str(exc))
-            return None
-        self._category_changed()
-        return cat
+        """Rename a category (COCO id kept); returns it, or None on a user error."""
+        return self._run_category_command(cc.rename_category(category_id, name))
 
     def recolor_category(self, category_id: int, color: str):
-        try:
-            cat = self._writable().set_category_color(int(category_id), color)
-        except AnnotatorError as exc:
-            self.report_error(str(exc))
-            return None
-        self._category_changed()
-        return cat
+        """Set a category's ``#rrggbb`` colour; returns it, or None on a user error."""
+        return self._run_category_command(cc.recolor_category(category_id, color))
 
     def merge_categories(self, source_id: int, into_id: int) -> int | None:
         """Move every instance of ``source_id`` to ``into_id`` and delete ``source_id``."""
-        try:
-            moved = self._writable().merge_categories(int(source_id), int(into_id))
-        except AnnotatorError as exc:
-            self.report_error(str(exc))
-            return None
-        if self.current_category_id == int(source_id):
+        moved = self._run_category_command(cc.merge_categories(source_id, into_id))
+        if moved is not None and self.current_category_id == int(source_id):
             self.current_category_id = int(into_id)
-        self._category_changed()
         return moved
+
+    def undo_category_change(self) -> bool:
+        """Undo the last class change; False when there is none or the store refused it."""
+        return self._step_category_history("undo")
+
+    def redo_category_change(self) -> bool:
+        """Redo the last undone class change; False when there is none or the store refused it."""
+        return self._step_category_history("redo")
+
+    def _step_category_history(self, which: str) -> bool:
+        if self.project is None:
+            return False
+        try:
+            cmd = getattr(self.category_history, which)(self._writable(), cc.PROJECT_SCOPE)
+        except AnnotatorError as exc:
+            self.report_error(f"cannot {which} class change: {exc}")
+            return False
+        if cmd is None:
+            return False
+        if self.current_category_id is not None and self.current_category_id not in {
+                c.id for c in self.project.categories()}:
+            self.current_category_id = None
+        self._category_changed()
+        self.statusBar().showMessage(f"{which.capitalize()}: {cmd.text}", 4000)
+        return True
 
     def class_manager_dialog(self) -> None:
         if self.project is None:
@@ -86,13 +112,24 @@ class ClassManagerDialog(QDialog):
         self.list = QListWidget(self)
         buttons = QHBoxLayout()
         for text, slot in (("Add...", self._add), ("Rename...", self._rename), ("Colour...", self._color),
-                           ("Merge into...", self._merge), ("Close", self.accept)):
+                           ("Merge into...", self._merge), ("Undo", self._undo), ("Redo", self._redo),
+                           ("Close", self.accept)):
             b = QPushButton(text, self)
             b.clicked.connect(slot)
             buttons.addWidget(b)
         lay = QVBoxLayout(self)
         lay.addWidget(self.list)
         lay.addLayout(buttons)
+        QShortcut(QKeySequence.StandardKey.Undo, self, self._undo)
+        QShortcut(QKeySequence.StandardKey.Redo, self, self._redo)
+        self.refresh()
+
+    def _undo(self) -> None:
+        self.window_.undo_category_change()
+        self.refresh()
+
+    def _redo(self) -> None:
+        self.window_.redo_category_change()
         self.refresh()
 
     def refresh(self) -> None:
