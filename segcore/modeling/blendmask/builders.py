@@ -10,6 +10,9 @@
 
 ``blendmask_rt_r50(head_norm="GN")`` is ``RT_R_50_4x_syncbn_shtw``. All: K = 4 bases, M = 14,
 R = 56, ``USE_SCALE`` False, ``THRESH_WITH_CTR`` True, centre sampling 1.5 (``Base-BlendMask.yaml``);
+the official configs train with the auxiliary "thing" semantic loss (``BASIS_MODULE.LOSS_ON``
+True, weight 0.3), so ``semantic_loss`` defaults to True for them (targets are made from the
+instance masks, see :mod:`.loss`) and to False for ``blendmask_tiny``;
 SyncBN is ``nn.BatchNorm2d`` here. Models start from random init (nothing is downloaded);
 ``annotator import-weights`` loads the official files (``segcore.importers.blendmask``).
 
@@ -68,7 +71,7 @@ def _kw(input_size, max_size, **extra) -> dict:
 
 
 @register("blendmask_r50")
-def blendmask_r50(*, num_classes: int, input_size: int = 800, max_size: int = 1333, semantic_loss: bool = False):
+def blendmask_r50(*, num_classes: int, input_size: int = 800, max_size: int = 1333, semantic_loss: bool = True):
     """BlendMask R-50-FPN (AdelaiDet ``R_50_1x``/``R_50_3x``), test short side 800."""
     kw = _kw(input_size, max_size, semantic_loss=semantic_loss)
     return build_blendmask("blendmask_r50", kw, num_classes=num_classes, input_size=input_size, max_size=max_size,
@@ -76,7 +79,7 @@ def blendmask_r50(*, num_classes: int, input_size: int = 800, max_size: int = 13
 
 
 @register("blendmask_r101")
-def blendmask_r101(*, num_classes: int, input_size: int = 800, max_size: int = 1333, semantic_loss: bool = False):
+def blendmask_r101(*, num_classes: int, input_size: int = 800, max_size: int = 1333, semantic_loss: bool = True):
     """BlendMask R-101-FPN (AdelaiDet ``R_101_3x``), test short side 800."""
     kw = _kw(input_size, max_size, semantic_loss=semantic_loss)
     return build_blendmask("blendmask_r101", kw, num_classes=num_classes, input_size=input_size, max_size=max_size,
@@ -84,7 +87,7 @@ def blendmask_r101(*, num_classes: int, input_size: int = 800, max_size: int = 1
 
 
 @register("blendmask_550_r50")
-def blendmask_550_r50(*, num_classes: int, input_size: int = 550, max_size: int = 916, semantic_loss: bool = False):
+def blendmask_550_r50(*, num_classes: int, input_size: int = 550, max_size: int = 916, semantic_loss: bool = True):
     """BlendMask 550 R-50 (AdelaiDet ``550_R_50_3x``): P3-P6, 3 shared GN head convs, 2 basis convs."""
     kw = _kw(input_size, max_size, semantic_loss=semantic_loss)
     return build_blendmask("blendmask_550_r50", kw, num_classes=num_classes, input_size=input_size,
@@ -95,7 +98,7 @@ def blendmask_550_r50(*, num_classes: int, input_size: int = 550, max_size: int 
 
 @register("blendmask_rt_r50")
 def blendmask_rt_r50(*, num_classes: int, input_size: int = 512, max_size: int = 736, head_norm: str = "BN",
-                     semantic_loss: bool = False):
+                     semantic_loss: bool = True):
     """BlendMask-RT R-50 (AdelaiDet ``RT_R_50_4x_bn-head_syncbn_shtw``; ``head_norm="GN"`` =
     ``RT_R_50_4x_syncbn_shtw``): BN backbone trained from the stem, P3-P5, 3 shared head convs."""
     kw = _kw(input_size, max_size, head_norm=head_norm, semantic_loss=semantic_loss)

@@ -12,9 +12,14 @@ detectron2 ``BitMasks.crop_and_resize``) by BCE-with-logits averaged per instanc
 the centerness target, summed / ``loss_denorm`` (sum of centerness targets), x ``mask_weight``
 (official ``INSTANCE_LOSS_WEIGHT`` 1). No positives: exactly 0, connected to the graph.
 
-``loss_semantic`` (optional, official ``BASIS_MODULE.LOSS_ON``, weight 0.3): cross-entropy of
-``seg_logits`` vs ``gt_semantic`` ``[H, W]`` int64 (0 = background, class + 1), nearest-sampled
-to the P3 grid. Off (absent) when the targets have no ``gt_semantic``.
+``loss_semantic`` (optional, official ``BASIS_MODULE.LOSS_ON``, weight 0.3; computed when the
+model produces ``seg_logits``): cross-entropy of ``seg_logits`` ``[B, K_cls + 1, H/8, W/8]`` vs
+the "thing" semantic map ``[H, W]`` int64 (0 = background, class + 1), nearest-sampled at
+every 8th pixel from the top-left (official ``F.interpolate(gt_sem, scale_factor=1/8)`` in
+``adet/modeling/blendmask/basis_module.py``), padding = background (official
+``ImageList.from_tensors(basis_sem, size_divisibility, 0)``). A target's ``gt_semantic`` is used
+when present; otherwise it is made from the instance masks by :func:`thing_semantic_map`, as
+AdelaiDet's ``datasets/prepare_thing_sem_from_instance.py`` makes its ``thing_train2017/*.npz``.
 
 Targets: B dicts with ``gt_boxes`` ``[N, 4]`` float32 XYXY pixels of the network input,
 ``gt_classes`` ``[N]`` int64, ``gt_masks`` ``[N, h, w]`` uint8 (h, w = the image before padding).
@@ -29,7 +34,28 @@ from torchvision.ops import roi_align
 from ..fcos import fcos_assign, fcos_losses
 from .blender import merge_bases, pool_bases
 
-__all__ = ["blendmask_loss", "mask_targets"]
+__all__ = ["blendmask_loss", "mask_targets", "thing_semantic_map"]
+
+
+def thing_semantic_map(gt_masks: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
+    """The "thing" semantic map of one image from its instances.
+
+    Args:
+        gt_masks: ``[N, H, W]`` {0, 1} (any integer / bool / float dtype).
+        gt_classes: ``[N]`` int64 contiguous class indices 0..K_cls-1.
+
+    Returns:
+        ``[H, W]`` int64: 0 = background, ``class + 1`` where an instance covers the pixel; where
+        instances overlap the later one wins (AdelaiDet ``prepare_thing_sem_from_instance.py``
+        paints the annotations in order).
+    """
+    n, h, w = gt_masks.shape
+    if n == 0:
+        return torch.zeros((h, w), dtype=torch.int64, device=gt_masks.device)
+    order = torch.arange(1, n + 1, device=gt_masks.device, dtype=torch.int64)[:, None, None]
+    last = ((gt_masks > 0).to(torch.int64) * order).amax(dim=0)          # 0 = none, i + 1 = instance i
+    lut = torch.cat([gt_classes.new_zeros(1), gt_classes.to(torch.int64) + 1])
+    return lut[last]
 
 
 def mask_targets(gt_masks: torch.Tensor, boxes: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -71,12 +97,15 @@ def blendmask_loss(outputs: dict, targets: list[dict], *, sizes_of_interest=(64,
         gt = torch.cat([mask_targets(t["gt_masks"].to(bases.device), b, r) for t, b in zip(targets, boxes)])[a.gt_inds[pos]]
         per = F.binary_cross_entropy_with_logits(logits, gt, reduction="none").mean(dim=(1, 2))
         losses["loss_mask"] = (per * a.ctr_targets).sum() / a.loss_denorm * mask_weight
-    if "seg_logits" in outputs and all("gt_semantic" in t for t in targets):
+    if "seg_logits" in outputs:
         seg = outputs["seg_logits"].float()
         h, w = seg.shape[2:]
-        sem = torch.full((len(targets), h, w), -1, dtype=torch.int64, device=seg.device)
+        sem = torch.zeros((len(targets), h, w), dtype=torch.int64, device=seg.device)
         for i, t in enumerate(targets):
-            g = t["gt_semantic"].to(seg.device)[4::8, 4::8]  # nearest sample at the P3 location centres
+            g = t.get("gt_semantic")
+            if g is None:
+                g = thing_semantic_map(t["gt_masks"], t["gt_classes"])
+            g = g.to(seg.device)[::8, ::8]                   # nearest, as F.interpolate(scale_factor=1/8)
             sem[i, :g.shape[0], :g.shape[1]] = g[:h, :w]
         losses["loss_semantic"] = F.cross_entropy(seg, sem, ignore_index=-1) * semantic_weight
     return losses
