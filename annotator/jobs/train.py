@@ -37,8 +37,12 @@ Defaults for small data, chosen so a user tunes nothing (documented in README "T
 
 Weights to start from, in order (the job logs which): ``resume`` (a run folder or checkpoint:
 continue it), ``--init CKPT|VERSION``, the project's active model version (same architecture),
-ImageNet backbone weights found offline in the torch hub cache (``~/.cache/torch/hub/checkpoints``;
-nothing is downloaded), random init. Class-dependent tensors whose shape differs (different
+ImageNet backbone weights found offline (nothing is downloaded): for YOLACT the torchvision
+ResNet in the torch hub cache (``~/.cache/torch/hub/checkpoints``); for the detectron2-style
+BlendMask / CenterMask ResNets detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` in
+``$XDG_CACHE_HOME/annotator/weights`` or detectron2's own cache
+(``~/.torch/iopath_cache/detectron2/ImageNetPretrained/MSRA``), random init. ``--init`` also
+takes such a backbone file (``.pkl`` / ``.pth``; :mod:`segcore.importers.backbone`). Class-dependent tensors whose shape differs (different
 category list) are left at random init and reported, as dbolya/yolact #36 advises.
 """
 
@@ -145,18 +149,28 @@ def load_init_weights(model: torch.nn.Module, path: Path) -> list[str]:
 
     Args:
         model: the freshly built model.
-        path: a segcore checkpoint (``torch.load(weights_only=True)``; never runs code).
+        path: a segcore checkpoint (``torch.load(weights_only=True)``; never runs code), or an
+            ImageNet backbone file for a BlendMask / CenterMask model (detectron2 MSRA ``.pkl``
+            read as numpy arrays, or a detectron2-named backbone ``.pth``).
 
     Returns:
         Notes for the user: how many tensors were copied, which were skipped for shape.
 
     Raises:
-        AnnotatorError: the file cannot be read or is not a segcore checkpoint.
+        AnnotatorError: the file cannot be read, is neither a segcore checkpoint nor a backbone
+            file, or its backbone does not fit the model.
     """
+    if Path(path).suffix == ".pkl":
+        return _load_backbone_file(model, path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable, truncated or a pickle with code: refuse
         raise AnnotatorError(f"{path}: cannot load checkpoint ({exc.__class__.__name__}: {exc})") from None
+    if isinstance(ckpt, dict) and "format" not in ckpt and "arch" not in ckpt:
+        from segcore.importers.backbone import is_backbone_file
+
+        if is_backbone_file(ckpt["model"] if isinstance(ckpt.get("model"), dict) else ckpt):
+            return _load_backbone_file(model, path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise AnnotatorError(f"{path}: model: not a segcore checkpoint (no 'model' state_dict)")
     own = model.state_dict()
@@ -173,13 +187,42 @@ def load_init_weights(model: torch.nn.Module, path: Path) -> list[str]:
     return notes
 
 
+def _load_backbone_file(model: torch.nn.Module, path: Path) -> list[str]:
+    """Load an ImageNet backbone file (:mod:`segcore.importers.backbone`) into ``model``."""
+    from segcore.importers import WeightImportError
+    from segcore.importers.backbone import load_backbone_weights
+
+    try:
+        report = load_backbone_weights(model, path)
+    except WeightImportError as exc:
+        raise AnnotatorError(str(exc)) from None
+    if report.missing:
+        raise AnnotatorError(f"{path}: {len(report.missing)} backbone tensors missing for "
+                             f"{getattr(model, 'arch_name', '?')}: {', '.join(report.missing[:10])}")
+    return [f"{report.summary()} from {path}"]
+
+
 _IMAGENET_DEPTH = (("r101", "resnet101"), ("r50", "resnet50"), ("tiny", "resnet18"))
+_MSRA_FILE = (("r101", "R-101.pkl"), ("r50", "R-50.pkl"))
+
+
+def _msra_dirs() -> list[Path]:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return [cache / "annotator" / "weights",
+            Path.home() / ".torch" / "iopath_cache" / "detectron2" / "ImageNetPretrained" / "MSRA"]
 
 
 def find_imagenet_backbone(arch: str) -> Optional[Path]:
-    """A torchvision ImageNet ResNet file for ``arch``'s backbone in the torch hub cache, or None.
+    """An ImageNet backbone file for ``arch`` on disk, or None; never downloads.
 
-    Looks only on disk (``torch.hub.get_dir()/checkpoints/resnetNN-*.pth``); never downloads."""
+    YOLACT: torchvision ``resnetNN-*.pth`` in ``torch.hub.get_dir()/checkpoints``. BlendMask /
+    CenterMask with a ResNet: detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` in
+    ``$XDG_CACHE_HOME/annotator/weights`` or ``~/.torch/iopath_cache/detectron2/ImageNetPretrained/MSRA``.
+    """
+    if arch.startswith(("blendmask_", "centermask_")):
+        name = next((f for key, f in _MSRA_FILE if key in arch), None)
+        found = [d / name for d in _msra_dirs() if name and (d / name).is_file()]
+        return found[0] if found else None
     depth = next((d for key, d in _IMAGENET_DEPTH if key in arch), None)
     if depth is None:
         return None
@@ -316,6 +359,9 @@ def build_spec_model(spec: TrainSpec) -> tuple[torch.nn.Module, list[str]]:
     from segcore.modeling.registry import build_model
 
     num_classes = len(spec.categories)
+    if spec.init_source == "imagenet" and spec.resume is None and spec.arch.startswith(("blendmask_", "centermask_")):
+        model = build_model(spec.arch, num_classes=num_classes, **spec.arch_kwargs)
+        return model, load_init_weights(model, Path(spec.init_path))
     if spec.init_source == "imagenet" and spec.resume is None:
         try:
             model = build_model(spec.arch, num_classes=num_classes, backbone_weights=spec.init_path,

@@ -99,7 +99,11 @@ def import_official_weights(path: Path, arch: str) -> tuple[torch.nn.Module, Imp
 
     Args:
         path: a ``.pth`` (plain state_dict, or ``{"model": ...}`` / ``{"state_dict": ...}``) or
-            a detectron2 ``.pkl``.
+            a detectron2 ``.pkl``. A file holding only ImageNet backbone weights (detectron2's
+            MSRA ``R-50.pkl`` / ``R-101.pkl`` with Caffe2 names, or detectron2-named ResNet /
+            VoVNet backbones) fills the backbone of a BlendMask / CenterMask ``arch`` and leaves
+            FPN and heads at random init (80 COCO classes); the report says so
+            (:mod:`segcore.importers.backbone`).
         arch: a registry name, e.g. ``yolact_r50_550``.
 
     Returns:
@@ -114,7 +118,19 @@ def import_official_weights(path: Path, arch: str) -> tuple[torch.nn.Module, Imp
 
     importer = importer_for(arch)
     state_dict = read_state_dict(path)
-    model, report = importer(state_dict, arch, source=Path(path))
+    from segcore.importers.backbone import is_backbone_file, load_backbone_weights
+
+    if is_backbone_file(state_dict):
+        # an ImageNet backbone (e.g. detectron2's MSRA R-50.pkl): backbone loaded, FPN and heads
+        # random init with the 80 COCO classes; useful as training start weights (--init)
+        from segcore.modeling.registry import build_model
+
+        import segcore.modeling  # noqa: F401  (registers the architectures)
+
+        model = build_model(arch, num_classes=len(COCO_CATEGORIES))
+        report = load_backbone_weights(model, state_dict, source=path)
+    else:
+        model, report = importer(state_dict, arch, source=Path(path))
     if report.missing:
         more = f" (+{len(report.missing) - 10} more)" if len(report.missing) > 10 else ""
         raise WeightImportError(f"{path}: {len(report.missing)} keys missing for --arch {arch} (another "
