@@ -27,7 +27,11 @@ Defaults for small data, chosen so a user tunes nothing (documented in README "T
 * batch size 8 on CUDA, 4 on CPU. BN is frozen below 6 images per device, as the official
   ``train.py`` does, only when starting from trained weights: from random init, frozen BN keeps
   its untrained statistics and training is unstable (seen in the overfit test), so BN is trained;
-* learning rate ``1e-3 x batch / 8`` (official YOLACT base lr scaled by batch, ``train.py``);
+* learning rate and weight decay by family (:func:`default_optim`): YOLACT ``1e-3 x batch / 8``,
+  weight decay 5e-4 (official ``yolact_base_config``, lr scaled by batch as ``train.py`` does);
+  BlendMask / CenterMask ``0.01 x batch / 16``, weight decay 1e-4 (AdelaiDet
+  ``Base-BlendMask.yaml`` / centermask2 ``Base-CenterMask-VoVNet.yaml`` with detectron2's
+  defaults, batch 16; linear scaling rule);
 * warmup ``min(500, iterations // 10)`` iterations from 0.1 x lr;
 * lr steps at 35 %, 75 %, 87.5 % and 93.75 % of the iterations (the official
   280k / 600k / 700k / 750k of 800k, ``data/config.py`` ``yolact_base_config``);
@@ -118,6 +122,7 @@ class TrainSpec:
     val_fraction: float = 0.2
     snapshot: dict = field(default_factory=dict)
     score_threshold: float = 0.05
+    weight_decay: float = 5e-4
 
     def save(self) -> Path:
         path = Path(self.out_dir) / SPEC_NAME
@@ -200,6 +205,14 @@ def _load_backbone_file(model: torch.nn.Module, path: Path) -> list[str]:
         raise AnnotatorError(f"{path}: {len(report.missing)} backbone tensors missing for "
                              f"{getattr(model, 'arch_name', '?')}: {', '.join(report.missing[:10])}")
     return [f"{report.summary()} from {path}"]
+
+
+def default_optim(arch: str, batch_size: int) -> tuple[float, float]:
+    """``(lr, weight_decay)`` of the official recipe of ``arch``'s family, lr scaled linearly to
+    ``batch_size`` (see the module docstring)."""
+    if arch.startswith(("blendmask_", "centermask_")):
+        return 0.01 * batch_size / 16, 1e-4
+    return 1e-3 * batch_size / 8, 5e-4
 
 
 _IMAGENET_DEPTH = (("r101", "resnet101"), ("r50", "resnet50"), ("tiny", "resnet18"))
@@ -327,7 +340,8 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
     arch_kwargs = {} if input_size is None else {"input_size": int(input_size)}
     iterations = int(iterations or default_iterations(len(train_records)))
     batch_size = int(batch_size or (8 if dev.type == "cuda" else 4))
-    lr = float(lr if lr is not None else 1e-3 * batch_size / 8)
+    default_lr, weight_decay = default_optim(arch, batch_size)
+    lr = float(lr if lr is not None else default_lr)
     eval_every = int(eval_every or max(50, iterations // 10))
     if out_dir is None:
         out_dir = project.root / "models" / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -340,7 +354,8 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
     spec = TrainSpec(
         arch=arch, arch_kwargs=arch_kwargs, categories=categories, train_records=train_records,
         val_records=val_records, out_dir=str(out_dir.resolve()), iterations=iterations, batch_size=batch_size,
-        lr=lr, warmup_iters=min(500, iterations // 10), steps=list(lr_steps(iterations)), augment=bool(augment),
+        lr=lr, weight_decay=weight_decay, warmup_iters=min(500, iterations // 10),
+        steps=list(lr_steps(iterations)), augment=bool(augment),
         seed=int(seed), device=str(dev), eval_every=eval_every, patience=int(patience if patience is not None else 3),
         min_iterations=iterations // 3, freeze_bn=None if source in ("version", "checkpoint") else False,
         init_source=source, init_path=str(backbone if source == "imagenet" else init_path) if (init_path or backbone)
@@ -472,7 +487,8 @@ def execute_train_spec(spec: TrainSpec, *, progress: Callable[[dict], None] | No
     try:
         result = train_fn(
             model, spec.train_records, spec.categories, iterations=spec.iterations, batch_size=spec.batch_size,
-            lr=spec.lr, warmup_iters=spec.warmup_iters, steps=tuple(spec.steps), augment=spec.augment,
+            lr=spec.lr, weight_decay=spec.weight_decay, warmup_iters=spec.warmup_iters, steps=tuple(spec.steps),
+            augment=spec.augment,
             device=spec.device, seed=spec.seed, out_dir=out_dir, resume=spec.resume,
             checkpoint_every=spec.eval_every, freeze_bn=spec.freeze_bn, progress=on_progress, should_stop=stop)
     except (CheckpointError, ValueError) as exc:

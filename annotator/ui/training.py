@@ -256,7 +256,7 @@ class TrainingDialog(QDialog):
         self.iterations = QSpinBox(minimum=0, maximum=1_000_000, singleStep=100,
                                    specialValueText="auto: clamp(50 x images, 200, 20000)")
         self.lr = QDoubleSpinBox(minimum=0.0, maximum=1.0, decimals=6, singleStep=1e-4,
-                                 specialValueText="auto: 1e-3 x batch / 8")
+                                 specialValueText="auto: official per family x batch")
         self.batch_size = QSpinBox(minimum=0, maximum=1024, specialValueText="auto: 8 CUDA / 4 CPU")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
