@@ -1,9 +1,10 @@
 """Canvas tools as pure state machines (no Qt): mouse / key input in image pixels -> an
 :class:`Edit`, and :func:`command_for` turning an edit into a store command.
 
-Tools (:data:`TOOLS`): ``select``, ``polygon``, ``brush``, ``eraser``, ``box`` (box-to-mask,
-GrabCut fallback), ``wand`` (magic wand), ``refine`` (GrabCut with include / exclude strokes),
-``vertex`` (drag / insert / delete vertices of a polygon-sourced instance).
+Tools (:data:`TOOLS`): ``select``, ``polygon``, ``brush``, ``eraser``, ``box`` (box-to-mask: the
+active model's mask head for BlendMask / CenterMask, else OpenCV GrabCut; :func:`box_mask_job`),
+``wand`` (magic wand), ``refine`` (GrabCut with include / exclude strokes), ``vertex`` (drag /
+insert / delete vertices of a polygon-sourced instance).
 
 Modifiers are strings ``"shift"``, ``"ctrl"``, ``"alt"``; buttons ``"left"`` / ``"right"``.
 Keys: ``"enter"`` finishes (polygon, refine), ``"escape"`` cancels, ``"backspace"`` removes the
@@ -12,8 +13,9 @@ last polygon vertex. The canvas draws :meth:`Tool.preview`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +23,9 @@ from annotator.errors import AnnotatorError
 from annotator.tools import commands, mask_ops
 
 TOOLS = ("select", "polygon", "brush", "eraser", "box", "wand", "refine", "vertex")
+
+#: Architecture families (``arch`` prefix) whose mask head takes a box (``segcore.prompt``).
+BOX_MODEL_FAMILIES = ("blendmask", "centermask")
 
 #: Pixels (image) within which a vertex / edge is grabbed by the vertex tool.
 GRAB_DISTANCE = 6.0
@@ -187,9 +192,31 @@ class Tool:
 
 # ====================================================================== edit -> command
 @dataclass
+class BoxModel:
+    """The model behind box-to-mask.
+
+    Attributes:
+        prompter: a ``segcore.prompt.BoxPrompter`` (anything with ``predict(image, boxes,
+            category_ids)`` returning ``masks`` ``[N, H, W]`` bool and ``scores`` ``[N]`` or None),
+            or a zero-argument callable returning one: a lazy loader, called in the job's
+            ``compute`` (off the GUI thread); it may raise.
+        version: the model version id (stored as the new instance's provenance), or None.
+        category_id: the checkpoint's COCO category id to ask the model for (the current class,
+            :func:`model_category_for`), or None to let the model choose.
+        name: how messages name the model (``"model v3"``).
+    """
+
+    prompter: Any
+    version: int | None = None
+    category_id: int | None = None
+    name: str = "model"
+
+
+@dataclass
 class Context:
     """What :func:`command_for` needs: the image (RGB uint8 [H, W, 3]), the selection, the
-    category for new instances, the magic-wand tolerance."""
+    category for new instances, the magic-wand tolerance, and the model for box-to-mask
+    (``box_model``; None = GrabCut)."""
 
     image_id: int
     image: np.ndarray
@@ -197,16 +224,130 @@ class Context:
     selected_id: int | None = None
     selected_polygon: list | None = None
     tolerance: float = 20.0
+    box_model: BoxModel | None = None
 
 
 @dataclass
 class Job:
-    """Slow work (GrabCut) to run off the GUI thread: ``compute()`` -> mask, then
-    ``finish(mask)`` -> the command to execute on the GUI thread."""
+    """Slow work (GrabCut, a model) to run off the GUI thread: ``compute()`` -> a mask
+    (``[H, W]`` bool) or a result with a ``mask`` attribute (:class:`BoxMask`), then
+    ``finish(result)`` -> the command to execute on the GUI thread."""
 
     text: str
-    compute: Callable[[], np.ndarray]
-    finish: Callable[[np.ndarray], commands.Command]
+    compute: Callable[[], Any]
+    finish: Callable[[Any], commands.Command]
+
+
+@dataclass
+class BoxMask:
+    """What a box-to-mask job computed.
+
+    Attributes:
+        mask: ``[H, W]`` bool.
+        method: ``"model"`` (the model's mask head) or ``"grabcut"``.
+        model_version: the model version id when ``method == "model"``.
+        score: the model's mask score in [0, 1] (CenterMask's MaskIoU), or None.
+        note: why the model was not used although one was active (its error, or an empty
+            model mask), for the user; None when nothing needs saying.
+    """
+
+    mask: np.ndarray
+    method: str = "grabcut"
+    model_version: int | None = None
+    score: float | None = None
+    note: str | None = None
+
+    @property
+    def text(self) -> str:
+        """What made the mask, for messages: ``"Box to mask (model v3)"`` / ``"Box to mask (GrabCut)"``."""
+        if self.method == "model":
+            return "Box to mask (model)" if self.model_version is None else f"Box to mask (model v{self.model_version})"
+        return "Box to mask (GrabCut)"
+
+
+def result_mask(result) -> np.ndarray:
+    """The ``[H, W]`` bool mask of a job result (a mask, or a :class:`BoxMask`)."""
+    return np.asarray(getattr(result, "mask", result), dtype=bool)
+
+
+def is_box_model_arch(arch: str) -> bool:
+    """Whether a model version's architecture (``"centermask_lite_v19"``, ...) has a mask head
+    that takes a box (:data:`BOX_MODEL_FAMILIES`); YOLACT and unknown families do not."""
+    return str(arch).split("_")[0] in BOX_MODEL_FAMILIES
+
+
+def model_category_for(name: str | None, checkpoint_categories: Sequence[dict]) -> int | None:
+    """The checkpoint category id for a project category name (the same name, as pre-labelling
+    maps categories), or None when the model does not know the class (the model then chooses)."""
+    if name is None:
+        return None
+    for c in checkpoint_categories:
+        if str(c.get("name")) == str(name):
+            return int(c["id"])
+    return None
+
+
+def _not_supported(exc: BaseException) -> bool:
+    # segcore.prompt.PromptNotSupported, matched by name: importing segcore (torch) here would
+    # slow down the GUI's start for a check that only runs when a model is configured
+    return any(t.__name__ == "PromptNotSupported" for t in type(exc).__mro__)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def box_mask_job(ctx: Context, box: Sequence[float], model: BoxModel | None = None) -> Job:
+    """The box-to-mask :class:`Job` for an XYXY ``box`` (image pixels) on ``ctx``'s image.
+
+    Decision (made in ``compute``, off the GUI thread):
+
+    - ``model`` given: load it (lazily) and prompt it with the box and ``model.category_id``;
+      a non-empty mask -> :class:`BoxMask` ``method="model"`` (with the version and score);
+    - the model is a YOLACT family (``PromptNotSupported``) -> GrabCut, nothing to report;
+    - the model fails (load or inference error) or returns an empty mask -> GrabCut, with a
+      ``note`` saying so (the app shows it; it keeps running);
+    - no ``model`` -> GrabCut (:func:`~annotator.tools.mask_ops.grabcut_box`).
+
+    ``finish`` adds the instance in the context's category: a model mask as ``source="model"``
+    with its model version and score, review state ``edited`` (a model mask a person asked for);
+    a GrabCut mask as a human, accepted instance.
+    """
+    cat = _need_category(ctx)
+    image, img_id = ctx.image, ctx.image_id
+    x0, y0, x1, y1 = (float(v) for v in box)
+    xyxy = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+    def compute() -> BoxMask:
+        note = None
+        if model is not None:
+            try:
+                prompter = model.prompter
+                if not hasattr(prompter, "predict") and callable(prompter):
+                    prompter = prompter()
+                res = prompter.predict(image, np.asarray([xyxy], dtype=np.float64),
+                                       None if model.category_id is None else [int(model.category_id)])
+                mask = np.asarray(res.masks[0], dtype=bool)
+                scores = getattr(res, "scores", None)
+                score = None if scores is None else min(1.0, max(0.0, float(scores[0])))
+                if mask.any():
+                    return BoxMask(mask, "model", model.version, score)
+                note = f"Box to mask: {model.name} found no object in the box; used GrabCut instead"
+            except Exception as exc:  # noqa: BLE001 - any model failure falls back to GrabCut
+                if not _not_supported(exc):
+                    note = f"Box to mask: {model.name} failed ({_one_line(exc)}); used GrabCut instead"
+        return BoxMask(mask_ops.grabcut_box(image, xyxy), "grabcut", note=note)
+
+    def finish(result) -> commands.Command:
+        if isinstance(result, BoxMask) and result.method == "model":
+            return commands.add_mask(img_id, cat, result.mask, text="Box to mask (model)", source="model",
+                                     model_version=result.model_version, score=result.score,
+                                     review_state="edited")
+        return commands.add_mask(img_id, cat, result_mask(result), text="Box to mask")
+
+    text = f"Box to mask ({model.name})" if model is not None else "Box to mask (GrabCut)"
+    return Job(text, compute, finish)
 
 
 def _need_selection(ctx: Context, what: str) -> int:
@@ -222,14 +363,15 @@ def _need_category(ctx: Context) -> int:
 
 
 def command_for(edit: Edit, ctx: Context, project=None):
-    """The :class:`~annotator.tools.commands.Command` (or a :class:`Job` for GrabCut) for an
+    """The :class:`~annotator.tools.commands.Command` (or a :class:`Job` for GrabCut / a model) for an
     edit, or ``None`` (``select`` is handled by the window).
 
     - stroke: paint / erase the selected instance; a brush stroke with nothing selected
       creates a new instance.
     - polygon: a new (polygon-sourced) instance; with a selection, Shift cuts the polygon out
       of it (a hole when inside) and Ctrl adds it to it.
-    - box: GrabCut in the box -> a new instance.
+    - box: the model's mask in the box (``ctx.box_model``), else GrabCut -> a new instance
+      (:func:`box_mask_job`).
     - wand: flood fill with the tolerance -> a new instance; Shift adds it to the selection.
     - refine: GrabCut of the selected mask with include / exclude strokes.
     - vertex edits: the selected polygon-sourced instance.
@@ -256,11 +398,8 @@ def command_for(edit: Edit, ctx: Context, project=None):
             return commands.edit_mask(img_id, ctx.selected_id, lambda m: m | region, "Magic wand (add)")
         return commands.add_mask(img_id, _need_category(ctx), region, text="Magic wand")
     if edit.kind == "box":
-        cat = _need_category(ctx)
         (x0, y0), (x1, y1) = edit.points
-        image = ctx.image
-        return Job("Box to mask (GrabCut)", lambda: mask_ops.grabcut_box(image, (x0, y0, x1, y1)),
-                   lambda m: commands.add_mask(img_id, cat, m, text="Box to mask"))
+        return box_mask_job(ctx, (x0, y0, x1, y1), ctx.box_model)
     if edit.kind == "refine":
         sel = _need_selection(ctx, "GrabCut refine")
         if project is None:

@@ -4,19 +4,25 @@ the active tool, canvas mouse input -> :mod:`annotator.tools.interaction` -> a c
 transaction each, committed before the handler returns), undo / redo, and the mask operations
 (merge, subtract, split, fill holes, z-order).
 
-GrabCut (box-to-mask, refine) runs on the thread pool; its command is executed on the GUI
-thread when the mask arrives. Widgets stay thin: all decisions are in the pure modules.
+GrabCut (box-to-mask, refine) and the box-to-mask model run on the thread pool; the command is
+executed on the GUI thread when the mask arrives. Box-to-mask uses the project's active model
+version when its architecture has a box-conditioned mask head (BlendMask, CenterMask): the
+``segcore.prompt.BoxPrompter`` is loaded lazily on a pool thread and cached
+(:class:`~annotator.ui.workers.BoxPrompterCache`, replaced when the active version's checkpoint
+changes); YOLACT or no model -> GrabCut; a model error is shown and GrabCut used instead.
+Widgets stay thin: all decisions are in the pure modules
+(:func:`annotator.tools.interaction.box_mask_job`).
 """
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtWidgets import QLabel, QSpinBox
 
 from annotator.errors import AnnotatorError
 from annotator.tools import commands
-from annotator.tools.interaction import TOOLS, Context, Job, Tool, command_for
-from annotator.ui.workers import run_in_thread
+from annotator.tools.interaction import (TOOLS, BoxModel, Context, Job, Tool, command_for, is_box_model_arch,
+                                        model_category_for, result_mask)
+from annotator.ui.workers import BoxPrompterCache, run_in_thread
 
 BRUSH_MIN, BRUSH_MAX = 1, 200
 
@@ -32,6 +38,8 @@ class EditingMixin:
         self.current_category_id: int | None = None
         self.wand_tolerance = 20.0
         self.pending_jobs = 0
+        self.box_prompters = BoxPrompterCache()
+        self._box_notes_shown: set[str] = set()
         c = self.canvas
         c.tool_pressed.connect(self._tool_press)
         c.tool_moved.connect(self._tool_move)
@@ -102,6 +110,30 @@ class EditingMixin:
         return Context(self.current_image_id, self.canvas_image, cat, self.selected_id,
                        None if rec is None else rec.polygon, self.wand_tolerance)
 
+    def box_model(self) -> BoxModel | None:
+        """The model box-to-mask uses: the project's active model version when its architecture
+        has a box-conditioned mask head (BlendMask, CenterMask), else None (GrabCut). Cheap (two
+        SQLite reads): the checkpoint is only loaded when a box job runs, off the GUI thread."""
+        project = self.project
+        if project is None:
+            return None
+        try:
+            version = project.active_model_version()
+            if version is None:
+                return None
+            mv = project.model_version(version)
+        except AnnotatorError:
+            return None
+        if not is_box_model_arch(mv.arch):
+            return None
+        cat = self.current_category_id
+        names = {int(c.id): c.name for c in project.categories()}
+        if cat not in names:
+            cat = next(iter(names), None)
+        return BoxModel(self.box_prompters.loader(str(mv.checkpoint)), version=int(mv.id),
+                        category_id=model_category_for(names.get(cat), mv.categories or []),
+                        name=f"model v{int(mv.id)}")
+
     def _handle(self, edit) -> None:
         self._show_preview()
         if edit is None:
@@ -110,7 +142,10 @@ class EditingMixin:
             if edit.kind == "select":
                 self.select_at(*edit.points[0])
                 return
-            result = command_for(edit, self._context(), self.project)
+            ctx = self._context()
+            if edit.kind == "box":
+                ctx.box_model = self.box_model()
+            result = command_for(edit, ctx, self.project)
             if isinstance(result, Job):
                 self._start_job(result)
             elif result is not None:
@@ -150,15 +185,24 @@ class EditingMixin:
         self.status_label.setText(f"{job.text}...")
         image_id = self.current_image_id
 
-        def done(mask: np.ndarray) -> None:
+        def done(result) -> None:
             self.pending_jobs -= 1
             if self.project is None:
                 return
+            note = getattr(result, "note", None)
+            if note:   # the model was not used: say why (a dialog the first time, then the status bar)
+                if note in self._box_notes_shown:
+                    self.status_label.setText(note)
+                else:
+                    self._box_notes_shown.add(note)
+                    self.report_error(note)
+            text = getattr(result, "text", None) or job.text   # e.g. GrabCut after a model fallback
             try:
-                if not np.asarray(mask).any():
-                    raise AnnotatorError(f"{job.text}: no foreground found; try a tighter box or more strokes")
-                self.execute(job.finish(mask), image_id=image_id)
-                self.status_label.setText(f"{job.text}: done")
+                if not result_mask(result).any():
+                    raise AnnotatorError(f"{text}: no foreground found; try a tighter box or more strokes")
+                self.execute(job.finish(result), image_id=image_id)
+                if not note:
+                    self.status_label.setText(f"{text}: done")
             except AnnotatorError as exc:
                 self.report_error(str(exc))
 

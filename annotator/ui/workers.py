@@ -5,6 +5,8 @@
   thread), runs :func:`annotator.jobs.prelabel.prelabel` and reports through signals. The
   ``Predictor`` is loaded once per checkpoint file and reused across images and jobs.
 - :func:`run_in_thread` runs a plain function on the global ``QThreadPool`` (folder -> project).
+- :class:`BoxPrompterCache` loads the box-to-mask model (``segcore.prompt.BoxPrompter``) lazily,
+  on whichever pool thread first needs it, and keeps it until the checkpoint changes.
 
 Errors never escape: they are reported as ``failed(message)`` (one line for ``AnnotatorError``
 and checkpoint errors; other exceptions are also printed with their traceback to stderr).
@@ -87,6 +89,60 @@ class RecordingProject:
             after, done_a = p.annotations(image_id), p.image(image_id).done
         self._record(int(image_id), before, after, done_b, done_a)
         return n
+
+
+class BoxPrompterCache:
+    """The ``segcore.prompt.BoxPrompter`` of the current box-to-mask model, loaded lazily.
+
+    :meth:`loader` returns a zero-argument callable for
+    :class:`annotator.tools.interaction.BoxModel`; calling it (in a job's ``compute``, off the
+    GUI thread) loads the checkpoint on first use (``device``, default ``"auto"``) and reuses it
+    while the file (resolved path, modification time) is the same; another checkpoint (the
+    active version changed) replaces it. A failed load is remembered for that file and raised
+    again without re-reading it, so a broken checkpoint costs one attempt. Thread-safe.
+    """
+
+    def __init__(self, device: str = "auto"):
+        self.device = device
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._value = None          # BoxPrompter, or the exception of a failed load
+        self.loads = 0              # load attempts (for tests / diagnostics)
+
+    @staticmethod
+    def _key_of(checkpoint: str) -> tuple:
+        p = Path(checkpoint)
+        try:
+            return str(p.resolve()), p.stat().st_mtime_ns
+        except OSError:
+            return str(p), None
+
+    def get(self, checkpoint: str):
+        """The prompter for ``checkpoint`` (loading it if needed). Raises the load error
+        (``CheckpointError``, ``PromptNotSupported``, ...)."""
+        key = self._key_of(checkpoint)
+        with self._lock:
+            if key != self._key:
+                self._key, self._value = key, None
+                self.loads += 1
+                try:
+                    from segcore.prompt import BoxPrompter
+
+                    self._value = BoxPrompter.from_checkpoint(checkpoint, device=self.device)
+                except Exception as exc:  # noqa: BLE001 - kept and re-raised for every box
+                    self._value = exc
+            if isinstance(self._value, BaseException):
+                raise self._value
+            return self._value
+
+    def loader(self, checkpoint: str) -> Callable[[], object]:
+        """A zero-argument callable returning :meth:`get` of ``checkpoint``."""
+        return lambda: self.get(checkpoint)
+
+    def clear(self) -> None:
+        """Forget the loaded model (the next box loads it again)."""
+        with self._lock:
+            self._key, self._value = None, None
 
 
 def device_description() -> str:

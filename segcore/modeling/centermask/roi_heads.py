@@ -127,14 +127,30 @@ class CenterMaskRoIHeads(nn.Module):
         :func:`~segcore.modeling.centermask.mask_head.paste_masks_in_image`) and ``[R_i]``
         scores x predicted mask IoU (the class scores unchanged without the MaskIoU head).
         """
+        probs, all_scores, _ = self.predict_with_classes(features, boxes, classes, scores, image_sizes,
+                                                         choose_missing=False)
+        return probs, all_scores
+
+    def predict_with_classes(self, features: list[Tensor], boxes: list[Tensor], classes: list[Tensor],
+                             scores: list[Tensor], image_sizes: Sequence[tuple[int, int]], *,
+                             choose_missing: bool = True) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """:meth:`predict` that also returns the classes used, per image ``[R_i]`` int64.
+
+        With ``choose_missing``, a class of ``-1`` (a box prompt without a class) takes the
+        channel whose sigmoid mask has the largest mean probability over the 28 x 28 RoI; other
+        classes are used as given. ``choose_missing=False`` is exactly :meth:`predict`.
+        """
         pooled = self.pooler(features, boxes, image_sizes)
         logits = self.mask_head(pooled)
         all_classes = torch.cat([c.to(logits.device) for c in classes]).long() if classes else \
             torch.zeros(0, dtype=torch.int64, device=logits.device)
+        if choose_missing and logits.shape[0] > 0:
+            best = logits.float().sigmoid().mean(dim=(2, 3)).argmax(dim=1)
+            all_classes = torch.where(all_classes < 0, best, all_classes)
         probs = select_class_masks(logits, all_classes).float().sigmoid()
         all_scores = torch.cat([s.to(logits.device) for s in scores]).float() if scores else probs.new_zeros(0)
         if self.maskiou_head is not None and probs.shape[0] > 0:
             pred_iou = self.maskiou_head(pooled, probs[:, None].to(pooled.dtype)).float()
             all_scores = mask_scores(all_scores, pred_iou, all_classes)
         counts = [len(b) for b in boxes]
-        return list(probs.split(counts)), list(all_scores.split(counts))
+        return list(probs.split(counts)), list(all_scores.split(counts)), list(all_classes.split(counts))
