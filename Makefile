@@ -1,10 +1,12 @@
-# Two commands: `make run` (desktop app on the bundled sample project) and `make test` (whole suite).
+# Two commands: `make run` (desktop app on the bundled sample project) and `make test` (whole suite,
+# including the wheel test tests/packaging/test_wheel.py). `make package` builds the PyInstaller
+# one-folder bundle dist/annotator/ and runs its self-check (large and slow: not part of `make test`).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean-venv
+.PHONY: run test bench package bundle-check wheel clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,18 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/annotator bench
+
+# Wheel only: dist/annotator-X.Y.Z-py3-none-any.whl, built offline with the venv's setuptools (no sdist).
+wheel: $(STAMP)
+	$(PY) -m build --wheel --no-isolation --outdir dist .
+
+# Desktop bundle: installs PyInstaller into the venv if missing, builds dist/annotator/ from
+# packaging/annotator.spec, then runs packaging/bundle_self_check.sh on it.
+package: $(STAMP)
+	PYTHON=$(PY) packaging/build_bundle.sh
+
+bundle-check:
+	packaging/bundle_self_check.sh dist/annotator
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,6 +15,8 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator import-weights FILE.pth --arch NAME [--out OUT.pth] [--project PROJECT]
     annotator bench [--arch NAME] [--size S] [--runs N]
     annotator simulate --coco GT.json --images DIR --arch NAME --rounds R --per-round K [--device ...] [--out DIR]
+    annotator --version                  # annotator X.Y.Z
+    annotator --self-check               # headless installation check (annotator.selfcheck), exit 0 / 1
 
 User errors (bad file, bad field, missing path) print one line ``error: ...`` naming the file
 and the field and exit with status 2; the project is left as it was. Long work shows a tqdm
@@ -27,7 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from annotator import __version__
+from annotator import version
 from annotator.errors import AnnotatorError
 
 EXIT_USER_ERROR = 2
@@ -330,8 +332,12 @@ def cmd_simulate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="annotator", description=__doc__.split("\n")[0])
-    p.add_argument("--version", action="version", version=f"annotator {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"annotator {version()}",
+                   help="print 'annotator X.Y.Z' (installed distribution metadata) and exit")
+    p.add_argument("--self-check", action="store_true",
+                   help="headless check of an installation: import the models, one tiny CPU forward, open and "
+                        "close the main window offscreen; exit 0 if all pass (annotator.selfcheck)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("new", help="create a project from a folder of images")
     s.add_argument("project")
@@ -433,8 +439,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``annotator`` console script. Returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``annotator`` console script.
+
+    Args:
+        argv: arguments without the program name (``None`` = ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 when ``--self-check`` fails, 2 for a user error
+        (one line ``error: ...`` on stderr), 130 when interrupted.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.self_check:
+        if args.command:
+            parser.error("--self-check takes no COMMAND")
+        from annotator.selfcheck import run_self_check
+
+        return run_self_check()
+    if not args.command:
+        parser.error("a COMMAND is required (or --version / --self-check)")
     try:
         return int(args.func(args) or 0)
     except AnnotatorError as exc:

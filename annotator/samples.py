@@ -1,18 +1,29 @@
-"""The bundled sample project (``resources/samples``): five COCO val2017 photos whose licences
-allow redistribution, with their original COCO annotations (see ``resources/samples/LICENSES.md``).
+"""The bundled sample project (``annotator/resources/samples``): five COCO val2017 photos whose
+licences allow redistribution, with their original COCO annotations (see
+``annotator/resources/samples/LICENSES.md``).
 
-The bundle is read-only; :func:`ensure_sample_project` copies it into the user's data folder
-(``$XDG_DATA_HOME/annotator/sample-project``, default ``~/.local/share/annotator/sample-project``)
-and turns it into a project with the annotations imported as human / accepted, once.
+The files are package data read through ``importlib.resources`` (:func:`samples_dir`), never
+through a path relative to the repository. :func:`ensure_sample_project` copies them into the
+user's data folder (``$XDG_DATA_HOME/annotator/sample-project``, default
+``~/.local/share/annotator/sample-project``) and turns them into a project with the annotations
+imported as human / accepted, once.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from importlib.resources import as_file
 from pathlib import Path
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "samples"
+from annotator import resources
+
+IMAGE_SUFFIXES = {".jpg", ".png"}
+
+
+def samples_dir():
+    """The bundled sample folder (an ``importlib.resources`` Traversable, read-only)."""
+    return resources() / "samples"
 
 
 def user_data_dir() -> Path:
@@ -24,11 +35,14 @@ def user_data_dir() -> Path:
 def ensure_sample_project(dest: Path | None = None) -> Path:
     """Create the sample project at ``dest`` (default: the user data folder) if missing.
 
+    Args:
+        dest: project folder to create; ``None`` = ``user_data_dir() / "sample-project"``.
+
     Returns:
-        The project folder.
+        The project folder (unchanged if it already holds a project).
 
     Raises:
-        AnnotatorError: the bundle is missing or the destination is not writable.
+        AnnotatorError: the bundled samples are missing or the destination is not writable.
     """
     from annotator.errors import AnnotatorError
     from annotator.io.coco import import_coco
@@ -37,8 +51,11 @@ def ensure_sample_project(dest: Path | None = None) -> Path:
     dest = Path(dest) if dest else user_data_dir() / "sample-project"
     if (dest / "annotator.sqlite").is_file():
         return dest
-    if not (SAMPLES_DIR / "annotations.json").is_file():
-        raise AnnotatorError(f"{SAMPLES_DIR}: sample bundle not found")
+    bundle = samples_dir()
+    annotations = bundle / "annotations.json"
+    if not annotations.is_file():
+        raise AnnotatorError(f"{annotations}: sample bundle not found (annotator/resources/samples missing "
+                             "from the installation)")
     if dest.exists() and any(dest.iterdir()):
         raise AnnotatorError(f"{dest}: exists and is not a sample project; remove it or choose another folder")
     # Build beside the destination, then rename: an interrupted first start leaves no half project.
@@ -46,14 +63,15 @@ def ensure_sample_project(dest: Path | None = None) -> Path:
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for f in SAMPLES_DIR.iterdir():
-            if f.suffix.lower() in {".jpg", ".png"}:
-                shutil.copyfile(f, tmp / f.name)
+        for entry in bundle.iterdir():
+            if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                (tmp / entry.name).write_bytes(entry.read_bytes())
     except OSError as exc:
         raise AnnotatorError(f"{dest}: cannot create the sample project: {exc.strerror}") from None
     project = Project.create(tmp, images_dir=tmp)
     try:
-        import_coco(project, SAMPLES_DIR / "annotations.json", image_root=tmp)
+        with as_file(annotations) as ann_path:
+            import_coco(project, Path(ann_path), image_root=tmp)
     finally:
         project.close()
     if dest.is_dir():

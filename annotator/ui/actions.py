@@ -3,7 +3,10 @@
 Every action gets its shortcuts in its tooltip (``"Accept (A)"``) and is reachable from the
 menu bar; those marked ``toolbar`` also get a toolbar button. ``slot`` names a
 :class:`~annotator.ui.main_window.MainWindow` method (dotted: of one of its attributes) called
-without arguments, or ``"method:arg"`` called with one string argument (the tools). Digit keys 1-9 (``class_1``..``class_9``) pick the n-th project category.
+without arguments, or ``"method:arg"`` called with one string argument (the tools, the import /
+export formats). Digit keys 1-9 (``class_1``..``class_9``) pick the n-th project category.
+``menu`` may name a submenu as ``"&File/&Export"``; ``tip`` replaces ``text`` in the tooltip
+(e.g. ``"Export COCO"`` for the submenu entry ``"COCO..."``). The Help menu comes last.
 """
 
 from __future__ import annotations
@@ -22,12 +25,33 @@ class ActionSpec(NamedTuple):
     menu: str = "&File"
     toolbar: bool = False
     checkable: bool = False
+    tip: str = ""
 
+
+IMPORT_MENU = "&File/&Import annotations"
+EXPORT_MENU = "&File/E&xport"
 
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("open", "Open folder/project...", "open_folder_dialog", ("Ctrl+O",), "&File", True),
     ActionSpec("choose_model", "Choose model...", "choose_model_dialog", ("Ctrl+M",), "&File", True),
-    ActionSpec("export", "Export COCO...", "export_coco_dialog", ("Ctrl+E",), "&File", True),
+    # File > Import annotations / Export: the CLI's formats (annotator.ui.formats)
+    ActionSpec("import_coco", "COCO...", "import_annotations_dialog:coco", (), IMPORT_MENU,
+               tip="Import COCO annotations"),
+    ActionSpec("import_yolo", "YOLO-seg...", "import_annotations_dialog:yolo", (), IMPORT_MENU,
+               tip="Import YOLO-seg annotations"),
+    ActionSpec("import_labelme", "labelme...", "import_annotations_dialog:labelme", (), IMPORT_MENU,
+               tip="Import labelme annotations"),
+    ActionSpec("import_via", "VIA...", "import_annotations_dialog:via", (), IMPORT_MENU,
+               tip="Import VIA annotations"),
+    ActionSpec("import_masks", "mask PNGs...", "import_annotations_dialog:masks", (), IMPORT_MENU,
+               tip="Import mask PNGs"),
+    ActionSpec("export", "COCO...", "export_coco_dialog", ("Ctrl+E",), EXPORT_MENU, True, tip="Export COCO"),
+    ActionSpec("export_yolo", "YOLO-seg...", "export_annotations_dialog:yolo", (), EXPORT_MENU, tip="Export YOLO-seg"),
+    ActionSpec("export_labelme", "labelme...", "export_annotations_dialog:labelme", (), EXPORT_MENU,
+               tip="Export labelme"),
+    ActionSpec("export_via", "VIA...", "export_annotations_dialog:via", (), EXPORT_MENU, tip="Export VIA"),
+    ActionSpec("export_masks", "mask PNGs...", "export_annotations_dialog:masks", (), EXPORT_MENU,
+               tip="Export mask PNGs"),
     ActionSpec("quit", "Quit", "close", ("Ctrl+Q",), "&File"),
     ActionSpec("accept", "Accept", "accept_selected", ("A",), "&Review", True),
     ActionSpec("reject", "Reject", "reject_selected", ("R",), "&Review", True),
@@ -58,7 +82,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                ("B",), "&Tools", True, True),
     ActionSpec("tool_eraser", "Eraser: erase from the selected instance", "set_tool:eraser", ("E",),
                "&Tools", True, True),
-    ActionSpec("tool_box", "Box to mask (GrabCut)", "set_tool:box", ("X",), "&Tools", True, True),
+    ActionSpec("tool_box", "Box to mask (model, or GrabCut)", "set_tool:box", ("X",), "&Tools", True, True),
     ActionSpec("tool_wand", "Magic wand (Shift = add to selected)", "set_tool:wand", ("W",), "&Tools",
                True, True),
     ActionSpec("tool_refine", "GrabCut refine: left strokes include, right / Alt strokes exclude, Enter applies",
@@ -82,6 +106,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("done_accept", "Done: accept remaining predictions", "mark_done_accept_rest",
                ("Ctrl+Shift+D",), "&Review"),
     ActionSpec("next_unreviewed", "Next unreviewed image", "next_unreviewed_image", ("U",), "&View", True),
+    ActionSpec("about", "About annotator...", "show_about", (), "&Help"),
 )
 
 
@@ -91,10 +116,12 @@ def tooltip(text: str, keys: tuple[str, ...]) -> str:
     return f"{text.rstrip('.')} ({shown})" if shown else text.rstrip(".")
 
 
-def make_action(window, name: str, text: str, callback, keys=(), *, checkable=False) -> QAction:
+def make_action(window, name: str, text: str, callback, keys=(), *, checkable=False, tip: str = "") -> QAction:
+    """A window-wide ``QAction`` with its shortcuts and tooltip (``tip`` or ``text`` plus the keys)."""
     act = QAction(text, window)
+    act.setObjectName(name)
     act.setShortcuts([QKeySequence(k) for k in keys])
-    act.setToolTip(tooltip(text, tuple(keys)))
+    act.setToolTip(tooltip(tip or text, tuple(keys)))
     act.setCheckable(checkable)
     act.triggered.connect(lambda checked=False: callback())
     window.addAction(act)
@@ -115,16 +142,15 @@ def build_actions(window, extra_toolbar_widget=None) -> dict:
         if arg:
             slot = functools.partial(slot, arg)
         act = make_action(window, spec.name, spec.text, slot, spec.keys,
-                          checkable=spec.checkable)
+                          checkable=spec.checkable, tip=spec.tip)
         acts[spec.name] = act
-        if spec.menu not in menus:
-            menus[spec.menu] = window.menuBar().addMenu(spec.menu)
-        menus[spec.menu].addAction(act)
+        _menu(window, menus, spec.menu).addAction(act)
         if spec.toolbar:
-            if last_menu is not None and spec.menu != last_menu:
+            top_menu = spec.menu.split("/")[0]   # a submenu groups with its menu
+            if last_menu is not None and top_menu != last_menu:
                 toolbar.addSeparator()
             toolbar.addAction(act)
-            last_menu = spec.menu
+            last_menu = top_menu
             if spec.name == "delete" and extra_toolbar_widget is not None:
                 toolbar.addWidget(extra_toolbar_widget)
             if spec.name == "tool_vertex":
@@ -134,4 +160,15 @@ def build_actions(window, extra_toolbar_widget=None) -> dict:
         acts[f"class_{i}"] = make_action(window, f"class_{i}", f"Class {i}",
                                          functools.partial(window.set_category_by_key, i), (str(i),))
     window.class_menu = window.menuBar().addMenu("&Class")
+    if "&Help" in menus:  # Help last, after the class menu
+        window.menuBar().removeAction(menus["&Help"].menuAction())
+        window.menuBar().addAction(menus["&Help"].menuAction())
     return acts
+
+
+def _menu(window, menus: dict, path: str):
+    """The menu at ``path`` (``"&File"`` or ``"&File/&Export"``), created on first use in order."""
+    if path not in menus:
+        parent, _, leaf = path.rpartition("/")
+        menus[path] = _menu(window, menus, parent).addMenu(leaf) if parent else window.menuBar().addMenu(leaf)
+    return menus[path]

@@ -18,6 +18,8 @@ def main(path: str | None = None, *, score_threshold: float = 0.05) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("annotator")
+    app.setDesktopFileName("annotator")          # matches packaging/annotator.desktop (Wayland)
+    _set_icon(app)
     window = MainWindow(score_threshold=score_threshold)
     window.show()
     if path is not None:
@@ -26,6 +28,20 @@ def main(path: str | None = None, *, score_threshold: float = 0.05) -> int:
         return int(app.exec())
     finally:
         window.close()  # stops the pre-label thread and closes the project (idempotent)
+
+
+def _set_icon(app) -> None:
+    """Window icon from the package resources (annotator-256.png); silently none if missing."""
+    from importlib.resources import as_file
+
+    from PySide6.QtGui import QIcon
+
+    import annotator
+
+    icon = annotator.resources() / "icons" / "annotator-256.png"
+    if icon.is_file():
+        with as_file(icon) as path:
+            app.setWindowIcon(QIcon(str(path)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,8 @@
 Keyboard shortcuts: :data:`annotator.ui.actions.ACTIONS` (shown in every tooltip). Editing
 tools and undo live in :mod:`annotator.ui.editing`, the review workflow in
 :mod:`annotator.ui.reviewing`, pre-labelling in :mod:`annotator.ui.prelabeling`, the class
-manager in :mod:`annotator.ui.class_manager`.
+manager in :mod:`annotator.ui.class_manager`, File > Import annotations / Export of the
+interchange formats in :mod:`annotator.ui.formats`, Help > About in :mod:`annotator.ui.about`.
 Rejected instances are hidden on the canvas (outline only when selected or with H).
 On open the window takes the project's session lock (:mod:`annotator.tools.session`): a
 project held by another instance is opened read-only with a notice, and an unclean shutdown
@@ -34,6 +35,7 @@ from annotator.ui.actions import build_actions
 from annotator.ui.canvas import Canvas
 from annotator.ui.class_manager import ClassManagerMixin
 from annotator.ui.editing import EditingMixin
+from annotator.ui.formats import FormatsMixin
 from annotator.ui.image_list import ImageList
 from annotator.ui.instance_panel import InstancePanel
 from annotator.ui.prelabeling import PrelabelMixin
@@ -61,7 +63,7 @@ def _user_action(method):
     return wrapper
 
 
-class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QMainWindow):
+class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, FormatsMixin, QMainWindow):
     """The annotation window. ``project``: an open ``annotator.project.Project`` or ``None``."""
 
     project_opened = Signal(str)        # project root
@@ -75,6 +77,10 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
         super().__init__(parent)
         self.setWindowTitle("Annotator")
         self.resize(1280, 800)
+        from annotator.ui.about import app_icon
+
+        self.setWindowIcon(app_icon())
+        self.about_dialog = None
         self.project = None
         self.last_error: str | None = None
         self.score_threshold = float(score_threshold)
@@ -372,6 +378,17 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, QM
         path = dialogs.ask_folder(self, str(self.project.root) if self.project is not None else "")
         if path:
             self.open_project(path)
+
+    def show_about(self):
+        """Help > About: version, licences, torch / CUDA build (:mod:`annotator.ui.about`).
+        Opens non-modally and returns the dialog."""
+        from annotator.ui.about import AboutDialog
+
+        if self.about_dialog is None:
+            self.about_dialog = AboutDialog(self)
+        self.about_dialog.show()
+        self.about_dialog.raise_()
+        return self.about_dialog
 
     def open_training(self) -> None:
         """Model > Train... (Ctrl+T): the training dialog and model manager (:mod:`annotator.ui.training`)."""
