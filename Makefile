@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[dev]"
+	# test-only: Ultralytics' own YOLO dataset checker (tests/annotator/test_formats_loaders.py);
+	# --no-deps because its requirements pull the GUI opencv-python over opencv-python-headless
+	$(PY) -m pip install --no-deps "ultralytics>=8.3"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,9 +1,9 @@
 """Exports read by the other tools' own loaders.
 
 * YOLO-seg: Ultralytics' own ``check_det_dataset`` (data.yaml) and ``verify_image_label`` (every
-  label file) when ``ultralytics`` is importable. It is not a dev dependency: its requirements
-  pull ``opencv-python``, which clashes with our ``opencv-python-headless``; install it with
-  ``pip install --no-deps ultralytics`` to run that test. Its ``check_font`` (downloads a plotting
+  label file). ``make test`` installs ``ultralytics`` with ``pip install --no-deps`` (its
+  requirements pull ``opencv-python``, which clashes with our ``opencv-python-headless``), so it
+  is not in the dev extra; without it the test fails and says how to install it. Its ``check_font`` (downloads a plotting
   font, needs matplotlib) is replaced by a no-op; the dataset checks themselves are untouched.
 * labelme: labelme 6 cannot be imported here (its package imports onnxruntime, imgviz, cmap and
   Qt), so the test re-reads the files the way ``labelme.label_file.LabelFile.load`` does (the
@@ -41,7 +41,10 @@ def project(tmp_path_factory, coco_tiny):
 def test_yolo_export_passes_ultralytics_checker(project, tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
     monkeypatch.setenv("YOLO_OFFLINE", "1")
-    data_utils = pytest.importorskip("ultralytics.data.utils", reason="ultralytics not installed (see docstring)")
+    try:
+        import ultralytics.data.utils as data_utils
+    except ImportError as exc:
+        pytest.fail(f"ultralytics missing ({exc}): pip install --no-deps 'ultralytics>=8.3' (make test does)")
     monkeypatch.setattr(data_utils, "check_font", lambda *a, **k: None)
     rep = export_yolo(project, tmp_path / "yolo", include="human")
     data = data_utils.check_det_dataset(str(tmp_path / "yolo" / "data.yaml"))
