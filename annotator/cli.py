@@ -14,6 +14,8 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator gui [PROJECT|FOLDER] [--sample]
     annotator import-weights FILE.pth --arch NAME [--out OUT.pth] [--project PROJECT]
     annotator bench [--arch NAME] [--size S] [--runs N]
+    annotator export-onnx CHECKPOINT.pth --out MODEL.onnx [--opset 19]
+    annotator download-weights NAME [--cache DIR] [--import-to PROJECT] | --list
     annotator simulate --coco GT.json --images DIR --arch NAME --rounds R --per-round K [--device ...] [--out DIR]
     annotator --version                  # annotator X.Y.Z
     annotator --self-check               # headless installation check (annotator.selfcheck), exit 0 / 1
@@ -30,6 +32,7 @@ import sys
 from pathlib import Path
 
 from annotator import version
+from annotator.cli_models import add_subcommands as add_model_subcommands
 from annotator.errors import AnnotatorError
 
 EXIT_USER_ERROR = 2
@@ -435,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--score-threshold", type=float, default=0.3, help="predictions shown to the simulated person")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_simulate)
+    add_model_subcommands(sub)
     return p
 
 

@@ -1,0 +1,127 @@
+"""Model sub-commands of the ``annotator`` CLI: ONNX export and official-weights download.
+
+::
+
+    annotator export-onnx CHECKPOINT.pth --out model.onnx [--opset N] [--score-threshold F]
+                          [--max-detections N] [--exporter dynamo|torchscript]
+    annotator download-weights NAME [--cache DIR] [--import-to PROJECT] [--force]
+    annotator download-weights --list
+
+:func:`add_subcommands` adds both to the CLI's argparse sub-parsers. Handlers return the exit
+status; user errors are raised as :class:`annotator.errors.AnnotatorError` (``annotator.cli.main``
+prints ``error: <message>`` and exits 2). Exit statuses of ``download-weights``: 0 done (or
+already in the cache), 1 size / sha256 mismatch (nothing kept), 2 offline / HTTP error / unknown
+name / other user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from annotator.errors import AnnotatorError
+
+__all__ = ["add_subcommands", "cmd_export_onnx", "cmd_download_weights"]
+
+#: = ``segcore.export.onnx.DEFAULT_OPSET`` (not imported here: building the parser must not load torch)
+DEFAULT_OPSET = 19
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """``annotator export-onnx``: a segcore YOLACT / YOLACT++ checkpoint -> ONNX file
+    (:func:`segcore.export.onnx.export_yolact_onnx`).
+
+    Raises:
+        AnnotatorError: unreadable / invalid checkpoint (``torch.load(weights_only=True)``), an
+            architecture other than ``yolact_*``, opset too low, unwritable ``--out``, or the
+            exporter failed.
+    """
+    from segcore.checkpoints import CheckpointError, load_checkpoint
+    from segcore.export.onnx import OnnxExportError, export_yolact_onnx
+
+    src = Path(args.checkpoint)
+    try:
+        model, info = load_checkpoint(src, device="cpu")
+    except CheckpointError as exc:
+        raise AnnotatorError(str(exc)) from None
+    if not str(info["arch"]).startswith("yolact"):
+        raise AnnotatorError(f"{src}: key 'arch' is {info['arch']!r}: export-onnx supports yolact_* and "
+                             f"yolact_plus_* checkpoints only")
+    try:
+        report = export_yolact_onnx(model, Path(args.out), categories=info["categories"], opset=args.opset,
+                                    score_threshold=args.score_threshold, max_detections=args.max_detections,
+                                    dynamo=args.exporter == "dynamo")
+    except OnnxExportError as exc:
+        raise AnnotatorError(str(exc)) from None
+    print(report.line())
+    return 0
+
+
+def cmd_download_weights(args: argparse.Namespace) -> int:
+    """``annotator download-weights``: fetch official weights into the cache and verify them
+    (:func:`annotator.weights.download_weights`); ``--import-to`` then imports them into a
+    segcore checkpoint registered in that project, as ``annotator import-weights --project``.
+
+    Returns 0, or 1 after printing one ``error:`` line when the size / sha256 does not match.
+
+    Raises:
+        AnnotatorError: no NAME, unknown NAME, offline (``cannot download NAME: offline or host
+            unreachable (<reason>)``), HTTP error, unwritable cache, missing project.
+    """
+    from annotator import weights
+
+    cache = Path(args.cache) if args.cache else None
+    if args.list:
+        for line in weights.list_lines(cache_dir=cache):
+            print(line)
+        return 0
+    if not args.name:
+        raise AnnotatorError("download-weights: give NAME or --list")
+    entry = weights.lookup(args.name)
+    if args.import_to and not Path(args.import_to).exists():
+        raise AnnotatorError(f"--import-to: project not found: {args.import_to}")
+    try:
+        result = weights.download_weights(entry.name, cache_dir=cache, force=args.force,
+                                          log=lambda m: print(m, file=sys.stderr))
+    except weights.ChecksumError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if not result.downloaded:
+        print(f"{result.path}: already in the cache (sha256 {result.sha256}, verified against the "
+              f"{'published' if result.verified == 'published' else 'remembered'} hash)")
+    elif result.verified == "published":
+        print(f"downloaded {result.path} ({result.size:,} bytes, sha256 {result.sha256} matches the published hash)")
+    else:
+        print(f"downloaded {result.path} ({result.size:,} bytes)")
+        print(f"sha256 {result.sha256}  ({weights.NOT_PUBLISHED}: compare it with a source you trust)")
+    if args.import_to:
+        from annotator.cli import cmd_import_weights
+
+        return cmd_import_weights(argparse.Namespace(file=str(result.path), arch=entry.arch, out=None,
+                                                     project=args.import_to))
+    return 0
+
+
+def add_subcommands(sub) -> None:
+    """Add ``export-onnx`` and ``download-weights`` to ``sub`` (``parser.add_subparsers()``)."""
+    s = sub.add_parser("export-onnx", help="export a YOLACT / YOLACT++ checkpoint's inference to ONNX")
+    s.add_argument("checkpoint", metavar="CHECKPOINT", help="segcore checkpoint (.pth)")
+    s.add_argument("--out", required=True, metavar="MODEL.onnx")
+    s.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default {DEFAULT_OPSET}; YOLACT++ needs >= 19 for DeformConv)")
+    s.add_argument("--score-threshold", type=float, default=0.05,
+                   help="pre-NMS score filter baked into the graph (default 0.05, as the predictor)")
+    s.add_argument("--max-detections", type=int, default=100, help="output rows N (default 100)")
+    s.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
+                   help="torch.onnx exporter (torchscript cannot export YOLACT++)")
+    s.set_defaults(func=cmd_export_onnx)
+
+    s = sub.add_parser("download-weights", help="download official weights into the cache (sha256-verified)")
+    s.add_argument("name", nargs="?", metavar="NAME", help="registry name, e.g. yolact_resnet50_54_800000")
+    s.add_argument("--list", action="store_true", help="list the downloadable weights")
+    s.add_argument("--cache", metavar="DIR", help="cache folder (default $XDG_CACHE_HOME/annotator/weights)")
+    s.add_argument("--import-to", metavar="PROJECT",
+                   help="then import the weights (as import-weights) and register them in PROJECT")
+    s.add_argument("--force", action="store_true", help="download again even if a verified copy is cached")
+    s.set_defaults(func=cmd_download_weights)

@@ -1,0 +1,250 @@
+"""``annotator download-weights``: registry, verified download into the cache, offline message.
+
+Nothing here touches the real network: every registry URL is replaced by one on a local
+``http.server`` (127.0.0.1, a thread), and ``urllib.request.urlopen`` is wrapped so that any
+other host fails the test (and the registry's real URLs are asserted never to be opened).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.server
+import socket
+import sys
+import threading
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from annotator import weights
+from annotator.cli_models import DEFAULT_OPSET, add_subcommands
+from annotator.errors import AnnotatorError
+
+PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes: more than one read chunk
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+REAL_URLS = {e.url for e in weights.WEIGHTS.values()}
+
+
+@pytest.fixture(autouse=True)
+def local_only(monkeypatch, tmp_path):
+    """urlopen may only reach 127.0.0.1; the cache and data folders live in tmp_path."""
+    real_urlopen = urllib.request.urlopen
+    opened: list[str] = []
+
+    def guarded(req, *args, **kwargs):
+        url = req.full_url if isinstance(req, urllib.request.Request) else str(req)
+        opened.append(url)
+        host = urllib.parse.urlsplit(url).hostname
+        if host != "127.0.0.1":
+            raise AssertionError(f"test tried to open a non-local URL: {url}")
+        return real_urlopen(req, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    yield opened
+    assert not REAL_URLS & set(opened), "a registry URL was opened"
+
+
+class _Server:
+    """Serves ``files`` {path: bytes} on 127.0.0.1 and counts GET requests per path."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server API
+                outer.requests.append(self.path)
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server():
+    srv = _Server({"/fake.pth": PAYLOAD})
+    srv.thread.start()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+def _entry(monkeypatch, url: str, *, sha256: str | None = PAYLOAD_SHA, size: int | None = len(PAYLOAD),
+           arch: str = "yolact_tiny") -> weights.WeightsEntry:
+    """Register a test entry named ``fake`` (the real registry is restored by monkeypatch)."""
+    entry = weights.WeightsEntry(name="fake", url=url, filename="fake.pth", arch=arch, sha256=sha256, size=size)
+    monkeypatch.setitem(weights.WEIGHTS, "fake", entry)
+    return entry
+
+
+def _run(argv: list[str]) -> int:
+    """Parse with the sub-commands of annotator.cli_models and run like annotator.cli.main."""
+    parser = argparse.ArgumentParser(prog="annotator")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AnnotatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cache_files(tmp_path) -> list[str]:
+    cache = tmp_path / "cache"
+    return sorted(p.name for p in cache.iterdir()) if cache.is_dir() else []
+
+
+def test_registry_has_the_published_resnet50_hash_and_no_invented_ones():
+    e = weights.WEIGHTS["yolact_resnet50_54_800000"]
+    assert e.sha256 == "c12bb7a7e0343281db7f1407b376970bb52651f121d0b60bc4a49207acb6d6d7"
+    assert e.size == 127_300_392 and e.arch == "yolact_r50_550"
+    assert e.url == "https://huggingface.co/dbolya/yolact-resnet50/resolve/main/yolact_resnet50_54_800000.pth"
+    others = [x for x in weights.WEIGHTS.values() if x.name != e.name]
+    assert len(others) == 5 and all(x.sha256 is None and x.size is None for x in others)
+    assert all(x.url.startswith("https://huggingface.co/dbolya/") and x.url.endswith(x.filename) for x in others)
+    assert weights.default_cache_dir().parts[-2:] == ("annotator", "weights")
+    assert DEFAULT_OPSET == __import__("segcore.export.onnx", fromlist=["x"]).DEFAULT_OPSET
+
+
+def test_list_prints_every_entry(capsys):
+    assert _run(["download-weights", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in weights.WEIGHTS:
+        assert name in out
+    assert "c12bb7a7e0343281db7f1407b376970bb52651f121d0b60bc4a49207acb6d6d7" in out
+    assert out.count(weights.NOT_PUBLISHED) == 5
+
+
+def test_download_verifies_and_is_not_repeated(server, monkeypatch, tmp_path, capsys):
+    _entry(monkeypatch, server.url("/fake.pth"))
+    cache = tmp_path / "cache"
+    assert _run(["download-weights", "fake", "--cache", str(cache)]) == 0
+    final = cache / "fake.pth"
+    assert final.read_bytes() == PAYLOAD and hashlib.sha256(final.read_bytes()).hexdigest() == PAYLOAD_SHA
+    assert _cache_files(tmp_path) == ["fake.pth"]  # no .part left
+    assert "matches the published hash" in capsys.readouterr().out
+    assert server.requests == ["/fake.pth"]
+
+    assert _run(["download-weights", "fake.pth", "--cache", str(cache)]) == 0  # .pth suffix accepted
+    assert server.requests == ["/fake.pth"]  # served from the cache, no second request
+    assert "already in the cache" in capsys.readouterr().out
+
+    final.write_bytes(PAYLOAD[:-1] + b"X")  # corrupted in the cache: fetched again
+    res = weights.download_weights("fake", cache_dir=cache, progress=False)
+    assert res.downloaded and final.read_bytes() == PAYLOAD and len(server.requests) == 2
+
+
+def test_default_cache_is_xdg(server, monkeypatch, tmp_path):
+    _entry(monkeypatch, server.url("/fake.pth"))
+    res = weights.download_weights("fake", progress=False)
+    assert res.path == tmp_path / "xdg-cache" / "annotator" / "weights" / "fake.pth"
+    assert res.sha256 == PAYLOAD_SHA and res.size == len(PAYLOAD) and res.verified == "published"
+
+
+def test_wrong_sha256_exits_1_and_keeps_nothing(server, monkeypatch, tmp_path, capsys):
+    wrong = "0" * 64
+    _entry(monkeypatch, server.url("/fake.pth"), sha256=wrong)
+    assert _run(["download-weights", "fake", "--cache", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "fake.pth" in err and wrong in err and PAYLOAD_SHA in err
+    assert _cache_files(tmp_path) == []
+
+
+def test_wrong_size_exits_1_and_keeps_nothing(server, monkeypatch, tmp_path, capsys):
+    _entry(monkeypatch, server.url("/fake.pth"), size=len(PAYLOAD) - 10)
+    assert _run(["download-weights", "fake", "--cache", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "size mismatch" in err
+    assert _cache_files(tmp_path) == []
+
+
+def test_offline_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _entry(monkeypatch, f"http://127.0.0.1:{port}/fake.pth")
+    assert _run(["download-weights", "fake", "--cache", str(tmp_path / "cache")]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith("error: cannot download fake: offline or host unreachable (")
+    assert _cache_files(tmp_path) == []
+    with pytest.raises(weights.OfflineError):
+        weights.download_weights("fake", cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_http_error_and_unknown_name_exit_2(server, monkeypatch, tmp_path, capsys):
+    _entry(monkeypatch, server.url("/missing.pth"))
+    assert _run(["download-weights", "fake", "--cache", str(tmp_path / "cache")]) == 2
+    assert "HTTP 404" in capsys.readouterr().err
+    assert _cache_files(tmp_path) == []
+    assert _run(["download-weights", "no_such_weights"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown weights 'no_such_weights'" in err and "yolact_resnet50_54_800000" in err
+    assert _run(["download-weights"]) == 2
+
+
+def test_unpublished_hash_is_printed_and_remembered(server, monkeypatch, tmp_path, capsys):
+    _entry(monkeypatch, server.url("/fake.pth"), sha256=None, size=None)
+    cache = tmp_path / "cache"
+    assert _run(["download-weights", "fake", "--cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert PAYLOAD_SHA in out and weights.NOT_PUBLISHED in out
+    assert _cache_files(tmp_path) == ["fake.pth", "fake.pth.sha256"]
+    res = weights.download_weights("fake", cache_dir=cache, progress=False)
+    assert not res.downloaded and res.verified == "remembered" and len(server.requests) == 1
+
+
+def test_import_to_project_registers_a_model_version(monkeypatch, tmp_path, capsys):
+    """The downloaded file goes through the import-weights path into a project (yolact_tiny
+    state_dict in the official plain-state_dict format)."""
+    import io
+
+    import torch
+
+    from annotator.project import Project
+    from segcore.modeling.registry import build_model
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.save(build_model("yolact_tiny", num_classes=3).state_dict(), buf)
+    body = buf.getvalue()
+    srv = _Server({"/tiny.pth": body})
+    srv.thread.start()
+    try:
+        _entry(monkeypatch, srv.url("/tiny.pth"), sha256=hashlib.sha256(body).hexdigest(), size=len(body),
+               arch="yolact_tiny")
+        Project.create(tmp_path / "proj").close()
+        assert _run(["download-weights", "fake", "--cache", str(tmp_path / "cache"),
+                     "--import-to", str(tmp_path / "proj")]) == 0
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+    assert "registered model version" in capsys.readouterr().out
+    project = Project.open(tmp_path / "proj")
+    try:
+        (version,) = project.model_versions()
+        assert version.arch == "yolact_tiny" and version.checkpoint.is_file()
+    finally:
+        project.close()
