@@ -1,40 +1,93 @@
-"""CPU latency benchmark: our YOLACT predictor next to torchvision's Mask R-CNN.
+"""Latency benchmark: segcore predictors next to torchvision's Mask R-CNN R50-FPN, in one run.
 
-Measures the full single-image path on the CPU (numpy RGB image -> preprocessing -> network ->
-post-processing -> masks at the original resolution), median of ``runs`` after ``warmup`` runs,
-under ``torch.inference_mode``, with the timed runs interleaved round-robin over the variants
-(so load from other processes hits all of them alike):
+Measures the full path of the app (numpy RGB image -> preprocessing -> network ->
+post-processing -> bool masks at the original resolution on the host) under
+``torch.inference_mode``, median of ``runs`` after ``warmup`` runs, with the timed runs interleaved
+round-robin over every (architecture, variant) and Mask R-CNN (so load from other processes hits
+all of them alike).
 
-* ours through :class:`segcore.predictor.Predictor` in fp32 NCHW, fp32 channels_last and bf16
-  (autocast) channels_last;
-* ``torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)``
-  with ``min_size = max_size = size`` (it keeps the aspect ratio, so a 480 x 640 image runs at
-  412 x 550: fewer pixels than our 550 x 550, which favours Mask R-CNN), fp32, its
-  ``GeneralizedRCNNTransform`` + mask pasting included.
+CPU mode (``device="cpu"``, default), per architecture, through :class:`segcore.predictor.Predictor`:
+fp32 NCHW, fp32 channels_last and bf16 (autocast) channels_last; Mask R-CNN fp32. The table gives
+ms per image and the ratio ours / Mask R-CNN.
+
+GPU mode (``device="cuda"``), per architecture and for Mask R-CNN, fp32 and fp16 (autocast), all
+channels_last for ours: frames per second at batch 1 end to end (``Predictor.predict``, numpy in,
+numpy masks out, ``torch.cuda.synchronize()`` after each call) and images per second with
+``batch`` images per forward (``Predictor.predict_batch``; Mask R-CNN gets a list of ``batch``
+images). ``torch.backends.cudnn.benchmark`` is switched on for the run and restored afterwards.
+
+**Same input.** Mask R-CNN is ``torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None,
+weights_backbone=None)``, fp32, its ``GeneralizedRCNNTransform`` (resize, normalise, pad to 32)
+and mask pasting included:
+
+* against YOLACT (square S x S input, aspect ratio not kept) with ``min_size = max_size = S``: it
+  keeps the aspect ratio, so a 480 x 640 image runs at 412 x 550, fewer pixels than our 550 x
+  550, which favours Mask R-CNN;
+* against the short-side families (BlendMask, CenterMask) with ``min_size = S`` (our short side)
+  and ``max_size`` = our long-side cap: the same resize rule (short side S, long side capped) and
+  the same padding to a multiple of 32, so both networks see the same number of pixels
+  (torchvision floors the resized sides where detectron2 rounds them: at most one pixel apart).
 
 Both models use random-init weights (nothing is downloaded), so to compare equal work both are
-made to return their maximum of 100 detections: our score threshold is 0.0 (then Fast NMS and
-``max_detections=100`` bound the output) and Mask R-CNN gets ``box_score_thresh=0.0``,
-``box_detections_per_img=100``. With trained weights and the default 0.05 threshold both are
-faster; the ratio is what the target is about.
+made to return their maximum number of detections: our score threshold is 0.0 (then NMS and
+``max_detections`` bound the output: 100 for YOLACT and BlendMask, 50 for CenterMask) and Mask
+R-CNN gets ``box_score_thresh=0.0``, ``box_detections_per_img=100``. With trained weights and
+the default 0.05 threshold every model is faster; the ratio is what the targets are about.
 
-Run: ``python -c "from segcore.bench import run_benchmark; run_benchmark()"``.
+Targets (issues 3-5; the "target" column, checked on the CPU ratio of each variant):
+YOLACT <= 1/3 of Mask R-CNN; ``centermask_lite_v19`` < 1/2; BlendMask <= 0.8 (the BlendMask
+paper's figure: about 20 % faster than Mask R-CNN at the same input). On a GPU:
+``yolact_r101_550`` >= 150 fps at batch 1 end to end (stated for an H100).
+
+Run: ``python -c "from segcore.bench import run_benchmark; run_benchmark()"`` (YOLACT R-50 and
+YOLACT++ R-50 at 550 on the CPU), or e.g. ``run_benchmark(archs=["centermask_lite_v19",
+"centermask_lite_v39", "centermask_v39"])`` (each at its own default input).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
 import torch
 
-__all__ = ["run_benchmark"]
+__all__ = ["run_benchmark", "DEFAULT_ARCHS"]
 
-_VARIANTS = (("fp32_nchw", "fp32", False), ("fp32_channels_last", "fp32", True),
-             ("bf16_channels_last", "bf16", True))
+#: Architectures of ``run_benchmark()`` without arguments (issue 3: YOLACT and YOLACT++ R-50).
+DEFAULT_ARCHS = ("yolact_r50_550", "yolact_plus_r50_550")
+
+_CPU_VARIANTS = (("fp32_nchw", "fp32", False), ("fp32_channels_last", "fp32", True),
+                 ("bf16_channels_last", "bf16", True))
+_GPU_PRECISIONS = ("fp32", "fp16")
+
+
+class _Target:
+    """A latency target on the CPU ratio ours / Mask R-CNN (``op`` "<=" or "<")."""
+
+    def __init__(self, op: str, value: float, label: str, what: str):
+        self.op, self.value, self.label, self.what = op, float(value), label, what
+
+    def met(self, ratio: float) -> bool:
+        return ratio <= self.value if self.op == "<=" else ratio < self.value
+
+
+def _cpu_target(arch: str) -> _Target | None:
+    if arch.startswith("yolact"):
+        return _Target("<=", 1.0 / 3.0, "<= 1/3", "YOLACT <= 1/3 of Mask R-CNN latency")
+    if arch == "centermask_lite_v19":
+        return _Target("<", 0.5, "< 1/2", "CenterMask-Lite V-19 < 1/2 of Mask R-CNN latency")
+    if arch.startswith("blendmask"):
+        return _Target("<=", 0.8, "<= 0.8 (paper)", "BlendMask <= 0.8 of Mask R-CNN latency (paper figure)")
+    return None
+
+
+#: GPU frames-per-second targets at batch 1 end to end (issue 3, stated for an H100).
+_GPU_FPS_TARGETS = {"yolact_r101_550": 150.0}
 
 
 def _interleaved_median_ms(fns: dict[str, Callable[[], int]], runs: int, warmup: int
@@ -54,36 +107,122 @@ def _interleaved_median_ms(fns: dict[str, Callable[[], int]], runs: int, warmup:
     return {name: statistics.median(t) for name, t in times.items()}, dets
 
 
-def run_benchmark(arch: str = "yolact_r50_550", size: int = 550, runs: int = 5, warmup: int = 2,
+def _build(arch: str, size: int | None, num_classes: int):
+    """Our model at ``size`` (None = the builder's default input). Short-side families keep their
+    long-side cap in proportion: ``max_size = round(size x default max_size / default size)``."""
+    from segcore.modeling.registry import ARCHITECTURES, build_model
+
+    if arch not in ARCHITECTURES:
+        build_model(arch, num_classes=num_classes)  # raises ValueError listing the known names
+    kwargs: dict = {}
+    if size is not None:
+        params = inspect.signature(ARCHITECTURES[arch]).parameters
+        kwargs["input_size"] = int(size)
+        if "max_size" in params and "input_size" in params:
+            d_in, d_max = params["input_size"].default, params["max_size"].default
+            if isinstance(d_in, int) and isinstance(d_max, int) and d_in > 0:
+                kwargs["max_size"] = max(int(size), int(round(size * d_max / d_in)))
+    return build_model(arch, num_classes=num_classes, **kwargs).eval()
+
+
+def _maskrcnn_input(model) -> tuple[int, int]:
+    """``(min_size, max_size)`` giving Mask R-CNN the same input as ``model`` (module docstring)."""
+    from segcore.modeling.registry import family_of
+
+    s = int(model.input_size)
+    try:
+        short_side = family_of(model).input_policy == "short_side"
+    except ValueError:
+        short_side = False
+    if short_side:
+        return s, int(getattr(model, "max_size", 0) or s)
+    return s, s
+
+
+def _mrcnn_label(key: tuple[int, int]) -> str:
+    return f"maskrcnn_r50_fpn@{key[0]}" if key[0] == key[1] else f"maskrcnn_r50_fpn@{key[0]}/{key[1]}"
+
+
+def _input_desc(model, image_hw: tuple[int, int]) -> str:
+    from segcore.data.transforms import short_side_size
+
+    lo, hi = _maskrcnn_input(model)
+    if lo == hi and str(getattr(model, "arch_name", "")).startswith("yolact"):
+        return f"{lo}x{lo}"
+    h, w = short_side_size(image_hw[0], image_hw[1], lo, hi)
+    return f"{h}x{w}"
+
+
+def _mrcnn_desc(key: tuple[int, int], image_hw: tuple[int, int]) -> str:
+    scale = min(key[0] / min(image_hw), key[1] / max(image_hw))
+    return f"{int(image_hw[0] * scale)}x{int(image_hw[1] * scale)}"
+
+
+def run_benchmark(arch: str | None = None, size: int | None = None, runs: int = 5, warmup: int = 2,
                   threads: int | None = None, print_fn: Callable[[str], None] | None = print,
-                  image_hw: tuple[int, int] = (480, 640), num_classes: int = 80, seed: int = 0) -> dict:
-    """Time ours vs Mask R-CNN on the CPU and print a table.
+                  image_hw: tuple[int, int] = (480, 640), num_classes: int = 80, seed: int = 0, *,
+                  archs: Sequence[str] | str | None = None, device: str = "cpu", batch: int = 8,
+                  score_threshold: float = 0.0) -> dict:
+    """Time our architectures and Mask R-CNN in one interleaved run and print one table.
 
     Args:
-        arch: registered segcore architecture (built with ``input_size=size``, random init).
-        size: network input side S (ours: S x S; Mask R-CNN: ``min_size = max_size = S``).
+        arch: one architecture (the pre-multi-architecture call ``run_benchmark(arch=...)``);
+            combined with ``archs`` if both are given.
+        size: network input side S for every architecture (YOLACT: S x S; short-side families:
+            short side S, long-side cap scaled in proportion); None = each architecture's default
+            (550 for ``yolact_*_550``, 800 / 1333 for ``blendmask_r50``, 600 / 1000 for
+            ``centermask_lite_*``, ...).
         runs: timed runs per variant (median reported).
         warmup: untimed runs before timing.
         threads: ``torch.set_num_threads`` for the run (restored afterwards); None = unchanged.
         print_fn: receives each output line; None = silent.
-        image_hw: ``(H, W)`` of the synthetic uint8 RGB test image (seeded noise).
-        num_classes: K for our model (Mask R-CNN uses torchvision's 91 COCO classes).
-        seed: seed for the weights and the image.
+        image_hw: ``(H, W)`` of the synthetic uint8 RGB test images (seeded noise).
+        num_classes: K for our models (Mask R-CNN uses torchvision's 91 COCO classes).
+        seed: seed for the weights and the images.
+        archs: architectures to measure (a list, or a comma-separated string); None and no
+            ``arch`` = :data:`DEFAULT_ARCHS`.
+        device: ``"cpu"`` (latency table) or ``"cuda"`` / ``"cuda:N"`` (fps table).
+        batch: GPU mode: images per forward for the batched throughput (B).
+        score_threshold: our score threshold (0.0 = every model returns its maximum number of
+            detections, see the module docstring).
 
     Returns:
-        ``{"arch", "size", "image_hw", "threads", "runs", "warmup", "ms": {variant: float},
-        "ratio": {variant: ours / Mask R-CNN}, "detections": {variant: int}, "best": variant,
-        "target_met_best": bool, "target_met_fp32": bool}`` where the variants are
-        ``fp32_nchw``, ``fp32_channels_last``, ``bf16_channels_last`` and ``maskrcnn_fp32``
-        (``ratio`` has ours only). Target: ours <= 1/3 of Mask R-CNN's latency.
+        ``{"device", "size", "image_hw", "threads", "runs", "warmup", "archs": {arch: result},
+        "maskrcnn": {label: {...}}, "rows": [row, ...]}``; every row of the printed table is a dict
+        in ``rows`` (``arch``, ``variant``, ``input``, ``ms``, ``dets``, ``ratio`` / fps fields,
+        ``target``, ``met``).
+
+        CPU: ``archs[arch]`` = ``{"arch", "size", "input", "ms": {variant: float}, "ratio":
+        {variant: ours / Mask R-CNN}, "detections": {variant: int}, "best": variant,
+        "target": str | None, "target_met_best": bool | None, "target_met_fp32": bool | None}``
+        with variants ``fp32_nchw``, ``fp32_channels_last``, ``bf16_channels_last`` and
+        ``maskrcnn_fp32`` (the Mask R-CNN at this architecture's input; ``ratio`` has ours only).
+        When exactly one architecture is measured on the CPU its result's keys are also at the
+        top level (the single-architecture return value of earlier versions).
+
+        GPU: ``archs[arch]`` = ``{"arch", "input", "batch", "fps_batch1": {precision: float},
+        "ms_batch1": {...}, "images_per_s": {precision: float}, "ms_batched": {...},
+        "fps_target": float | None, "fps_target_met": bool | None}`` for precisions ``fp32``,
+        ``fp16``; ``maskrcnn`` the same for Mask R-CNN per input, plus ``"device_name"``.
+
+    Raises:
+        ValueError: unknown architecture, bad device (CUDA asked for but missing), ``batch`` < 1.
     """
-    import torchvision
-
-    from segcore.modeling.registry import build_model
-    from segcore.predictor import Predictor
-
     import segcore.modeling  # noqa: F401  (registers the architectures)
+    from segcore.device import resolve_device
 
+    names: list[str] = []
+    if arch is not None:
+        names.append(arch)
+    if isinstance(archs, str):
+        archs = [a for a in (x.strip() for x in archs.split(",")) if a]
+    if archs:
+        names.extend(a for a in archs if a not in names)
+    if not names:
+        names = list(DEFAULT_ARCHS)
+    dev = resolve_device(device)
+    if int(batch) < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
     say = print_fn or (lambda _line: None)
     old_threads = torch.get_num_threads()
     if threads is not None:
@@ -91,55 +230,205 @@ def run_benchmark(arch: str = "yolact_r50_550", size: int = 550, runs: int = 5, 
     try:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        image = rng.integers(0, 256, size=(image_hw[0], image_hw[1], 3), dtype=np.uint8)
+        images = [rng.integers(0, 256, size=(image_hw[0], image_hw[1], 3), dtype=np.uint8)
+                  for _ in range(int(batch) if dev.type == "cuda" else 1)]
         categories = [{"id": i + 1, "name": f"class{i + 1}"} for i in range(num_classes)]
-        base = build_model(arch, num_classes=num_classes, input_size=size).eval()
+        models = {name: _build(name, size, num_classes) for name in names}
+        if dev.type == "cuda":
+            result = _run_gpu(models, categories, images, dev, runs, warmup, int(batch), float(score_threshold), say)
+        else:
+            result = _run_cpu(models, categories, images[0], runs, warmup, float(score_threshold), say)
+    finally:
+        torch.set_num_threads(old_threads)
+    result.update({"device": str(dev), "size": None if size is None else int(size), "image_hw": tuple(image_hw),
+                   "threads": int(threads) if threads is not None else old_threads,
+                   "runs": int(runs), "warmup": int(warmup)})
+    if dev.type == "cpu" and len(names) == 1:
+        single = dict(result["archs"][names[0]])
+        single["size"] = int(models[names[0]].input_size)
+        result.update(single)
+    return result
 
-        runners: dict[str, Callable[[], int]] = {}
-        for name, precision, channels_last in _VARIANTS:
-            pred = Predictor(copy.deepcopy(base), categories, device="cpu", precision=precision,
-                             channels_last=channels_last)
-            runners[name] = lambda p=pred: len(p.predict(image, score_threshold=0.0))
 
-        mrcnn = torchvision.models.detection.maskrcnn_resnet50_fpn(
-            weights=None, weights_backbone=None, min_size=size, max_size=size,
-            box_score_thresh=0.0, box_detections_per_img=100).eval()
+def _maskrcnn(key: tuple[int, int], device: torch.device):
+    import torchvision
 
-        def run_mrcnn() -> int:
+    return torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, min_size=key[0], max_size=key[1],
+        box_score_thresh=0.0, box_detections_per_img=100).eval().to(device)
+
+
+def _run_cpu(models: dict, categories: list[dict], image: np.ndarray, runs: int, warmup: int,
+             score_threshold: float, say: Callable[[str], None]) -> dict:
+    from segcore.predictor import Predictor
+
+    runners: dict[str, Callable[[], int]] = {}
+    keys = {name: _maskrcnn_input(m) for name, m in models.items()}
+    for key in dict.fromkeys(keys.values()):
+        net = _maskrcnn(key, torch.device("cpu"))
+
+        def run_mrcnn(net=net) -> int:
             with torch.inference_mode():
                 x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
-                out = mrcnn([x])[0]
+                out = net([x])[0]
                 masks = out["masks"][:, 0] > 0.5  # [N, H, W] bool at the original resolution
                 return int(masks.shape[0])
 
-        runners["maskrcnn_fp32"] = run_mrcnn
+        runners[_mrcnn_label(key)] = run_mrcnn
+    for name, base in models.items():
+        for variant, precision, channels_last in _CPU_VARIANTS:
+            pred = Predictor(copy.deepcopy(base), categories, device="cpu", precision=precision,
+                             channels_last=channels_last)
+            runners[f"{name}/{variant}"] = lambda p=pred: len(p.predict(image, score_threshold=score_threshold))
+    ms, dets = _interleaved_median_ms(runners, runs, warmup)
+
+    archs: dict[str, dict] = {}
+    rows: list[dict] = []
+    for name, model in models.items():
+        ref_label = _mrcnn_label(keys[name])
+        ref = ms[ref_label]
+        a_ms = {v: ms[f"{name}/{v}"] for v, _, _ in _CPU_VARIANTS}
+        a_ms["maskrcnn_fp32"] = ref
+        ratio = {v: a_ms[v] / ref for v, _, _ in _CPU_VARIANTS}
+        best = min(ratio, key=ratio.get)
+        target = _cpu_target(name)
+        fp32_best = "fp32_nchw" if ratio["fp32_nchw"] <= ratio["fp32_channels_last"] else "fp32_channels_last"
+        archs[name] = {
+            "arch": name, "input": _input_desc(model, image.shape[:2]), "ms": a_ms, "ratio": ratio,
+            "detections": {**{v: dets[f"{name}/{v}"] for v, _, _ in _CPU_VARIANTS}, "maskrcnn_fp32": dets[ref_label]},
+            "best": best, "fp32_best": fp32_best, "maskrcnn": ref_label,
+            "target": target.label if target else None, "target_text": target.what if target else None,
+            "target_met_best": target.met(ratio[best]) if target else None,
+            "target_met_fp32": target.met(ratio[fp32_best]) if target else None,
+        }
+        for variant, precision, channels_last in _CPU_VARIANTS:
+            rows.append({"arch": name, "variant": f"{precision} {'channels_last' if channels_last else 'NCHW'}",
+                         "input": archs[name]["input"], "ms": a_ms[variant], "dets": dets[f"{name}/{variant}"],
+                         "ratio": ratio[variant], "target": target.label if target else "",
+                         "met": target.met(ratio[variant]) if target else None})
+    maskrcnn = {}
+    for key in dict.fromkeys(keys.values()):
+        label = _mrcnn_label(key)
+        maskrcnn[label] = {"min_size": key[0], "max_size": key[1], "ms": ms[label], "detections": dets[label]}
+        rows.append({"arch": label, "variant": "fp32 NCHW (torchvision)", "input": _mrcnn_desc(key, image.shape[:2]),
+                     "ms": ms[label], "dets": dets[label], "ratio": 1.0, "target": "", "met": None})
+
+    say(f"segcore CPU benchmark: {image.shape[0]}x{image.shape[1]} RGB image, {torch.get_num_threads()} torch "
+        f"threads, median of {max(1, runs)} runs after {warmup} warmup, all variants interleaved")
+    say(f"random-init weights (timing only); score threshold {score_threshold:g} (0 = every model returns its "
+        "maximum of detections); Mask R-CNN at the same input (see segcore.bench)")
+    say(f"{'arch':<28}{'variant':<26}{'input':>10}{'ms/image':>10}{'dets':>6}{'vs MaskRCNN':>13}  target")
+    for r in rows:
+        tgt = f"{r['target']} {'MET' if r['met'] else 'NOT MET'}" if r["met"] is not None else ""
+        say(f"{r['arch']:<28}{r['variant']:<26}{r['input']:>10}{r['ms']:>10.1f}{r['dets']:>6d}{r['ratio']:>13.3f}  {tgt}")
+    for name, res in archs.items():
+        if res["target"] is None:
+            continue
+        what = res["target_text"]
+        say(f"target: {what}: {'MET' if res['target_met_best'] else 'NOT MET'} "
+            f"({name}, best precision: {res['best']}, ratio {res['ratio'][res['best']]:.3f})")
+        say(f"target: {what}: {'MET' if res['target_met_fp32'] else 'NOT MET'} "
+            f"({name}, fp32: {res['fp32_best']}, ratio {res['ratio'][res['fp32_best']]:.3f})")
+    return {"archs": archs, "maskrcnn": maskrcnn, "rows": rows}
+
+
+def _run_gpu(models: dict, categories: list[dict], images: list[np.ndarray], dev: torch.device, runs: int,
+             warmup: int, batch: int, score_threshold: float, say: Callable[[str], None]) -> dict:
+    """The fps table. Written for CUDA; the device is only used generically (pinned memory, syncs
+    and cudnn.benchmark on CUDA only), so the same code runs on the CPU in the tests."""
+    from segcore.predictor import Predictor
+
+    cuda = dev.type == "cuda"
+
+    def synced(fn: Callable[[], int]) -> Callable[[], int]:
+        def run() -> int:
+            n = fn()
+            if cuda:
+                torch.cuda.synchronize(dev)
+            return n
+        return run
+
+    def upload(im: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(im)
+        return t.pin_memory().to(dev, non_blocking=True) if cuda else t.to(dev)
+
+    runners: dict[str, Callable[[], int]] = {}
+    keys = {name: _maskrcnn_input(m) for name, m in models.items()}
+    for key in dict.fromkeys(keys.values()):
+        net = _maskrcnn(key, dev)
+        label = _mrcnn_label(key)
+        for precision in _GPU_PRECISIONS:
+            def run_mrcnn(ims: list[np.ndarray], net=net, precision=precision) -> int:
+                with torch.inference_mode():
+                    xs = [upload(im).permute(2, 0, 1).float().div_(255.0) for im in ims]
+                    amp = torch.autocast(dev.type, dtype=torch.float16, enabled=precision == "fp16")
+                    with amp:
+                        outs = net(xs)
+                    return sum(int((o["masks"][:, 0] > 0.5).cpu().shape[0]) for o in outs)
+
+            runners[f"{label}/{precision}/b1"] = synced(lambda f=run_mrcnn: f(images[:1]))
+            runners[f"{label}/{precision}/bB"] = synced(lambda f=run_mrcnn: f(images))
+    for name, base in models.items():
+        for precision in _GPU_PRECISIONS:
+            pred = Predictor(copy.deepcopy(base), categories, device=dev, precision=precision, channels_last=True)
+            runners[f"{name}/{precision}/b1"] = synced(
+                lambda p=pred: len(p.predict(images[0], score_threshold=score_threshold)))
+            runners[f"{name}/{precision}/bB"] = synced(
+                lambda p=pred: sum(len(r) for r in p.predict_batch(images, score_threshold=score_threshold)))
+    old_bench = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = cuda or old_bench
+    try:
         ms, dets = _interleaved_median_ms(runners, runs, warmup)
     finally:
-        torch.set_num_threads(old_threads)
+        torch.backends.cudnn.benchmark = old_bench
 
-    ref = ms["maskrcnn_fp32"]
-    ratio = {name: ms[name] / ref for name, _, _ in _VARIANTS}
-    best = min(ratio, key=ratio.get)
-    target = 1.0 / 3.0
-    result = {
-        "arch": arch, "size": int(size), "image_hw": tuple(image_hw),
-        "threads": int(threads) if threads is not None else old_threads,
-        "runs": int(runs), "warmup": int(warmup), "ms": ms, "ratio": ratio, "detections": dets,
-        "best": best, "target_met_best": ratio[best] <= target,
-        "target_met_fp32": min(ratio["fp32_nchw"], ratio["fp32_channels_last"]) <= target,
-    }
+    def entry(prefix: str) -> dict:
+        return {"ms_batch1": {p: ms[f"{prefix}/{p}/b1"] for p in _GPU_PRECISIONS},
+                "fps_batch1": {p: 1000.0 / ms[f"{prefix}/{p}/b1"] for p in _GPU_PRECISIONS},
+                "ms_batched": {p: ms[f"{prefix}/{p}/bB"] for p in _GPU_PRECISIONS},
+                "images_per_s": {p: batch * 1000.0 / ms[f"{prefix}/{p}/bB"] for p in _GPU_PRECISIONS},
+                "detections_batch1": {p: dets[f"{prefix}/{p}/b1"] for p in _GPU_PRECISIONS},
+                "batch": batch}
 
-    say(f"segcore CPU benchmark: {image_hw[0]}x{image_hw[1]} RGB image, input {size}, "
-        f"{result['threads']} torch threads, median of {max(1, runs)} runs after {warmup} warmup")
-    say("random-init weights (timing only); both models forced to their max of 100 detections")
-    say(f"{'model':<44}{'ms/image':>10}{'dets':>6}{'ours/MaskRCNN':>15}")
-    for name, precision, channels_last in _VARIANTS:
-        label = f"{arch} {precision} {'channels_last' if channels_last else 'NCHW'}"
-        say(f"{label:<44}{ms[name]:>10.1f}{dets[name]:>6d}{ratio[name]:>15.3f}")
-    say(f"{'maskrcnn_resnet50_fpn fp32 NCHW (torchvision)':<44}{ref:>10.1f}{dets['maskrcnn_fp32']:>6d}{1.0:>15.3f}")
-    fp32_best = "fp32_nchw" if ratio["fp32_nchw"] <= ratio["fp32_channels_last"] else "fp32_channels_last"
-    say(f"target: YOLACT <= 1/3 of Mask R-CNN latency: {'MET' if result['target_met_best'] else 'NOT MET'} "
-        f"(best precision: {best}, ratio {ratio[best]:.3f})")
-    say(f"target: YOLACT <= 1/3 of Mask R-CNN latency: {'MET' if result['target_met_fp32'] else 'NOT MET'} "
-        f"(fp32: {fp32_best}, ratio {ratio[fp32_best]:.3f})")
-    return result
+    archs, maskrcnn, rows = {}, {}, []
+    for name, model in models.items():
+        res = entry(name)
+        target = _GPU_FPS_TARGETS.get(name)
+        res.update({"arch": name, "input": _input_desc(model, images[0].shape[:2]), "maskrcnn": _mrcnn_label(keys[name]),
+                    "fps_target": target,
+                    "fps_target_met": (max(res["fps_batch1"].values()) >= target) if target else None})
+        archs[name] = res
+    for key in dict.fromkeys(keys.values()):
+        label = _mrcnn_label(key)
+        maskrcnn[label] = {"min_size": key[0], "max_size": key[1], "input": _mrcnn_desc(key, images[0].shape[:2]),
+                           **entry(label)}
+    for name, res in list(archs.items()) + list(maskrcnn.items()):
+        ref = maskrcnn[res["maskrcnn"]] if "maskrcnn" in res else res
+        for p in _GPU_PRECISIONS:
+            target = res.get("fps_target")
+            rows.append({"arch": name, "variant": p, "input": res["input"], "ms": res["ms_batch1"][p],
+                         "fps_batch1": res["fps_batch1"][p], "images_per_s": res["images_per_s"][p],
+                         "dets": res["detections_batch1"][p],
+                         "ratio": res["fps_batch1"][p] / ref["fps_batch1"][p],
+                         "target": f">= {target:g} fps" if target else "",
+                         "met": (res["fps_batch1"][p] >= target) if target else None})
+
+    device_name = torch.cuda.get_device_name(dev) if cuda else str(dev)
+    say(f"segcore GPU benchmark on {device_name}: {images[0].shape[0]}x{images[0].shape[1]} RGB images, median of "
+        f"{max(1, runs)} runs after {warmup} warmup, interleaved; batch 1 = numpy image in -> bool masks on the "
+        f"host (synchronised); batched = {batch} images per forward; cudnn.benchmark on")
+    say(f"random-init weights (timing only); score threshold {score_threshold:g}; ours channels_last; "
+        "fp16 = torch.autocast float16")
+    say(f"{'arch':<28}{'prec':<6}{'input':>10}{'ms b1':>9}{'fps b1':>9}{f'img/s b{batch}':>12}{'dets':>6}"
+        f"{'fps/MaskRCNN':>14}  target")
+    for r in rows:
+        tgt = f"{r['target']} {'MET' if r['met'] else 'NOT MET'}" if r["met"] is not None else ""
+        say(f"{r['arch']:<28}{r['variant']:<6}{r['input']:>10}{r['ms']:>9.2f}{r['fps_batch1']:>9.1f}"
+            f"{r['images_per_s']:>12.1f}{r['dets']:>6d}{r['ratio']:>14.2f}  {tgt}")
+    for name, res in archs.items():
+        if res["fps_target"]:
+            best = max(res["fps_batch1"], key=res["fps_batch1"].get)
+            say(f"target: {name} >= {res['fps_target']:g} fps at batch 1 end to end (H100): "
+                f"{'MET' if res['fps_target_met'] else 'NOT MET'} ({best}: {res['fps_batch1'][best]:.1f} fps "
+                f"on {device_name})")
+    return {"archs": archs, "maskrcnn": maskrcnn, "rows": rows, "device_name": device_name}

@@ -164,3 +164,95 @@ def test_results_export_against_reference_coco(tmp_path, coco_tiny):
     assert {r["image_id"] for r in results} == {gt_images[n] for n in names}
     with contextlib.redirect_stdout(io.StringIO()):
         COCO(str(gt_path)).loadRes(str(out))
+
+
+class FakeBatchPredictor(FakePredictor):
+    """FakePredictor with ``predict_batch`` (records each batch's size) and a ``device``."""
+
+    def __init__(self, categories, device="cpu"):
+        super().__init__(categories)
+        self.device = type("Device", (), {"type": device})()
+        self.batches = []
+
+    def predict_batch(self, images, *, score_threshold: float = 0.05):
+        self.batches.append(len(images))
+        return [self.predict(im, score_threshold=score_threshold) for im in images]
+
+
+def test_batched_prelabel_semantics(project):
+    fake = FakeBatchPredictor(CATS)
+    calls = []
+    summary = prelabel(project, fake, batch_size=2, progress=lambda d, t: calls.append((d, t)))
+    assert (summary.images, summary.instances, summary.stopped) == (3, 6, False)
+    assert fake.batches == [2]  # the last batch of one image goes through predict
+    assert [s[0] for s in fake.seen] == [(20, 24, 3), (20, 25, 3), (20, 26, 3)]  # in order
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # progress after every image
+    fake = FakeBatchPredictor(CATS)
+    summary = prelabel(project, fake, batch_size=2, only_unreviewed=False, should_stop=lambda: len(fake.batches) >= 1)
+    assert (summary.images, summary.stopped) == (2, True)  # checked before each batch
+    with pytest.raises(ValueError, match="batch_size"):
+        prelabel(project, fake, batch_size=0)
+
+
+def test_batches_respect_the_pixel_budget(project, monkeypatch):
+    import annotator.jobs.prelabel as job
+
+    monkeypatch.setattr(job, "MAX_BATCH_PIXELS", 20 * 24 + 20 * 25)  # the first two images fit
+    fake = FakeBatchPredictor(CATS)
+    assert prelabel(project, fake, batch_size=8).images == 3
+    assert fake.batches == [2]
+
+
+def test_default_batch_size():
+    from annotator.jobs.prelabel import CUDA_BATCH_SIZE, default_batch_size
+
+    assert default_batch_size(FakePredictor(CATS)) == 1  # no predict_batch, no device
+    assert default_batch_size(FakeBatchPredictor(CATS, "cpu")) == 1
+    assert default_batch_size(FakeBatchPredictor(CATS, "cuda")) == CUDA_BATCH_SIZE == 8
+
+
+def test_unreadable_image_in_a_batch(project):
+    """As without batching: the images before the bad one are stored, then the error is raised."""
+    images = project.images()
+    project.image_path(images[1].id).write_bytes(b"not an image")
+    fake = FakeBatchPredictor(CATS)
+    with pytest.raises(AnnotatorError, match="cannot read image"):
+        prelabel(project, fake, batch_size=3)
+    assert project.image_state(images[0].id) == "predicted"
+    assert project.annotations(images[1].id) == [] and project.annotations(images[2].id) == []
+
+
+def test_batched_prelabel_matches_single_with_real_yolact_tiny(tmp_path, coco_tiny):
+    """batch_size=3 stores the same rows as batch_size=1 (real model, 4 coco-tiny images of 3 sizes)."""
+    import json
+    import shutil
+
+    torch = pytest.importorskip("torch")
+    from segcore.modeling.registry import build_model
+    from segcore.predictor import Predictor
+
+    data = json.loads((coco_tiny / "annotations" / "instances_val2017.json").read_text())
+    by_size = {}
+    for im in sorted(data["images"], key=lambda i: i["id"]):
+        by_size.setdefault((im["height"], im["width"]), []).append(im["file_name"])
+    names = by_size[(480, 640)][:2] + by_size[(427, 640)][:1] + by_size[(640, 480)][:1]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for n in names:
+        shutil.copy(coco_tiny / "val2017" / n, folder / n)
+    torch.manual_seed(0)
+    predictor = Predictor(build_model("yolact_tiny", num_classes=2, input_size=192), categories=CATS)
+    rows = {}
+    for bs in (1, 3):
+        with Project.create(tmp_path / f"proj{bs}", images_dir=folder) as p:
+            summary = prelabel(p, predictor, score_threshold=0.05, batch_size=bs)
+            assert summary.images == 4 and summary.instances > 0
+            rows[bs] = {p.image(i.id).file_name: [(a.category_id, a.score, a.rle, a.bbox) for a in p.annotations(i.id)]
+                        for i in p.images()}
+    assert rows[1].keys() == rows[3].keys()
+    for name in rows[1]:
+        single, batched = rows[1][name], rows[3][name]
+        assert len(single) == len(batched) > 0
+        for (c1, s1, r1, b1), (c3, s3, r3, b3) in zip(single, batched):
+            assert c1 == c3 and s1 == pytest.approx(s3, abs=1e-4)
+            assert masks.rle_iou(r1, r3) >= 0.99 and np.allclose(b1, b3, atol=1.0)

@@ -109,3 +109,51 @@ def test_benchmark_smoke():
     assert all(v > 0 for v in res["ms"].values())
     assert any(line.startswith("target: YOLACT <= 1/3 of Mask R-CNN latency: ") for line in lines)
     assert torch.get_num_threads() >= 1
+
+
+def test_benchmark_several_archs_in_one_run():
+    from segcore.bench import run_benchmark
+
+    lines = []
+    res = run_benchmark(archs="yolact_tiny,centermask_tiny", size=96, runs=1, warmup=0, threads=1,
+                        print_fn=lines.append, image_hw=(60, 80), num_classes=2)
+    assert set(res["archs"]) == {"yolact_tiny", "centermask_tiny"} and "ms" not in res  # no single-arch keys
+    # Mask R-CNN at the same input: S x S cap for YOLACT, our short side and long-side cap for CenterMask
+    assert res["archs"]["yolact_tiny"]["maskrcnn"] == "maskrcnn_r50_fpn@96"
+    cm = res["archs"]["centermask_tiny"]
+    assert cm["maskrcnn"].startswith("maskrcnn_r50_fpn@96/") and cm["maskrcnn"] in res["maskrcnn"]
+    assert res["maskrcnn"][cm["maskrcnn"]]["max_size"] > 96 and cm["input"] == "96x128"
+    assert cm["target"] is None and res["archs"]["yolact_tiny"]["target"] == "<= 1/3"
+    rows = [(r["arch"], r["variant"]) for r in res["rows"]]
+    assert len(rows) == 2 * 3 + 2 and ("centermask_tiny", "bf16 channels_last") in rows
+    for name, r in res["archs"].items():
+        assert set(r["ratio"]) == {"fp32_nchw", "fp32_channels_last", "bf16_channels_last"}
+        assert all(r["ms"][v] / r["ms"]["maskrcnn_fp32"] == pytest.approx(r["ratio"][v]) for v in r["ratio"])
+    assert any(line.startswith("target: YOLACT <= 1/3 of Mask R-CNN latency: ") for line in lines)
+    assert any(line.startswith("arch") and "vs MaskRCNN" in line and "target" in line for line in lines)
+
+
+def test_benchmark_gpu_table_logic(monkeypatch):
+    """The fps mode, run on the CPU with a stand-in for Mask R-CNN (the real one is timed on CUDA)."""
+    import segcore.bench as bench
+
+    class FakeMaskRCNN(torch.nn.Module):
+        def forward(self, xs):
+            return [{"masks": torch.zeros(3, 1, *x.shape[1:])} for x in xs]
+
+    monkeypatch.setattr(bench, "_maskrcnn", lambda key, device: FakeMaskRCNN())
+    torch.manual_seed(0)
+    models = {"yolact_tiny": build_model("yolact_tiny", num_classes=2, input_size=96).eval()}
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (60, 80, 3), dtype=np.uint8) for _ in range(3)]
+    lines = []
+    res = bench._run_gpu(models, CATS, images, torch.device("cpu"), 1, 0, 3, 0.0, lines.append)
+    r = res["archs"]["yolact_tiny"]
+    assert r["batch"] == 3 and set(r["fps_batch1"]) == {"fp32", "fp16"}
+    assert r["fps_batch1"]["fp32"] == pytest.approx(1000.0 / r["ms_batch1"]["fp32"])
+    assert r["images_per_s"]["fp16"] == pytest.approx(3000.0 / r["ms_batched"]["fp16"])
+    assert r["detections_batch1"]["fp32"] == 100 and r["fps_target"] is None
+    assert res["maskrcnn"]["maskrcnn_r50_fpn@96"]["detections_batch1"]["fp16"] == 3
+    assert [(x["arch"], x["variant"]) for x in res["rows"]] == [
+        ("yolact_tiny", "fp32"), ("yolact_tiny", "fp16"), ("maskrcnn_r50_fpn@96", "fp32"), ("maskrcnn_r50_fpn@96", "fp16")]
+    assert any("img/s b3" in line for line in lines)

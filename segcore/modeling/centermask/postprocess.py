@@ -11,10 +11,15 @@ IoU** (Mask Scoring R-CNN) replaces the score, clamped to [0, 1] (the regressed 
 centermask2 does not clamp); detections are re-sorted by it. Boxes are scaled to
 the original image and the masks pasted there (bilinear, threshold 0.5).
 
-Symbols: N detections, H x W original image, h x w resized image inside the padded input.
+Batches: every step works per image on a batch of B images (``image_sizes`` / ``input_sizes``
+per image); the RoI heads run once for all detections of the batch.
+
+Symbols: B images, N detections, H x W original image, h x w resized image inside the padded input.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -28,7 +33,7 @@ __all__ = ["centermask_postprocess"]
 def centermask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *, roi_heads,
                            input_sizes: list[tuple[int, int]] | None = None, score_threshold: float = 0.05,
                            pre_nms_topk: int = 1000, nms_threshold: float = 0.6, max_detections: int = 50,
-                           mask_threshold: float = 0.5) -> list[Instances]:
+                           mask_threshold: float = 0.5, autocast_dtype: torch.dtype | None = None) -> list[Instances]:
     """Raw CenterMask outputs -> one :class:`segcore.structures.Instances` per image.
 
     Args:
@@ -41,9 +46,12 @@ def centermask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
             scores (``sqrt(cls x ctr) x predicted IoU``) can be lower than it.
         pre_nms_topk, nms_threshold, max_detections: FCOS inference (1000, 0.6, 50).
         mask_threshold: on the pasted mask probabilities (0.5).
+        autocast_dtype: run the RoI heads (SAG-Mask, MaskIoU) under ``torch.autocast`` of the
+            features' device type with this dtype (e.g. ``torch.float16`` on CUDA); None (default)
+            = in float32. Their outputs are cast back to float32 before pasting.
 
     Returns:
-        ``Instances`` with ``pred_boxes`` ``[N, 4]`` float32 XYXY original pixels, ``scores``
+        B ``Instances`` with ``pred_boxes`` ``[N, 4]`` float32 XYXY original pixels, ``scores``
         ``[N]`` float32 mask scores in [0, 1], ``pred_classes`` ``[N]`` int64, ``pred_masks`` ``[N, H, W]``
         bool; N <= ``max_detections``, sorted by score.
     """
@@ -61,7 +69,11 @@ def centermask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
         boxes.append(b[keep])
         classes.append(d["classes"][keep])
         scores.append(d["scores"][keep])
-    probs, mask_scores = roi_heads.predict(feats, boxes, classes, scores, input_sizes)
+    amp = (torch.autocast(feats[0].device.type, dtype=autocast_dtype) if autocast_dtype is not None
+           else contextlib.nullcontext())
+    with amp:  # one RoI-head pass for the detections of every image of the batch
+        probs, mask_scores = roi_heads.predict(feats, boxes, classes, scores, input_sizes)
+    probs = [p.float() for p in probs]
     results = []
     for i, (h, w) in enumerate(image_sizes):
         hi, wi = input_sizes[i]
