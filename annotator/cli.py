@@ -6,14 +6,14 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator import PROJECT --coco ANN.json [--image-root DIR]
     annotator import PROJECT --format yolo|labelme|via|masks PATH [--image-root DIR] [--class-attribute A]
     annotator train PROJECT --arch NAME [--init CKPT|VERSION] [--iterations N] [--device auto|cpu|cuda] [--out DIR]
-    annotator prelabel PROJECT --model VERSION|CKPT [--score-threshold F] [--only-unreviewed] [--device ...]
+    annotator prelabel PROJECT --model VERSION|CKPT [--score-threshold F] [--only-unreviewed] [--device ...] [--batch-size B]
     annotator export PROJECT --coco OUT.json [--include accepted|human|all]
     annotator export PROJECT --results OUT.json [--gt GT.json]
     annotator export PROJECT --format yolo|labelme|via|masks --out PATH [--include ...] [--val-fraction F]
     annotator evaluate --gt GT.json --dt RESULTS.json
     annotator gui [PROJECT|FOLDER] [--sample]
     annotator import-weights FILE.pth --arch NAME [--out OUT.pth] [--project PROJECT]
-    annotator bench [--arch NAME] [--size S] [--runs N]
+    annotator bench [--arch NAME[,NAME...]] [--size S] [--runs N] [--device cpu|cuda] [--batch B]
     annotator export-onnx CHECKPOINT.pth --out MODEL.onnx [--opset 19]
     annotator download-weights NAME [--cache DIR] [--import-to PROJECT] | --list
     annotator simulate --coco GT.json --images DIR --arch NAME --rounds R --per-round K [--device ...] [--out DIR]
@@ -208,6 +208,8 @@ def cmd_prelabel(args) -> int:
         bar.refresh()
 
     try:
+        if args.batch_size is not None and args.batch_size < 1:
+            raise AnnotatorError("--batch-size: must be >= 1")
         ckpt, version = _resolve_model(project, args.model)
         try:
             predictor = Predictor.from_checkpoint(ckpt, device=args.device)
@@ -220,6 +222,7 @@ def cmd_prelabel(args) -> int:
             only_unreviewed=args.only_unreviewed,
             model_version=version,
             progress=progress,
+            batch_size=args.batch_size,
         )
     finally:
         if bar is not None:
@@ -315,7 +318,12 @@ def cmd_import_weights(args) -> int:
 def cmd_bench(args) -> int:
     from segcore.bench import run_benchmark
 
-    run_benchmark(arch=args.arch, size=args.size, runs=args.runs, warmup=args.warmup, threads=args.threads)
+    archs = [a.strip() for v in (args.arch or []) for a in v.split(",") if a.strip()] or None
+    try:
+        run_benchmark(archs=archs, size=args.size, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                      device=args.device, batch=args.batch)
+    except ValueError as exc:
+        raise AnnotatorError(f"bench: {exc}") from None
     return 0
 
 
@@ -385,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--score-threshold", type=float, default=0.05)
     s.add_argument("--only-unreviewed", action="store_true", help="skip images already reviewed")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="images per forward pass (default: 8 on CUDA, 1 on CPU)")
     s.set_defaults(func=cmd_prelabel)
 
     s = sub.add_parser("export", help="export COCO instances JSON and/or COCO results JSON")
@@ -416,12 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--project", help="also register the weights as a model version of this project")
     s.set_defaults(func=cmd_import_weights)
 
-    s = sub.add_parser("bench", help="CPU latency of a segcore model vs torchvision Mask R-CNN")
-    s.add_argument("--arch", default="yolact_r50_550")
-    s.add_argument("--size", type=int, default=550)
+    s = sub.add_parser("bench", help="latency of segcore models vs torchvision Mask R-CNN (CPU ms, or fps on CUDA)")
+    s.add_argument("--arch", action="append", metavar="NAME[,NAME...]",
+                   help="repeat or comma-separate (default: yolact_r50_550,yolact_plus_r50_550)")
+    s.add_argument("--size", type=int, default=None, help="input side S for every arch (default: each arch's own)")
     s.add_argument("--runs", type=int, default=5)
     s.add_argument("--warmup", type=int, default=2)
     s.add_argument("--threads", type=int)
+    s.add_argument("--device", default="cpu",
+                   help="cpu: latency table; cuda[:N]: fps at batch 1 and batched, fp32 vs fp16")
+    s.add_argument("--batch", type=int, default=8, help="with --device cuda: images per forward")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("simulate", help="labeling-effort benchmark: pre-label, correct to GT, fine-tune, repeat")
