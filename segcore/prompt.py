@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from segcore.predictor import _check_image  # the same [H, W, 3] uint8 RGB check and message
+
 __all__ = ["BoxPrompter", "BoxPrediction", "PromptNotSupported", "SUPPORTED_FAMILIES"]
 
 #: Architecture families with a box-conditioned mask head.
@@ -75,17 +77,6 @@ class BoxPrediction:
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
-
-
-def _check_image(image) -> None:
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"image: expected a numpy array [H, W, 3] uint8 RGB, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image: expected shape [H, W, 3] (RGB), got {list(image.shape)}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image: expected dtype uint8 (RGB 0..255), got {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"image: empty, shape {list(image.shape)}")
 
 
 def _check_boxes(boxes) -> np.ndarray:

@@ -7,9 +7,11 @@ last message in ``MainWindow.last_error``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
+from annotator.errors import AnnotatorError
 from PySide6.QtWidgets import (
     QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog,
     QLineEdit, QMessageBox, QPushButton, QWidget,
@@ -21,6 +23,19 @@ EXPORT_INCLUDE_HELP = {
     "human": "human-drawn instances only",
     "all": "everything except rejected, predictions included",
 }
+
+
+def user_action(method):
+    """Decorator for window methods: an ``AnnotatorError`` becomes the window's error dialog
+    (``self.report_error``) and the method returns None."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except AnnotatorError as exc:
+            self.report_error(str(exc))
+            return None
+    return wrapper
 
 
 def show_error(parent: QWidget | None, message: str, title: str = "Error") -> None:

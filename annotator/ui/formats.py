@@ -15,13 +15,13 @@ The file choosers are the ``QFileDialog`` static methods (tests patch them).
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from annotator.errors import AnnotatorError
+from annotator.ui.dialogs import user_action
 
 #: format key -> menu label (keys as in the CLI's ``--format``, plus ``coco``)
 FORMAT_LABELS = {"coco": "COCO", "yolo": "YOLO-seg", "labelme": "labelme", "via": "VIA", "masks": "mask PNGs"}
@@ -67,16 +67,6 @@ def _coco_import_line(summary) -> str:
             f"({summary.new_categories} new)")
 
 
-def _user_errors(method):
-    """Run a handler, turning ``AnnotatorError`` into the window's error dialog (returns None)."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except AnnotatorError as exc:
-            self.report_error(str(exc))
-            return None
-    return wrapper
 
 
 class _BusyCursor:
@@ -103,7 +93,7 @@ class FormatsMixin:
             raise AnnotatorError("pre-labelling is running: wait for it or cancel it (Esc) before importing")
         return self.project
 
-    @_user_errors
+    @user_action
     def import_annotations(self, fmt: str, path: str | Path) -> str:
         """Import annotations in format ``fmt`` (coco | yolo | labelme | via | masks) from
         ``path`` into the open project, all or nothing, then refresh the window.
@@ -144,7 +134,7 @@ class FormatsMixin:
             self.reload_annotations()
         self._update_undo_actions()
 
-    @_user_errors
+    @user_action
     def export_annotations(self, fmt: str, path: str | Path, include: str = "accepted") -> str:
         """Export the open project in format ``fmt`` (yolo | labelme | via | masks) to ``path``.
 

@@ -41,6 +41,7 @@ from annotator.ui.instance_panel import InstancePanel
 from annotator.ui.prelabeling import PrelabelMixin
 from annotator.ui.reviewing import ReviewMixin
 from annotator.ui.workers import PrelabelController, device_description, prepare_project, run_in_thread
+from annotator.ui.dialogs import user_action
 
 
 def _decode_pyramid(path) -> tuple:
@@ -51,16 +52,6 @@ def _decode_pyramid(path) -> tuple:
     return rgb, tiles.build_pyramid(rgb)
 
 
-def _user_action(method):
-    """Run a window method, turning ``AnnotatorError`` into an error dialog (returns None)."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except AnnotatorError as exc:
-            self.report_error(str(exc))
-            return None
-    return wrapper
 
 
 class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, FormatsMixin, QMainWindow):
@@ -249,7 +240,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
                 self.class_menu.addAction(self.actions_by_name[f"class_{i + 1}"])
                 self.actions_by_name[f"class_{i + 1}"].setText(f"{c.name}")
 
-    @_user_action
+    @user_action
     def show_image(self, image_id: int) -> None:
         """Show an image with its instances (image loaded as RGB uint8; masks from RLE)."""
         from annotator.project.images import load_rgb
@@ -357,7 +348,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.select_instance(step_selection([int(a.id) for a in self._annotations], self.selected_id, -1))
 
     # ---------------------------------------------------------------- export / open dialogs
-    @_user_action
+    @user_action
     def export_coco(self, path: str | Path, include: str = "accepted") -> dict:
         """Write a COCO instances JSON (``include``: accepted | human | all); returns counts."""
         from annotator.io.coco import export_coco
