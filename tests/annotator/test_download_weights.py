@@ -7,11 +7,9 @@ other host fails the test (and the registry's real URLs are asserted never to be
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.server
 import socket
-import sys
 import threading
 import urllib.parse
 import urllib.request
@@ -19,8 +17,8 @@ import urllib.request
 import pytest
 
 from annotator import weights
-from annotator.cli_models import DEFAULT_OPSET, add_subcommands
-from annotator.errors import AnnotatorError
+from annotator.cli import main as cli_main
+from annotator.cli_models import DEFAULT_OPSET
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes: more than one read chunk
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -98,15 +96,8 @@ def _entry(monkeypatch, url: str, *, sha256: str | None = PAYLOAD_SHA, size: int
 
 
 def _run(argv: list[str]) -> int:
-    """Parse with the sub-commands of annotator.cli_models and run like annotator.cli.main."""
-    parser = argparse.ArgumentParser(prog="annotator")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except AnnotatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """The real ``annotator`` entry point (exit 0 / 1 / 2, one ``error:`` line on stderr)."""
+    return cli_main(argv)
 
 
 def _cache_files(tmp_path) -> list[str]:

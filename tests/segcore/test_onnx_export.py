@@ -19,9 +19,7 @@ and a dropped row.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -30,8 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from annotator.cli_models import add_subcommands
-from annotator.errors import AnnotatorError
+from annotator.cli import main as cli_main
 from segcore.checkpoints import save_checkpoint
 from segcore.data import read_image_rgb
 from segcore.export.onnx import OnnxExportError, OnnxYolact, YolactInference, export_yolact_onnx
@@ -106,14 +103,8 @@ def _mismatches(pt: Prediction, ox: Prediction, *, score_tol: float = 1e-3, iou_
 
 
 def _run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="annotator")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except AnnotatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """The real ``annotator`` entry point (exit 0 / 1 / 2, one ``error:`` line on stderr)."""
+    return cli_main(argv)
 
 
 def _export_and_compare(arch: str, images: list[np.ndarray], tmp_path: Path) -> dict:

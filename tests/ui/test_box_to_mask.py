@@ -24,21 +24,11 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from annotator import masks  # noqa: E402
 from annotator.project import Project  # noqa: E402
 from annotator.tools import interaction  # noqa: E402
-from annotator.ui import dialogs  # noqa: E402
-from annotator.ui.main_window import MainWindow  # noqa: E402
 from annotator.ui.workers import BoxPrompterCache  # noqa: E402
 
 pytestmark = pytest.mark.gui
 WIDTH = 200
 CATS = [{"id": 1, "name": "thing"}, {"id": 2, "name": "stuff"}]
-
-
-@pytest.fixture
-def seen(monkeypatch) -> dict:
-    out = {"errors": [], "info": []}
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, message, title="Error": out["errors"].append(message))
-    monkeypatch.setattr(dialogs, "show_info", lambda parent, message, title="": out["info"].append(message))
-    return out
 
 
 @pytest.fixture
@@ -68,18 +58,6 @@ def project_dir(coco_tiny, tmp_path) -> Path:
                                      categories=CATS)
         p.set_active_model_version(v)
     return tmp_path / "proj"
-
-
-@pytest.fixture
-def win(qtbot, project_dir, seen) -> MainWindow:
-    w = MainWindow(Project.open(project_dir, create_if_folder=False))
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    w.activateWindow()
-    qtbot.waitUntil(w.isActiveWindow, timeout=2000)
-    yield w
-    w.close()
 
 
 def _send(canvas, kind, x, y):

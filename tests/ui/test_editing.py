@@ -17,20 +17,10 @@ from PySide6.QtWidgets import QApplication
 from annotator import masks
 from annotator.project import Project
 from annotator.tools import mask_ops
-from annotator.ui import dialogs
 from annotator.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
 WIDTH = 200
-
-
-@pytest.fixture
-def seen(monkeypatch) -> dict:
-    """Error and info dialogs are recorded instead of shown."""
-    out = {"errors": [], "info": []}
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, message, title="Error": out["errors"].append(message))
-    monkeypatch.setattr(dialogs, "show_info", lambda parent, message, title="": out["info"].append(message))
-    return out
 
 
 @pytest.fixture
@@ -46,18 +36,6 @@ def project_dir(coco_tiny, tmp_path) -> Path:
         p.add_category("thing")
         p.add_category("stuff")
     return tmp_path / "proj"
-
-
-@pytest.fixture
-def win(qtbot, project_dir, seen) -> MainWindow:
-    w = MainWindow(Project.open(project_dir, create_if_folder=False))
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    w.activateWindow()
-    qtbot.waitUntil(w.isActiveWindow, timeout=2000)
-    yield w
-    w.close()
 
 
 def _view(canvas, x, y):
