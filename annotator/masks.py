@@ -14,6 +14,7 @@ Formats used throughout the annotator:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,8 @@ __all__ = [
     "rle_iou",
     "is_rle",
     "check_rle",
+    "rle_counts",
+    "decode_rle_crop",
 ]
 
 
@@ -102,34 +105,49 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
     return polygon_to_rle(segmentation, height, width)
 
 
-def _string_counts(counts: str) -> list[int]:
-    """Run lengths of a compressed counts string, read the way pycocotools' ``rleFrString`` reads
-    them (6-bit groups from ASCII 48, sign bit 0x10, delta coding from the third run on).
+def rle_counts(rle: Mapping) -> tuple[int, int, np.ndarray]:
+    """``(H, W, counts)`` of a COCO RLE: the run lengths, column-major, starting with background.
 
-    Used only to *validate* foreign RLE before pycocotools touches it: its decoder rejects runs
-    that overrun the mask but silently reads uninitialised memory for runs that stop short.
+    The one reader of RLE counts in the annotator; decoding to pixels is pycocotools' job
+    (:func:`decode_rle`, :func:`decode_rle_crop`). A compressed ``counts`` string is read the
+    way pycocotools' ``rleFrString`` (``maskApi.c``) reads it: 6-bit groups from ASCII 48, bit
+    0x20 = "more groups follow", bit 0x10 of the last group = sign, and from the fourth count on
+    (index ``m > 2``) each count is stored as the difference to the count two places before.
+    An uncompressed RLE (``counts`` a list of ints) is returned as it is.
+
+    Used to validate foreign RLE before pycocotools touches it (its decoder rejects runs that
+    overrun the mask but reads uninitialised memory for runs that stop short) and to cut the
+    columns of an instance's box out of an RLE without decoding the whole image.
+
+    Raises:
+        ValueError: a character outside the 64-symbol alphabet, or a string ending inside a number.
     """
-    runs: list[int] = []
-    p = 0
-    while p < len(counts):
-        x = k = 0
-        more = True
-        while more:
-            if p >= len(counts):
-                raise ValueError("RLE counts string ends inside a number")
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"invalid character {counts[p]!r} in RLE counts")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        runs.append(x)
-    return runs
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, (list, tuple, np.ndarray)):
+        return h, w, np.asarray(counts, dtype=np.int64)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    b = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if b.size == 0:
+        return h, w, np.zeros(0, np.int64)
+    if ((b < 0) | (b >= 64)).any():
+        bad = chr(int(b[(b < 0) | (b >= 64)][0]) + 48)
+        raise ValueError(f"invalid character {bad!r} in RLE counts")
+    last = (b & 0x20) == 0                              # the last character of each number
+    if not last[-1]:
+        raise ValueError("RLE counts string ends inside a number")
+    ends = np.flatnonzero(last)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    group = np.cumsum(np.concatenate(([0], last[:-1].astype(np.int64))))
+    k = np.arange(b.size) - starts[group]
+    x = np.add.reduceat((b & 0x1F) << (5 * k), starts)
+    neg = (b[ends] & 0x10) != 0
+    x[neg] -= np.left_shift(np.int64(1), 5 * (ends[neg] - starts[neg] + 1))
+    cnts = x.copy()
+    cnts[1::2] = np.cumsum(x[1::2])                     # m > 2: x[m] += x[m - 2]
+    cnts[2::2] = np.cumsum(x[2::2])
+    return h, w, cnts
 
 
 def check_rle(rle: dict) -> None:
@@ -139,15 +157,40 @@ def check_rle(rle: dict) -> None:
         ValueError: a negative run, runs that overrun or stop short of the mask, or a malformed
             counts string.
     """
-    h, w = int(rle["size"][0]), int(rle["size"][1])
-    counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    runs = [int(c) for c in counts] if isinstance(counts, list) else _string_counts(counts)
-    if any(r < 0 for r in runs):
+    h, w, runs = rle_counts(rle)
+    if (runs < 0).any():
         raise ValueError("negative run length in RLE counts")
-    if sum(runs) != h * w:
-        raise ValueError(f"RLE counts cover {sum(runs)} pixels, not height x width = {h * w}")
+    if int(runs.sum()) != h * w:
+        raise ValueError(f"RLE counts cover {int(runs.sum())} pixels, not height x width = {h * w}")
+
+
+def decode_rle_crop(rle: Mapping) -> tuple[int, int, np.ndarray] | None:
+    """``(x0, y0, mask)``: the instance's bounding box of an RLE, ``mask`` ``[h, w]`` bool with its
+    top-left pixel at ``(x0, y0)`` of the image; ``None`` for an empty mask.
+
+    Work and memory scale with the box's columns (``H x w``), not the image: the runs of the
+    box's columns (column-major, so a contiguous range of pixels) become an uncompressed RLE of
+    size ``[H, w]`` that pycocotools decodes; the rows are then cut to the box.
+    """
+    h, w, cnts = rle_counts(rle)
+    if cnts.size < 2 or not cnts[1::2].any():
+        return None
+    box = mask_utils.toBbox(_compressed(rle))           # XYWH, pycocotools
+    x0, x1 = int(box[0]), int(box[0] + box[2])          # columns [x0, x1)
+    ends = np.cumsum(cnts)
+    lo, hi = x0 * h, x1 * h                             # flat column-major range of the box's columns
+    starts = ends - cnts
+    keep = (ends > lo) & (starts < hi)
+    first = int(np.flatnonzero(keep)[0])
+    runs = np.minimum(ends[keep], hi) - np.maximum(starts[keep], lo)
+    if first % 2:                                       # the range starts inside a foreground run
+        runs = np.concatenate(([0], runs))
+    part = mask_utils.frPyObjects({"size": [h, x1 - x0], "counts": runs.tolist()}, h, x1 - x0)
+    with warnings.catch_warnings():  # pycocotools' numpy-2 copy-keyword DeprecationWarning
+        warnings.simplefilter("ignore", DeprecationWarning)
+        strip = mask_utils.decode(part).astype(bool)
+    y0, y1 = int(box[1]), int(box[1] + box[3])
+    return x0, y0, np.ascontiguousarray(strip[y0:y1])
 
 
 def rle_area(rle: dict) -> int:

@@ -13,35 +13,17 @@ No per-pixel Python loops: fills are boolean-index assignments, outlines a morph
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from annotator.tools.colors import RGB, category_color
-from annotator.tools.tiles import decode_rle_crop
+from annotator.masks import decode_rle, decode_rle_crop
 
 #: Outline colour of the selected instance (RGB).
 HIGHLIGHT_COLOR: RGB = (255, 255, 255)
-
-
-def decode_rle(rle: Mapping, height: int | None = None, width: int | None = None) -> np.ndarray:
-    """One compressed (or uncompressed) COCO RLE -> ``[H, W]`` bool mask.
-
-    ``height``/``width`` are only used for an uncompressed RLE (``counts`` a list of ints).
-    """
-    rle = dict(rle)
-    if isinstance(rle.get("counts"), list):
-        h, w = rle.get("size") or (height, width)
-        rle = mask_utils.frPyObjects(rle, int(h), int(w))
-    elif isinstance(rle.get("counts"), str):
-        rle["counts"] = rle["counts"].encode("ascii")
-    with warnings.catch_warnings():  # pycocotools' Cython array vs numpy 2 "copy" keyword
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode(rle).astype(bool)
 
 
 def decode_masks(rles: Sequence[Mapping], height: int, width: int) -> np.ndarray:
@@ -51,7 +33,7 @@ def decode_masks(rles: Sequence[Mapping], height: int, width: int) -> np.ndarray
     """
     out = np.zeros((len(rles), height, width), dtype=bool)
     for i, rle in enumerate(rles):
-        m = decode_rle(rle, height, width)
+        m = decode_rle(rle)
         if m.shape != (height, width):
             m = cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
         out[i] = m

@@ -1,5 +1,4 @@
-"""Pure logic for drawing big images fast (no Qt): image pyramid, level of detail, tile grids,
-and COCO RLE decoded straight into an instance's bounding box.
+"""Pure logic for drawing big images fast (no Qt): image pyramid, level of detail, tile grids.
 
 - pyramid: ``levels[k]`` is the image downsampled by ``2**k`` (level 0 = the image itself, not
   copied); each level halves the previous one (``cv2.INTER_LINEAR`` at exactly 1/2 averages
@@ -8,14 +7,13 @@ and COCO RLE decoded straight into an instance's bounding box.
   (``2**k <= 1 / scale``), so a paint reads at most ~4 level pixels per screen pixel.
 - tiles: :data:`TILE` x :data:`TILE` pixels of one level, addressed ``(level, tx, ty)``.
 - crops: ``(x0, y0, mask)``: ``mask`` is the ``[h, w]`` bool box of the instance whose top-left
-  pixel is ``(x0, y0)`` in the image. Decoding never allocates the full ``[H, W]`` mask.
+  pixel is ``(x0, y0)`` in the image (:func:`annotator.masks.decode_rle_crop`: never allocates
+  the full ``[H, W]`` mask).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-
 import cv2
 import numpy as np
 
@@ -60,66 +58,6 @@ def tile_rect(level: int, tx: int, ty: int, shape: tuple[int, int], tile: int = 
     """Where a tile of ``shape`` (its ``(h, w)``) lies in level-0 pixels: ``(x, y, w, h)``."""
     f = float(1 << level)
     return (tx * tile * f, ty * tile * f, shape[1] * f, shape[0] * f)
-
-
-# ---------------------------------------------------------------------------- RLE -> crop
-def rle_runs(rle: Mapping) -> tuple[int, int, np.ndarray]:
-    """``(H, W, counts)``: the run lengths of a compressed (``counts`` str/bytes) or
-    uncompressed (list) COCO RLE, column-major, starting with background. Vectorised version
-    of pycocotools' ``rleFrString`` (6-bit groups from ASCII 48, sign bit 0x10 on the last group,
-    delta coding from the fourth count on)."""
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, (list, tuple, np.ndarray)):
-        return h, w, np.asarray(counts, dtype=np.int64)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    b = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
-    if b.size == 0:
-        return h, w, np.zeros(0, np.int64)
-    last = (b & 0x20) == 0                              # the last character of each number
-    ends = np.flatnonzero(last)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    group = np.cumsum(np.concatenate(([0], last[:-1].astype(np.int64))))
-    k = np.arange(b.size) - starts[group]
-    x = np.add.reduceat((b & 0x1F) << (5 * k), starts)
-    neg = (b[ends] & 0x10) != 0
-    x[neg] -= np.left_shift(np.int64(1), 5 * (ends[neg] - starts[neg] + 1))
-    cnts = x.copy()
-    cnts[1::2] = np.cumsum(x[1::2])
-    cnts[2::2] = np.cumsum(x[2::2])
-    return h, w, cnts
-
-
-def decode_rle_crop(rle: Mapping) -> tuple[int, int, np.ndarray] | None:
-    """``(x0, y0, mask)`` of the instance's bounding box (``None`` for an empty mask); work and
-    memory scale with the box, not the image."""
-    h, w, cnts = rle_runs(rle)
-    ends = np.cumsum(cnts)
-    fg_start, fg_end = ends[0::2][: cnts[1::2].size], ends[1::2]   # [start, end) flat, column-major
-    keep = fg_end > fg_start
-    fg_start, fg_end = fg_start[keep], fg_end[keep]
-    if fg_start.size == 0:
-        return None
-    cs, rs = np.divmod(fg_start, h)
-    ce, re_ = np.divmod(fg_end - 1, h)
-    x0, x1 = int(cs.min()), int(ce.max())
-    if (cs != ce).any():                                # a run wraps to the next column
-        y0, y1 = 0, h - 1
-    else:
-        y0, y1 = int(rs.min()), int(re_.max())
-    hc, wc = y1 - y0 + 1, x1 - x0 + 1
-    a = (cs - x0) * hc + (rs - y0)                      # run starts in the crop, column-major
-    lens = fg_end - fg_start
-    gaps = a - np.concatenate(([0], (a + lens)[:-1]))
-    lengths = np.append(np.stack([gaps, lens], axis=1).ravel(), hc * wc - (a[-1] + lens[-1]))
-    values = np.append(np.tile(np.array([False, True]), a.size), False)
-    flat = np.repeat(values, lengths)
-    mask = flat.reshape(wc, hc).T
-    if y0 == 0 and y1 == h - 1:                         # tighten rows
-        rows = np.flatnonzero(mask.any(axis=1))
-        mask, y0 = mask[rows[0]:rows[-1] + 1], int(rows[0])
-    return x0, y0, np.ascontiguousarray(mask)
 
 
 def halve(image: np.ndarray) -> np.ndarray:

@@ -41,12 +41,11 @@ OPEN_TARGET_S, PAINT_TARGET_MS = 1.0, 16.0
 def _full_rle(crop: np.ndarray, x0: int, y0: int, h: int, w: int) -> dict:
     """Uncompressed RLE of an ``h`` x ``w`` mask that is ``crop`` at ``(x0, y0)``, built from a
     strip of the crop's columns (never a full-size array)."""
-    from annotator.masks import encode_mask
-    from annotator.tools.tiles import rle_runs
+    from annotator.masks import encode_mask, rle_counts
 
     strip = np.zeros((h, crop.shape[1]), bool)
     strip[y0:y0 + crop.shape[0]] = crop
-    counts = [int(c) for c in rle_runs(encode_mask(strip))[2]]
+    counts = [int(c) for c in rle_counts(encode_mask(strip))[2]]
     counts[0] += x0 * h
     tail = (w - x0 - crop.shape[1]) * h
     if len(counts) % 2:

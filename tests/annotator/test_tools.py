@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from annotator.errors import AnnotatorError
 from annotator.tools import colors, overlay, review, selection
 
 
@@ -64,7 +63,7 @@ def test_decode_masks_roundtrip_and_resize():
     big = overlay.decode_masks([_rle(m)], 40, 60)  # other size -> nearest resize
     assert big.shape == (1, 40, 60) and big[0].sum() == 4 * m.sum()
     uncompressed = {"size": [20, 30], "counts": [0, 600]}
-    assert overlay.decode_rle(uncompressed).sum() == 600
+    assert overlay.decode_masks([uncompressed], 20, 30).sum() == 600
 
 
 def test_mask_outline_is_inner_edge():
@@ -140,57 +139,6 @@ def test_step_selection():
 
 
 # ------------------------------------------------------------------ review
-@dataclass
-class FakeProject:
-    cats: list = field(default_factory=lambda: [Cat(1, "a"), Cat(2, "b")])
-    calls: list = field(default_factory=list)
-    in_tx: int = 0
-
-    def categories(self):
-        return self.cats
-
-    def set_review_state(self, ids, state):
-        self.calls.append(("state", list(ids), state, self.in_tx))
-
-    def delete_annotations(self, ids):
-        self.calls.append(("delete", list(ids)))
-
-    def set_category(self, ann_id, cat):
-        self.calls.append(("category", ann_id, cat, self.in_tx))
-
-    def transaction(self):
-        project = self
-
-        class _Tx:
-            def __enter__(self):
-                project.in_tx += 1
-
-            def __exit__(self, *exc):
-                project.in_tx -= 1
-
-        return _Tx()
-
-
-def test_review_actions_call_store_once():
-    p = FakeProject()
-    assert review.accept(p, 3) == [3]
-    assert review.reject(p, [4, 5]) == [4, 5]
-    assert review.delete(p, (6,)) == [6]
-    assert review.accept(p, []) == []
-    assert p.calls == [("state", [3], "accepted", 0), ("state", [4, 5], "rejected", 0), ("delete", [6])]
-
-
-def test_change_category_marks_predicted_edited_in_one_transaction():
-    p = FakeProject()
-    review.change_category(p, 9, 2, review_state="predicted")
-    assert p.calls == [("category", 9, 2, 1), ("state", [9], "edited", 1)]
-    p.calls.clear()
-    review.change_category(p, 9, 1, review_state="accepted")
-    assert p.calls == [("category", 9, 1, 1)]
-    with pytest.raises(AnnotatorError):
-        review.change_category(p, 9, 99)
-
-
 def test_navigation_helpers():
     cats = [Cat(i, f"c{i}") for i in (10, 20, 30)]
     assert review.category_for_key(cats, 1).id == 10 and review.category_for_key(cats, 3).id == 30
@@ -207,7 +155,6 @@ def test_navigation_helpers():
     assert review.next_pending(anns, 4) == 2
     assert review.next_pending(anns, None) == 2
     assert review.next_pending(anns[:1], 1) is None
-    assert review.review_counts(anns) == {"predicted": 2, "accepted": 1, "rejected": 1, "edited": 0}
 
     @dataclass
     class Im:
@@ -228,3 +175,43 @@ def test_mask_cache_decodes_only_changed():
     again = cache.masks([a, b2], h, w)
     assert cache.decoded == 3 and again[1, 2, 2] and not again[1, 6, 6]
     assert cache.masks([a], h, w).shape == (1, h, w) and cache.decoded == 3
+
+
+# ------------------------------------------------------------------ RLE (annotator.masks)
+def test_decode_rle_crop_equals_the_box_of_the_full_decode():
+    from annotator.masks import decode_rle, decode_rle_crop, rle_counts
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        m = np.zeros((h, w), bool)
+        y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+        y1, x1 = int(rng.integers(y0, h + 1)), int(rng.integers(x0, w + 1))
+        m[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.7
+        rle = _rle(m)
+        assert np.array_equal(decode_rle(rle), m)
+        got = decode_rle_crop(rle)
+        if not m.any():
+            assert got is None
+            continue
+        ys, xs = np.nonzero(m)
+        assert got[:2] == (xs.min(), ys.min())
+        assert np.array_equal(got[2], m[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+        counts = rle_counts(rle)[2]  # the same runs as pycocotools' own uncompressed encoding
+        assert counts.sum() == h * w
+        assert np.array_equal(decode_rle({"size": [h, w], "counts": counts.tolist()}), m)
+
+
+def test_check_rle_rejects_short_or_malformed_counts():
+    from annotator.masks import check_rle, encode_mask
+
+    good = encode_mask(np.ones((4, 5), bool))
+    check_rle(good)
+    with pytest.raises(ValueError, match="cover 10 pixels"):
+        check_rle({"size": [4, 5], "counts": [3, 7]})
+    with pytest.raises(ValueError, match="negative"):
+        check_rle({"size": [4, 5], "counts": [25, -5]})
+    with pytest.raises(ValueError, match="invalid character"):
+        check_rle({"size": [4, 5], "counts": "0 1"})
+    with pytest.raises(ValueError, match="inside a number"):
+        check_rle({"size": [4, 5], "counts": "0o"})  # 'o' = 63: another group should follow
