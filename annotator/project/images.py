@@ -1,8 +1,9 @@
 """Image file helpers: scanning folders, size + content hash, loading pixels as RGB.
 
 Sizes come from the file header via Pillow when it is installed (fast, no decode), with
-OpenCV as the fallback; the EXIF orientation is honoured the way ``cv2.imread`` honours it, so
-the stored width/height always match the pixels :func:`load_rgb` returns.
+OpenCV as the fallback; the EXIF orientation is honoured the way OpenCV's decoder honours it, so
+the stored width/height always match the pixels :func:`load_rgb` (``segcore.data.read_image_rgb``)
+returns.
 """
 
 from __future__ import annotations
@@ -99,17 +100,15 @@ def read_image_info(path: Path) -> ImageInfo:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Decode an image with OpenCV as ``[H, W, 3]`` uint8 **RGB**.
+    """``[H, W, 3]`` uint8 **RGB** pixels of an image file, EXIF orientation applied: the project's
+    one image reader, :func:`segcore.data.read_image_rgb`, with its errors as ``AnnotatorError``.
 
     Raises:
         AnnotatorError: the file is missing, unreadable or not a decodable image.
     """
-    path = Path(path)
+    from segcore.data import read_image_rgb
+
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise AnnotatorError(f"{path}: cannot read image: {exc.strerror or exc}") from exc
-    img = _decode_cv2(data)
-    if img is None:
-        raise AnnotatorError(f"{path}: cannot read image: not a valid image file (corrupt or unsupported)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return read_image_rgb(Path(path))
+    except (OSError, ValueError) as exc:
+        raise AnnotatorError(str(exc)) from None

@@ -17,28 +17,36 @@ from segcore.data.transforms import (D2_PIXEL_MEAN_RGB, Sample, drop_small_boxes
 __all__ = ["InstanceDataset", "collate", "read_image_rgb", "decode_segmentation"]
 
 
-def read_image_rgb(path: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image file as RGB uint8 with OpenCV.
+def read_image_rgb(path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image file as RGB uint8 with OpenCV, EXIF orientation applied.
 
-    OpenCV applies the EXIF orientation by default; when that makes the shape disagree with
-    ``expected_hw`` (the annotation's height / width) the raw pixel order is used instead.
+    The one image reader of the project (the annotator's ``annotator.project.images.load_rgb``
+    calls it). The file's bytes are read by Python and decoded by ``cv2.imdecode`` (so any path
+    the OS accepts works, non-ASCII included); OpenCV applies the EXIF orientation, as
+    ``cv2.imread`` does. When that makes the shape disagree with ``expected_hw`` (the
+    annotation's height / width, e.g. a COCO file made from the raw pixel order) the raw pixel
+    order is used instead.
 
     Args:
-        path: image file.
+        path: image file (``str`` or ``os.PathLike``).
         expected_hw: ``(H, W)`` the annotations refer to, or None.
 
     Returns:
         ``[H, W, 3]`` uint8 RGB.
 
     Raises:
-        FileNotFoundError: the file does not exist or cannot be decoded.
+        FileNotFoundError: the file does not exist, cannot be read, or cannot be decoded.
         ValueError: the decoded size is not ``expected_hw`` (message names the file).
     """
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise FileNotFoundError(f"{path}: cannot read image: {exc.strerror or exc}") from None
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
-        raise FileNotFoundError(f"{path}: cannot read image (missing or not a supported format)")
+        raise FileNotFoundError(f"{path}: cannot read image: not a valid image file (corrupt or unsupported)")
     if expected_hw is not None and bgr.shape[:2] != tuple(expected_hw):
-        raw = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        raw = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if raw is not None and raw.shape[:2] == tuple(expected_hw):
             bgr = raw
         else:

@@ -86,6 +86,32 @@ def test_read_image_rgb(train_set):
         read_image_rgb(rec["file_name"], (rec["height"] + 1, rec["width"]))
 
 
+def test_read_image_rgb_applies_exif_orientation_and_is_the_annotators_reader(tmp_path):
+    """EXIF orientation 6 (rotate 90 degrees clockwise to display): the pixels come back rotated,
+    from a non-ASCII path too; the annotator's load_rgb returns the same array, and a record in the
+    raw pixel order still reads (expected_hw)."""
+    from PIL import Image
+
+    from annotator.errors import AnnotatorError
+    from annotator.project.images import load_rgb, read_image_info
+
+    raw = np.zeros((20, 40, 3), np.uint8)
+    raw[:, :10] = 255  # white left band
+    im = Image.fromarray(raw)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "drehung-ä.png"
+    im.save(path, exif=exif)
+    img = read_image_rgb(path)
+    assert img.shape == (40, 20, 3) and img[:10].min() == 255 and img[30:].max() == 0  # band now on top
+    assert np.array_equal(load_rgb(path), img)
+    info = read_image_info(path)
+    assert (info.height, info.width) == img.shape[:2]
+    assert read_image_rgb(path, (20, 40)).shape == (20, 40, 3)
+    with pytest.raises(AnnotatorError, match="cannot read image"):
+        load_rgb(tmp_path / "missing.png")
+
+
 def test_dataset_item_plain(train_set):
     _, records, categories = train_set
     rec = next(r for r in records if any(a["iscrowd"] for a in r["annotations"]))
