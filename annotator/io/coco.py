@@ -147,7 +147,7 @@ def import_coco(project, json_path: Path, *, image_root: Optional[Path] = None) 
 
     # annotations
     cat_ids = {c.id for c in coco.categories}
-    used_ids = {r[0] for r in project._conn.execute("SELECT id FROM annotations")}
+    used_ids = project.annotation_ids()
     rows, crowd, renumbered = [], 0, 0
     for j, ann in enumerate(coco.annotations):
         field = f"annotations[{j}]"
@@ -191,7 +191,7 @@ def import_coco(project, json_path: Path, *, image_root: Optional[Path] = None) 
         image_ids, new_images = {}, 0
         for coco_id, target in plan:
             if isinstance(target, ImageInfo):
-                image_ids[coco_id] = project._insert_images([target], [coco_id], done=True)[0]
+                image_ids[coco_id] = project.add_image_info(target, coco_id=coco_id, done=True)
                 new_images += 1
             else:
                 if target.coco_id is None:
@@ -202,8 +202,7 @@ def import_coco(project, json_path: Path, *, image_root: Optional[Path] = None) 
         for row in rows:  # z_order follows the file's order within each image
             pid = image_ids[row[0].image_id]
             if pid not in z_top:
-                z_top[pid] = project._conn.execute("SELECT COALESCE(MAX(z_order), 0) FROM annotations "
-                                                   "WHERE image_id = ?", (pid,)).fetchone()[0]
+                z_top[pid] = project.z_range(pid)[1]
             z_top[pid] += 1
             row.append(z_top[pid])
         # kept ids first, so that new ids (max + 1) never take an id the file still needs

@@ -260,7 +260,7 @@ def apply_import(project, plan: list[PlannedImage], report: FormatReport,
             report.new_categories += 1
         for item in plan:
             if isinstance(item.target, ImageInfo):
-                image_id = project._insert_images([item.target], done=True)[0]
+                image_id = project.add_image_info(item.target, done=True)
                 report.new_images += 1
             else:
                 image_id = item.target.id

@@ -66,6 +66,10 @@ class AnnotationsMixin:
         sql = f"SELECT {ANN_COLS} FROM annotations WHERE category_id IN ({_placeholders(ids)})"
         return [annotation_from_row(r) for r in self._conn.execute(sql + " ORDER BY image_id, z_order, id", ids)]
 
+    def annotation_ids(self) -> set[int]:
+        """The ids of every annotation in the project."""
+        return {int(r[0]) for r in self._conn.execute("SELECT id FROM annotations")}
+
     def annotation(self, ann_id: int) -> AnnotationRecord:
         """One annotation. Raises AnnotatorError when there is no such id."""
         row = self._conn.execute(f"SELECT {ANN_COLS} FROM annotations WHERE id = ?", (ann_id,)).fetchone()

@@ -419,3 +419,11 @@ class Project(AnnotationsMixin, ModelsMixin):
         if row is None:
             raise AnnotatorError(f"{self.db_path}: categories.id: unknown category {category_id}")
         return Category(*row)
+
+    def add_image_info(self, info: ImageInfo, *, coco_id: Optional[int] = None, done: bool = False) -> int:
+        """Register an image whose :class:`ImageInfo` (size, sha256) the caller already read, e.g.
+        an importer that validated the file first; returns its project id. Joins the caller's
+        transaction (``project.transaction()``) when there is one. Does not check for duplicates:
+        the importers check paths and COCO ids before writing."""
+        with self.transaction():
+            return self._insert_images([info], [coco_id], done)[0]
