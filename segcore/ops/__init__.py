@@ -1,4 +1,4 @@
-"""Tensor ops shared by segcore models: box coding, crowd overlap, mask crop, Fast NMS."""
+"""Tensor ops shared by segcore models: box coding, crowd overlap, mask crop, Fast NMS, mask paste."""
 
 from .boxes import (
     BOX_VARIANCES,
@@ -10,6 +10,7 @@ from .boxes import (
     encode_boxes,
     point_form,
 )
+from .masks import paste_masks
 from .nms import fast_nms, fast_nms_keep
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "point_form",
     "fast_nms",
     "fast_nms_keep",
+    "paste_masks",
 ]

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segcore.modeling.blendmask import blend, paste_masks
+from segcore.modeling.blendmask import blend
 from segcore.modeling.registry import build_model
 from segcore.predictor import Predictor
 
@@ -41,12 +41,6 @@ def test_blender_equals_naive_loop():
     slow = _naive_blend(bases, boxes, attns, r=16)
     assert fast.shape == (2, 16, 16)
     assert torch.allclose(fast, slow, atol=1e-5)
-
-
-def test_paste_masks_full_box():
-    masks = torch.ones(1, 56, 56)
-    out = paste_masks(masks, torch.tensor([[10.0, 5.0, 30.0, 25.0]]), (40, 50))
-    assert out.shape == (1, 40, 50) and out[0, 5:25, 10:30].all() and out.sum() == 400
 
 
 def test_predictor_and_shapes():

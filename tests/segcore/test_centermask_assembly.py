@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from segcore.modeling.centermask import CenterMaskRoIHeads, paste_masks_in_image
+from segcore.modeling.centermask import CenterMaskRoIHeads
+from segcore.ops import paste_masks
 from segcore.modeling.fcos import D2FPN, FCOSProposalGenerator, fcos_detect
 from segcore.modeling.vovnet import VoVNet
 
@@ -56,5 +57,5 @@ def test_lite_forward_boxes_to_masks():
     assert [f.shape[-2:] for f in feats] == [(16, 20), (8, 10), (4, 5), (2, 3), (1, 2)]
     assert 0 < probs[0].shape[0] <= 50 and probs[0].shape[1:] == (28, 28)
     assert torch.isfinite(probs[0]).all() and torch.isfinite(scores[0]).all()
-    masks = paste_masks_in_image(probs[0], boxes[0], (128, 160))
+    masks = paste_masks(probs[0], boxes[0], (128, 160))
     assert masks.shape == (probs[0].shape[0], 128, 160) and masks.dtype == torch.bool

@@ -13,7 +13,7 @@ from torchvision.ops import roi_align
 from segcore.modeling.centermask import (CenterMaskRoIHeads, MaskIoUHead, MultiLevelRoIAlign, SAGMaskHead,
                                          SpatialAttention, assign_boxes_to_levels_by_ratio,
                                          assign_boxes_to_levels_fpn, mask_rcnn_loss, mask_rcnn_targets,
-                                         mask_scores, maskiou_loss, maskiou_targets, paste_masks_in_image,
+                                         mask_scores, maskiou_loss, maskiou_targets,
                                          select_positive_proposals)
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
@@ -194,12 +194,3 @@ def test_roi_heads_train_and_predict():
                                       [torch.tensor([0.9, 0.4]), torch.zeros(0)], [(128, 128)] * 2)
     assert probs[0].shape == (2, 28, 28) and probs[1].shape == (0, 28, 28)
     assert scores[0].shape == (2,) and torch.isfinite(scores[0]).all()
-
-
-def test_paste_masks_in_image():
-    probs = torch.ones(2, 28, 28)
-    boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0], [0.0, 0.0, 5.0, 5.0]])
-    m = paste_masks_in_image(probs, boxes, (64, 48), chunk=1)
-    assert m.shape == (2, 64, 48) and m.dtype == torch.bool
-    assert m[0].sum() == 20 * 40 and m[0, 20:60, 10:30].all()
-    assert m[1, :5, :5].all() and m[1].sum() == 25

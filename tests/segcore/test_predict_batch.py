@@ -34,7 +34,6 @@ import pytest
 import torch
 
 from segcore.data.transforms import D2_PIXEL_MEAN_RGB
-from segcore.modeling.blendmask.postprocess import paste_masks, paste_masks_batched
 from segcore.modeling.registry import build_model
 from segcore.predictor import PRECISIONS, Prediction, Predictor, default_precision, resolve_precision
 
@@ -181,23 +180,3 @@ def test_centermask_roi_heads_under_autocast(coco_images):
     assert len(out) > 0 and out.scores.dtype == np.float32 and out.boxes.dtype == np.float32
     assert out.masks.shape[1:] == image.shape[:2]
     assert abs(len(out) - len(ref)) <= max(3, len(ref) // 4)
-
-
-def test_paste_masks_batched_equals_loop():
-    """The CUDA paste of BlendMask (all instances at once) equals the per-box CPU loop."""
-    gen = torch.Generator().manual_seed(0)
-    n, h, w = 40, 37, 53
-    probs = torch.rand(n, 14, 14, generator=gen)
-    probs[:4] = 1.0  # saturated masks: only the box window may be True
-    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w + 20.0, h + 20.0]) - 10.0
-    wh = torch.rand(n, 2, generator=gen) * 30.0
-    boxes = torch.cat([xy, xy + wh], dim=1)
-    boxes[5] = torch.tensor([10.0, 10.0, 10.0, 20.0])  # degenerate
-    boxes[6] = torch.tensor([-30.0, -30.0, -5.0, -5.0])  # outside
-    boxes[7] = torch.tensor([3.5, 2.25, 3.75, 2.5])  # sub-pixel
-    for threshold in (0.5, 0.3):
-        ref = paste_masks(probs, boxes, (h, w), threshold)
-        out = paste_masks_batched(probs, boxes, (h, w), threshold, chunk=7)
-        assert out.dtype == torch.bool and out.shape == (n, h, w)
-        assert torch.equal(out, ref)
-    assert paste_masks_batched(probs[:0], boxes[:0], (h, w)).shape == (0, h, w)

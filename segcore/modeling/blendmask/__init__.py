@@ -8,8 +8,8 @@ from .builders import (blendmask_550_r50, blendmask_r50, blendmask_r101, blendma
                        build_blendmask)
 from .loss import blendmask_loss, mask_targets
 from .model import D2_PIXEL_MEAN_BGR, BlendMask
-from .postprocess import blendmask_postprocess, paste_masks
+from .postprocess import blendmask_postprocess
 
 __all__ = ["BasisModule", "blend", "merge_bases", "pool_bases", "blendmask_r50", "blendmask_r101",
            "blendmask_550_r50", "blendmask_rt_r50", "blendmask_tiny", "build_blendmask", "blendmask_loss",
-           "mask_targets", "BlendMask", "D2_PIXEL_MEAN_BGR", "blendmask_postprocess", "paste_masks"]
+           "mask_targets", "BlendMask", "D2_PIXEL_MEAN_BGR", "blendmask_postprocess"]

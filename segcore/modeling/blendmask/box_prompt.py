@@ -20,7 +20,7 @@ regression is most reliable at (highest centerness). Then, exactly as the infere
 (:func:`segcore.modeling.blendmask.postprocess.blendmask_postprocess`): RoIAlign (``aligned=True``,
 sampling ratio 1, scale 1/4) of the K bases in the box to R x R (R = 56), the location's
 attentions ``[K, M, M]`` upsampled to R x R and softmaxed over K, summed, sigmoid, pasted at
-the box in the original image with :func:`~segcore.modeling.blendmask.postprocess.paste_masks`
+the box in the original image with :func:`~segcore.ops.masks.paste_masks`
 (threshold 0.5). Prompting with a detection's box and its own location therefore reproduces the
 predictor's mask of that detection exactly.
 
@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import torch
 
+from ...ops.masks import paste_masks
 from ..fcos.targets import size_ranges
 from .blender import blend
-from .postprocess import paste_masks
 
 __all__ = ["prompt_locations", "blendmask_box_prompt"]
 

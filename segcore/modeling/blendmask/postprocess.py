@@ -8,93 +8,19 @@ ones dropped, and masks pasted at full resolution (bilinear ``grid_sample`` over
 threshold 0.5).
 
 Batches: ``blendmask_postprocess`` takes B images (``image_sizes`` / ``input_sizes`` per image).
-On CUDA the masks are pasted by :func:`paste_masks_batched` (all instances at once, no host
-synchronisation per instance); on the CPU by the per-box loop of :func:`paste_masks`. Both give
-identical bool masks.
+Masks are pasted by :func:`segcore.ops.masks.paste_masks` (the op CenterMask uses too).
 
 Symbols: B batch, N detections, R bottom resolution, H x W original image.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
+from ...ops.masks import paste_masks
 from ...structures import Instances
 from ..fcos import fcos_detect
 from .blender import blend
 
-__all__ = ["blendmask_postprocess", "paste_masks", "paste_masks_batched"]
-
-
-def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, int],
-                threshold: float = 0.5) -> torch.Tensor:
-    """Paste ``[N, R, R]`` mask probabilities into ``[N, H, W]`` bool at ``[N, 4]`` XYXY boxes
-    (pixel grid centres at +0.5, detectron2 ``_do_paste_mask``; only the box's pixels are sampled).
-
-    CUDA tensors go to :func:`paste_masks_batched` (same result, no per-instance host sync)."""
-    if masks.device.type == "cuda":
-        return paste_masks_batched(masks, boxes, image_hw, threshold)
-    h, w = image_hw
-    out = torch.zeros((masks.shape[0], h, w), dtype=torch.bool, device=masks.device)
-    for i in range(masks.shape[0]):
-        x0, y0, x1, y1 = (float(v) for v in boxes[i])
-        ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
-        ix1, iy1 = min(int(x1) + 1, w), min(int(y1) + 1, h)
-        if ix1 <= ix0 or iy1 <= iy0 or x1 <= x0 or y1 <= y0:
-            continue
-        xs = (torch.arange(ix0, ix1, device=masks.device, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
-        ys = (torch.arange(iy0, iy1, device=masks.device, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
-        grid = torch.stack((xs[None, :].expand(len(ys), -1), ys[:, None].expand(-1, len(xs))), dim=2)
-        res = F.grid_sample(masks[i][None, None].float(), grid[None], mode="bilinear", align_corners=False)
-        out[i, iy0:iy1, ix0:ix1] = res[0, 0] >= threshold
-    return out
-
-
-def paste_masks_batched(masks: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, int],
-                        threshold: float = 0.5, chunk: int = 16) -> torch.Tensor:
-    """:func:`paste_masks` for all instances at once (``chunk`` at a time, bounding the sampling
-    grid to ``chunk x H x W x 2`` floats), without reading boxes on the host.
-
-    Each pixel is sampled at the same grid coordinate as in the per-box loop (same float32
-    operations), and pixels outside the loop's box window ``[int(x0), int(x1) + 1) x
-    [int(y0), int(y1) + 1)`` (clipped to the image) or of a degenerate box stay False, so the
-    result equals :func:`paste_masks`.
-
-    Args:
-        masks: ``[N, R, R]`` mask probabilities (any float dtype; sampled in float32).
-        boxes: ``[N, 4]`` XYXY pixels of the ``(H, W)`` image (unclipped).
-        image_hw: ``(H, W)``.
-        threshold: pixels with probability ``>= threshold`` are True.
-
-    Returns:
-        ``[N, H, W]`` bool on the masks' device.
-    """
-    h, w = int(image_hw[0]), int(image_hw[1])
-    n = masks.shape[0]
-    out = torch.zeros((n, h, w), dtype=torch.bool, device=masks.device)
-    if n == 0:
-        return out
-    boxes = boxes.to(device=masks.device, dtype=torch.float32)
-    x0, y0, x1, y1 = boxes.unbind(dim=1)
-    # the loop's window: int() truncates toward zero
-    ix0, iy0 = x0.trunc().clamp(min=0), y0.trunc().clamp(min=0)
-    ix1, iy1 = (x1.trunc() + 1).clamp(max=w), (y1.trunc() + 1).clamp(max=h)
-    valid = (ix1 > ix0) & (iy1 > iy0) & (x1 > x0) & (y1 > y0)
-    xs = torch.arange(w, device=masks.device, dtype=torch.float32)
-    ys = torch.arange(h, device=masks.device, dtype=torch.float32)
-    in_x = (xs[None] >= ix0[:, None]) & (xs[None] < ix1[:, None]) & valid[:, None]  # [N, W]
-    in_y = (ys[None] >= iy0[:, None]) & (ys[None] < iy1[:, None])  # [N, H]
-    bw = torch.where(valid, x1 - x0, torch.ones_like(x0))
-    bh = torch.where(valid, y1 - y0, torch.ones_like(y0))
-    gx = (xs[None] + 0.5 - x0[:, None]) / bw[:, None] * 2 - 1  # [N, W]
-    gy = (ys[None] + 0.5 - y0[:, None]) / bh[:, None] * 2 - 1  # [N, H]
-    for i in range(0, n, chunk):
-        j = min(i + chunk, n)
-        grid = torch.stack((gx[i:j, None, :].expand(j - i, h, w), gy[i:j, :, None].expand(j - i, h, w)), dim=3)
-        res = F.grid_sample(masks[i:j, None].float(), grid, mode="bilinear", align_corners=False)
-        out[i:j] = (res[:, 0] >= threshold) & in_y[i:j, :, None] & in_x[i:j, None, :]
-    return out
+__all__ = ["blendmask_postprocess"]
 
 
 def blendmask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,

@@ -13,8 +13,7 @@
 The VoVNetV2 backbone is :mod:`segcore.modeling.vovnet`.
 """
 
-from .mask_head import (SAGMaskHead, SpatialAttention, mask_rcnn_loss, mask_rcnn_targets, paste_masks_in_image,
-                        select_class_masks)
+from .mask_head import (SAGMaskHead, SpatialAttention, mask_rcnn_loss, mask_rcnn_targets, select_class_masks)
 from .maskiou_head import MaskIoUHead, mask_scores, maskiou_loss, maskiou_targets
 from .pooler import MultiLevelRoIAlign, assign_boxes_to_levels_by_ratio, assign_boxes_to_levels_fpn
 from .roi_heads import CenterMaskRoIHeads, select_positive_proposals
@@ -26,7 +25,7 @@ from .builders import (build_centermask, centermask_lite_v19, centermask_lite_v3
                        centermask_v39, centermask_v57, centermask_v99)
 
 __all__ = [
-    "SAGMaskHead", "SpatialAttention", "mask_rcnn_loss", "mask_rcnn_targets", "paste_masks_in_image",
+    "SAGMaskHead", "SpatialAttention", "mask_rcnn_loss", "mask_rcnn_targets",
     "select_class_masks", "MaskIoUHead", "mask_scores", "maskiou_loss", "maskiou_targets",
     "MultiLevelRoIAlign", "assign_boxes_to_levels_by_ratio", "assign_boxes_to_levels_fpn",
     "CenterMaskRoIHeads", "select_positive_proposals", "CenterMask", "centermask_loss", "centermask_proposals",

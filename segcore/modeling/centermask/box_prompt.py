@@ -33,8 +33,8 @@ import contextlib
 import torch
 from torchvision.ops import box_iou
 
+from ...ops.masks import paste_masks
 from ..fcos import fcos_detect
-from .mask_head import paste_masks_in_image
 
 __all__ = ["centermask_detections", "centermask_box_prompt"]
 
@@ -121,6 +121,6 @@ def centermask_box_prompt(outputs: dict, roi_heads, boxes: torch.Tensor, image_h
     with amp:
         probs, ious, used = roi_heads.predict_with_classes(feats, [net], [cls], [ones], [(hi, wi)])
     probs = [p.float() for p in probs]
-    masks = paste_masks_in_image(probs[0], boxes, (h, w), mask_threshold)
+    masks = paste_masks(probs[0], boxes, (h, w), mask_threshold)
     scores = ious[0].float().clamp(0.0, 1.0) if roi_heads.maskiou_head is not None else None
     return {"masks": masks, "classes": used[0], "class_source": source, "scores": scores, "detections": detections}

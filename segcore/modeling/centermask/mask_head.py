@@ -1,4 +1,4 @@
-"""SAG-Mask: spatial attention-guided mask head, mask targets, ``loss_mask``, mask pasting.
+"""SAG-Mask: spatial attention-guided mask head, mask targets, ``loss_mask``.
 
 Symbol legend: R RoIs, C channels, K classes (no background), G ground-truth instances of one
 image batch, M = 28 mask side, H x W image (network input) size. Boxes are XYXY absolute pixels.
@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-__all__ = ["SpatialAttention", "SAGMaskHead", "mask_rcnn_targets", "mask_rcnn_loss", "select_class_masks",
-           "paste_masks_in_image"]
+__all__ = ["SpatialAttention", "SAGMaskHead", "mask_rcnn_targets", "mask_rcnn_loss", "select_class_masks"]
 
 
 def _msra_fill(conv: nn.Module) -> None:
@@ -138,27 +137,3 @@ def mask_rcnn_loss(mask_logits: Tensor, gt_classes: Tensor, mask_targets: Tensor
         return mask_logits.sum() * 0.0
     logits = select_class_masks(mask_logits, gt_classes).float()
     return F.binary_cross_entropy_with_logits(logits, mask_targets.to(logits), reduction="mean")
-
-
-def paste_masks_in_image(mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float = 0.5,
-                         chunk: int = 16) -> Tensor:
-    """Paste ``[R, M, M]`` mask probabilities into their ``[R, 4]`` XYXY boxes of an ``(H, W)``
-    image -> ``[R, H, W]`` bool (bilinear resampling with pixel centres at +0.5, as detectron2
-    ``paste_masks_in_image``; threshold ``>= threshold``). Pixels outside a box are False."""
-    h, w = int(image_size[0]), int(image_size[1])
-    r = mask_probs.shape[0]
-    if r == 0:
-        return torch.zeros(0, h, w, dtype=torch.bool, device=mask_probs.device)
-    boxes = boxes.to(mask_probs.device).float()
-    x0, y0, x1, y1 = boxes.unbind(dim=1)
-    xs = torch.arange(w, device=boxes.device, dtype=torch.float32) + 0.5
-    ys = torch.arange(h, device=boxes.device, dtype=torch.float32) + 0.5
-    gx = (xs[None] - x0[:, None]) / (x1 - x0).clamp(min=1e-6)[:, None] * 2 - 1   # [R, W]
-    gy = (ys[None] - y0[:, None]) / (y1 - y0).clamp(min=1e-6)[:, None] * 2 - 1   # [R, H]
-    out = torch.empty(r, h, w, dtype=torch.bool, device=mask_probs.device)
-    for i in range(0, r, chunk):  # bounded memory: chunk x H x W x 2 floats for the grid
-        j = min(i + chunk, r)
-        grid = torch.stack([gx[i:j, None, :].expand(j - i, h, w), gy[i:j, :, None].expand(j - i, h, w)], dim=3)
-        pasted = F.grid_sample(mask_probs[i:j, None].float(), grid, mode="bilinear", align_corners=False)
-        out[i:j] = pasted[:, 0] >= threshold
-    return out

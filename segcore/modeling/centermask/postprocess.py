@@ -23,9 +23,9 @@ import contextlib
 
 import torch
 
+from ...ops.masks import paste_masks
 from ...structures import Instances
 from ..fcos import fcos_detect
-from .mask_head import paste_masks_in_image
 
 __all__ = ["centermask_postprocess"]
 
@@ -82,7 +82,7 @@ def centermask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
         b = boxes[i][order].clone()
         b[:, 0::2] *= w / wi
         b[:, 1::2] *= h / hi
-        masks = paste_masks_in_image(probs[i][order], b, (h, w), mask_threshold)
+        masks = paste_masks(probs[i][order], b, (h, w), mask_threshold)
         results.append(Instances(image_size=(h, w), pred_boxes=b, scores=ms[order],
                                  pred_classes=classes[i][order].long(), pred_masks=masks))
     return results

@@ -124,7 +124,7 @@ class CenterMaskRoIHeads(nn.Module):
         int64, ``scores [R_i]``; ``image_sizes``.
         Returns ``(mask_probs, mask_scores)``: per image ``[R_i, 28, 28]`` float32 probabilities
         (sigmoid of the class's logits; paste with
-        :func:`~segcore.modeling.centermask.mask_head.paste_masks_in_image`) and ``[R_i]``
+        :func:`segcore.ops.masks.paste_masks`) and ``[R_i]``
         scores x predicted mask IoU (the class scores unchanged without the MaskIoU head).
         """
         probs, all_scores, _ = self.predict_with_classes(features, boxes, classes, scores, image_sizes,
