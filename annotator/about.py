@@ -3,37 +3,22 @@ tools can use it): version, the licences of the models and of the bundled sample
 torch / CUDA build in use. :mod:`annotator.ui.about` only displays :func:`about_markdown`.
 
 Model licences are stated only where the upstream LICENSE file was read (repository, commit and
-file given in :data:`MODEL_LICENCES`).
+file given in each family's ``Family.licence``, :func:`model_licences`).
 """
 
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
-class ModelLicence:
-    """Licence of the official code / weights a segcore model family follows."""
+def model_licences() -> list:
+    """The licence of each registered model family's official code / weights
+    (:class:`segcore.modeling.registry.Licence`: ``family``, ``paper``, ``upstream``, ``licence``,
+    ``source``), from the family packages (``Family.licence``)."""
+    from segcore.modeling import FAMILIES
 
-    family: str      # segcore architectures, e.g. "yolact_*"
-    paper: str
-    upstream: str    # GitHub repository of the official implementation
-    licence: str
-    source: str      # where the licence was read (file @ commit)
+    return [fam.licence for fam in FAMILIES.values()]
 
-
-MODEL_LICENCES: tuple[ModelLicence, ...] = (
-    ModelLicence("YOLACT / YOLACT++ (yolact_*, yolact_plus_*)", "Bolya et al., ICCV 2019; YOLACT++: arXiv:1912.06218",
-                 "dbolya/yolact", "MIT License",
-                 "LICENSE @ 902073d"),
-    ModelLicence("BlendMask (blendmask_*)", "Chen et al., CVPR 2020", "aim-uofa/AdelaiDet",
-                 "2-clause BSD for non-commercial purposes only (commercial use: licence from the authors)",
-                 "LICENSE and README 'License' @ 3672122"),
-    ModelLicence("CenterMask (centermask_*)", "Lee and Park, CVPR 2020", "youngwanLEE/centermask2",
-                 "Creative Commons Attribution-NonCommercial 4.0 (CC BY-NC 4.0)",
-                 "LICENSE @ 6adabd6"),
-)
 
 MODELS_NOTE = (
     "segcore's models are re-implementations written for this project (Apache-2.0, like annotator); "
@@ -126,7 +111,7 @@ def about_markdown(info: dict | None = None, *, qt_version: str | None = None) -
         MODELS_NOTE,
         "",
     ]
-    for m in MODEL_LICENCES:
+    for m in model_licences():
         lines.append(f"- **{m.family}** ({m.paper}): {m.licence}. Source: "
                      f"https://github.com/{m.upstream} {m.source}.")
     lines += ["", "## Sample data", "", sample_data_licences().replace("# Sample images", "").strip(), ""]

@@ -285,33 +285,9 @@ def cmd_gui(args) -> int:
 
 
 def cmd_import_weights(args) -> int:
-    from segcore.checkpoints import save_checkpoint
-    from segcore.importers import WeightImportError, import_official_weights
+    from annotator.weights import import_weights
 
-    src = _existing_file(args.file, "FILE")
-    try:
-        model, report, categories = import_official_weights(src, args.arch)
-    except WeightImportError as exc:
-        raise AnnotatorError(str(exc)) from None
-    from annotator.samples import user_data_dir
-
-    out = Path(args.out) if args.out else user_data_dir() / "models" / f"{src.stem}.{args.arch}.pth"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(out, model, categories=categories,
-                        meta={"imported_from": str(src), "import_report": report.summary()})
-    except OSError as exc:
-        raise AnnotatorError(f"--out: cannot write {out}: {exc.strerror}") from None
-    print(report.summary())
-    print(f"wrote segcore checkpoint {out}")
-    if args.project:
-        project = _open_project(args.project)
-        try:
-            version = project.register_model_version(arch=args.arch, checkpoint=out, categories=categories,
-                                                     data_snapshot={"imported_from": str(src)})
-        finally:
-            project.close()
-        print(f"registered model version {version} in {args.project}")
+    import_weights(args.file, args.arch, out=args.out, project=args.project)
     return 0
 
 
@@ -368,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a model on accepted + edited annotations")
     s.add_argument("project")
-    s.add_argument("--arch", required=True, help="architecture name, e.g. yolact_r50_550")
+    s.add_argument("--arch", required=True, help="registered architecture name (an unknown name lists the known ones)")
     s.add_argument("--init", help="segcore checkpoint or model version id to start from")
     s.add_argument("--iterations", type=int)
     s.add_argument("--batch-size", type=int)
@@ -419,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", action="store_true", help="open the bundled sample project")
     s.set_defaults(func=cmd_gui)
 
-    s = sub.add_parser("import-weights", help="import official weights (e.g. yolact_resnet50_54_800000.pth)")
+    s = sub.add_parser("import-weights", help="import official weights of an architecture into a segcore checkpoint")
     s.add_argument("file", metavar="FILE", help=".pth state_dict (or detectron2 .pkl) from the official repository")
     s.add_argument("--arch", required=True, help="architecture name the weights belong to")
     s.add_argument("--out", help="segcore checkpoint to write (default: user data folder/models)")
@@ -428,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="latency of segcore models vs torchvision Mask R-CNN (CPU ms, or fps on CUDA)")
     s.add_argument("--arch", action="append", metavar="NAME[,NAME...]",
-                   help="repeat or comma-separate (default: yolact_r50_550,yolact_plus_r50_550)")
+                   help="repeat or comma-separate (default: each model family's benchmark architectures)")
     s.add_argument("--size", type=int, default=None, help="input side S for every arch (default: each arch's own)")
     s.add_argument("--runs", type=int, default=5)
     s.add_argument("--warmup", type=int, default=2)

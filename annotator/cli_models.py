@@ -29,29 +29,33 @@ DEFAULT_OPSET = 19
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    """``annotator export-onnx``: a segcore YOLACT / YOLACT++ checkpoint -> ONNX file
-    (:func:`segcore.export.onnx.export_yolact_onnx`).
+    """``annotator export-onnx``: a segcore checkpoint -> ONNX file with its family's exporter
+    (:func:`segcore.export.onnx.export_onnx`).
 
     Raises:
-        AnnotatorError: unreadable / invalid checkpoint (``torch.load(weights_only=True)``), an
-            architecture other than ``yolact_*``, opset too low, unwritable ``--out``, or the
-            exporter failed.
+        AnnotatorError: unreadable / invalid checkpoint (``torch.load(weights_only=True)``), a
+            family without ONNX export, opset too low, unwritable ``--out``, or the exporter failed.
     """
-    from segcore.checkpoints import CheckpointError, load_checkpoint
-    from segcore.export.onnx import OnnxExportError, export_yolact_onnx
+    from segcore.checkpoints import CheckpointError, read_checkpoint
+    from segcore.export.onnx import OnnxExportError, export_onnx, supports_onnx
 
     src = Path(args.checkpoint)
     try:
-        model, info = load_checkpoint(src, device="cpu")
+        arch = read_checkpoint(src)["arch"]
     except CheckpointError as exc:
         raise AnnotatorError(str(exc)) from None
-    if not str(info["arch"]).startswith("yolact"):
-        raise AnnotatorError(f"{src}: key 'arch' is {info['arch']!r}: export-onnx supports yolact_* and "
-                             f"yolact_plus_* checkpoints only")
+    if not supports_onnx(arch):
+        from segcore.modeling import FAMILIES
+
+        names = ", ".join(f"{n}_*" for n, f in FAMILIES.items() if f.onnx is not None)
+        raise AnnotatorError(f"{src}: key 'arch' is {arch!r}: export-onnx supports {names} checkpoints only")
+    from segcore.checkpoints import load_checkpoint
+
+    model, info = load_checkpoint(src, device="cpu")
     try:
-        report = export_yolact_onnx(model, Path(args.out), categories=info["categories"], opset=args.opset,
-                                    score_threshold=args.score_threshold, max_detections=args.max_detections,
-                                    dynamo=args.exporter == "dynamo")
+        report = export_onnx(model, Path(args.out), categories=info["categories"], opset=args.opset,
+                             score_threshold=args.score_threshold, max_detections=args.max_detections,
+                             dynamo=args.exporter == "dynamo")
     except OnnxExportError as exc:
         raise AnnotatorError(str(exc)) from None
     print(report.line())
@@ -96,29 +100,26 @@ def cmd_download_weights(args: argparse.Namespace) -> int:
         print(f"downloaded {result.path} ({result.size:,} bytes)")
         print(f"sha256 {result.sha256}  ({weights.NOT_PUBLISHED}: compare it with a source you trust)")
     if args.import_to:
-        from annotator.cli import cmd_import_weights
-
-        return cmd_import_weights(argparse.Namespace(file=str(result.path), arch=entry.arch, out=None,
-                                                     project=args.import_to))
+        weights.import_weights(result.path, entry.arch, project=args.import_to)
     return 0
 
 
 def add_subcommands(sub) -> None:
     """Add ``export-onnx`` and ``download-weights`` to ``sub`` (``parser.add_subparsers()``)."""
-    s = sub.add_parser("export-onnx", help="export a YOLACT / YOLACT++ checkpoint's inference to ONNX")
+    s = sub.add_parser("export-onnx", help="export a checkpoint's inference to ONNX (families with an ONNX exporter)")
     s.add_argument("checkpoint", metavar="CHECKPOINT", help="segcore checkpoint (.pth)")
     s.add_argument("--out", required=True, metavar="MODEL.onnx")
     s.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                   help=f"ONNX opset (default {DEFAULT_OPSET}; YOLACT++ needs >= 19 for DeformConv)")
+                   help=f"ONNX opset (default {DEFAULT_OPSET}; deformable convs need >= 19 for DeformConv)")
     s.add_argument("--score-threshold", type=float, default=0.05,
                    help="pre-NMS score filter baked into the graph (default 0.05, as the predictor)")
     s.add_argument("--max-detections", type=int, default=100, help="output rows N (default 100)")
     s.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
-                   help="torch.onnx exporter (torchscript cannot export YOLACT++)")
+                   help="torch.onnx exporter (torchscript cannot export deformable convs)")
     s.set_defaults(func=cmd_export_onnx)
 
     s = sub.add_parser("download-weights", help="download official weights into the cache (sha256-verified)")
-    s.add_argument("name", nargs="?", metavar="NAME", help="registry name, e.g. yolact_resnet50_54_800000")
+    s.add_argument("name", nargs="?", metavar="NAME", help="registry name (see --list)")
     s.add_argument("--list", action="store_true", help="list the downloadable weights")
     s.add_argument("--cache", metavar="DIR", help="cache folder (default $XDG_CACHE_HOME/annotator/weights)")
     s.add_argument("--import-to", metavar="PROJECT",

@@ -7,7 +7,7 @@ Checks, in order (one line each: ``ok   <check>: <detail>``):
 2. ``resources`` the bundled sample annotations, licences and icon are readable
    (``importlib.resources``);
 3. ``models``    ``segcore.modeling`` imports and registers every architecture;
-4. ``forward``   one tiny CPU forward of each family (``yolact_tiny``, ``blendmask_tiny``,
+4. ``forward``   one tiny CPU forward of each family (its ``Family.tiny_arch``: ``yolact_tiny``, ``blendmask_tiny``,
    ``centermask_tiny``, random init, 64 px input) through :class:`segcore.predictor.Predictor`;
 5. ``sample``    the sample project is created from the bundled data in a temporary folder;
 6. ``gui``       the main window opens on that project and closes again, offscreen
@@ -26,8 +26,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-TINY_MODELS = ("yolact_tiny", "blendmask_tiny", "centermask_tiny")
 TINY_INPUT = 64
+
+
+def tiny_models() -> list[str]:
+    """One small architecture per registered family (``Family.tiny_arch``)."""
+    from segcore.modeling import FAMILIES
+
+    return [fam.tiny_arch for fam in FAMILIES.values()]
 
 
 def check_version(state: dict) -> str:
@@ -66,7 +72,7 @@ def check_models(state: dict) -> str:
     from segcore.modeling import list_architectures
 
     names = list_architectures()
-    missing = [n for n in TINY_MODELS if n not in names]
+    missing = [n for n in tiny_models() if n not in names]
     if missing:
         raise LookupError(f"architectures not registered: {', '.join(missing)}")
     return f"{len(names)} architectures; torch {torch.__version__} (CUDA build {torch.version.cuda or 'none'})"
@@ -84,7 +90,7 @@ def check_forward(state: dict) -> str:
     image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
     categories = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
     parts = []
-    for name in TINY_MODELS:
+    for name in tiny_models():
         torch.manual_seed(0)
         t0 = time.perf_counter()
         model = build_model(name, num_classes=len(categories), input_size=TINY_INPUT)

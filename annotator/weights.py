@@ -3,9 +3,12 @@
 Nothing here runs unless the user asks (``annotator download-weights NAME``): the app works
 offline and never fetches anything by itself.
 
-Registry (:data:`WEIGHTS`): the official YOLACT / YOLACT++ checkpoints of dbolya/yolact, served
-from the author's Hugging Face mirrors ``https://huggingface.co/dbolya/<repo>/resolve/main/<file>``
-(README of dbolya/yolact; ``/work/shared/reference/model_refs.md`` section 1.5). Only
+Registry (:data:`WEIGHTS`, name -> :class:`WeightsEntry` =
+:class:`segcore.modeling.registry.OfficialWeights`): every model family's ``official_weights``
+(the family packages own them). Today these are the official YOLACT / YOLACT++ checkpoints of
+dbolya/yolact, served from the author's Hugging Face mirrors
+``https://huggingface.co/dbolya/<repo>/resolve/main/<file>`` (README of dbolya/yolact;
+``/work/shared/reference/model_refs.md`` section 1.5). Only
 ``yolact_resnet50_54_800000.pth`` has a published size and sha256 (127,300,392 bytes,
 ``c12bb7a7...d6d7``, from openvinotoolkit/open_model_zoo
 ``models/public/yolact-resnet50-fpn-pytorch/model.yml``); for the others the sha256 is not
@@ -37,56 +40,34 @@ from typing import Callable
 from annotator.errors import AnnotatorError
 
 __all__ = ["WeightsEntry", "WEIGHTS", "DownloadResult", "WeightsDownloadError", "OfflineError",
-           "ChecksumError", "default_cache_dir", "lookup", "download_weights", "sha256_of", "list_lines"]
+           "ChecksumError", "default_cache_dir", "lookup", "download_weights", "sha256_of", "list_lines",
+           "import_weights"]
 
-_HF = "https://huggingface.co/dbolya/{repo}/resolve/main/{file}"
 _CHUNK = 1 << 20  # bytes read per step
 NOT_PUBLISHED = "sha256 not published; printed after download for you to check"
 
 
-@dataclass(frozen=True)
-class WeightsEntry:
-    """One downloadable file.
+def _registry() -> dict:
+    """name -> :class:`WeightsEntry` of every family's ``official_weights`` (built on first use:
+    importing segcore loads torch, which building the CLI parser must not)."""
+    if not _REGISTRY:
+        from segcore.modeling import FAMILIES
 
-    Attributes:
-        name: registry name (the file name without ``.pth``), what the user types.
-        url: https URL of the file.
-        filename: name of the file in the cache (the official name: ``eval.py`` of the official
-            repository derives the config from it).
-        arch: segcore architecture the weights import into (``annotator import-weights --arch``).
-        sha256: published lowercase hex digest, or None when none is published.
-        size: published size in bytes, or None.
-        source: where the URL / hash come from.
-    """
-
-    name: str
-    url: str
-    filename: str
-    arch: str
-    sha256: str | None = None
-    size: int | None = None
-    source: str = "dbolya/yolact README (Hugging Face mirrors)"
+        _REGISTRY.update({e.name: e for fam in FAMILIES.values() for e in fam.official_weights})
+    return _REGISTRY
 
 
-def _entry(stem: str, repo: str, arch: str, sha256: str | None = None, size: int | None = None,
-           source: str = "dbolya/yolact README (Hugging Face mirrors)") -> WeightsEntry:
-    filename = f"{stem}.pth"
-    return WeightsEntry(name=stem, url=_HF.format(repo=repo, file=filename), filename=filename, arch=arch,
-                        sha256=sha256, size=size, source=source)
+_REGISTRY: dict = {}
 
 
-#: name -> entry. Sizes / hashes only where published (see the module docstring).
-WEIGHTS: dict[str, WeightsEntry] = {e.name: e for e in (
-    _entry("yolact_resnet50_54_800000", "yolact-resnet50", "yolact_r50_550",
-           sha256="c12bb7a7e0343281db7f1407b376970bb52651f121d0b60bc4a49207acb6d6d7", size=127_300_392,
-           source="dbolya/yolact README; size and sha256 from openvinotoolkit/open_model_zoo "
-                  "models/public/yolact-resnet50-fpn-pytorch/model.yml"),
-    _entry("yolact_darknet53_54_800000", "yolact-darknet53", "yolact_darknet53_550"),
-    _entry("yolact_base_54_800000", "yolact-base", "yolact_r101_550"),
-    _entry("yolact_im700_54_800000", "yolact-im700", "yolact_r101_700"),
-    _entry("yolact_plus_resnet50_54_800000", "yolact-plus-resnet50", "yolact_plus_r50_550"),
-    _entry("yolact_plus_base_54_800000", "yolact-plus-base", "yolact_plus_r101_550"),
-)}
+def __getattr__(name: str):
+    if name == "WEIGHTS":  # module attribute, filled on first access (see _registry)
+        return _registry()
+    if name == "WeightsEntry":
+        from segcore.modeling.registry import OfficialWeights
+
+        return OfficialWeights
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class WeightsDownloadError(AnnotatorError):
@@ -132,7 +113,7 @@ def lookup(name: str, registry: dict[str, WeightsEntry] | None = None) -> Weight
     Raises:
         AnnotatorError: unknown name (the message lists the known ones).
     """
-    registry = WEIGHTS if registry is None else registry
+    registry = _registry() if registry is None else registry
     key = name[:-4] if name.endswith(".pth") else name
     if key not in registry:
         raise AnnotatorError(f"NAME: unknown weights {name!r}; known: {', '.join(sorted(registry))} "
@@ -281,7 +262,7 @@ def download_weights(name: str, *, cache_dir: str | Path | None = None,
 
 def list_lines(registry: dict[str, WeightsEntry] | None = None, cache_dir: str | Path | None = None) -> list[str]:
     """Human-readable registry listing, one block of lines per entry (``--list``)."""
-    registry = WEIGHTS if registry is None else registry
+    registry = _registry() if registry is None else registry
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     lines = []
     for entry in registry.values():
@@ -291,3 +272,57 @@ def list_lines(registry: dict[str, WeightsEntry] | None = None, cache_dir: str |
         lines.append(f"    {entry.url}")
         lines.append(f"    sha256 {entry.sha256}" if entry.sha256 else f"    {NOT_PUBLISHED}")
     return lines
+
+
+def import_weights(path: str | Path, arch: str, *, out: str | Path | None = None, project: str | Path | None = None,
+                   log: Callable[[str], None] = print) -> Path:
+    """Import an official checkpoint into a segcore checkpoint (and optionally register it in a
+    project): the one function behind ``annotator import-weights`` and ``download-weights
+    --import-to``.
+
+    Args:
+        path: the official file (``.pth`` read with ``torch.load(weights_only=True)``, detectron2
+            ``.pkl`` read as numpy arrays; never executed): ``segcore.importers.import_official_weights``.
+        arch: the registered architecture the weights belong to.
+        out: the segcore checkpoint to write (default ``<user data>/models/<stem>.<arch>.pth``).
+        project: a project folder to register the checkpoint in as a model version.
+        log: receives the import summary and what was written.
+
+    Returns:
+        The written checkpoint's path.
+
+    Raises:
+        AnnotatorError: missing file, refused weights (keys listed), unwritable ``out``, or a
+            missing project.
+    """
+    from segcore.checkpoints import save_checkpoint
+    from segcore.importers import WeightImportError, import_official_weights
+
+    from annotator.samples import user_data_dir
+
+    src = Path(path)
+    if not src.is_file():
+        raise AnnotatorError(f"FILE: file not found: {src}")
+    if project is not None and not Path(project).exists():
+        raise AnnotatorError(f"{project}: project not found (create it with 'annotator new {project} --images DIR')")
+    try:
+        model, report, categories = import_official_weights(src, arch)
+    except WeightImportError as exc:
+        raise AnnotatorError(str(exc)) from None
+    dest = Path(out) if out else user_data_dir() / "models" / f"{src.stem}.{arch}.pth"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(dest, model, categories=categories,
+                        meta={"imported_from": str(src), "import_report": report.summary()})
+    except OSError as exc:
+        raise AnnotatorError(f"--out: cannot write {dest}: {exc.strerror}") from None
+    log(report.summary())
+    log(f"wrote segcore checkpoint {dest}")
+    if project is not None:
+        from annotator.project import Project
+
+        with Project.open(Path(project), create_if_folder=False) as proj:
+            version = proj.register_model_version(arch=arch, checkpoint=dest, categories=categories,
+                                                  data_snapshot={"imported_from": str(src)})
+        log(f"registered model version {version} in {project}")
+    return dest

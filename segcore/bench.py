@@ -56,38 +56,32 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["run_benchmark", "DEFAULT_ARCHS"]
+__all__ = ["run_benchmark", "default_archs"]
 
-#: Architectures of ``run_benchmark()`` without arguments (issue 3: YOLACT and YOLACT++ R-50).
-DEFAULT_ARCHS = ("yolact_r50_550", "yolact_plus_r50_550")
+def default_archs() -> tuple[str, ...]:
+    """Architectures of ``run_benchmark()`` without arguments: every family's ``bench_archs``
+    (issue 3: YOLACT and YOLACT++ R-50)."""
+    from segcore.modeling.registry import FAMILIES
+
+    return tuple(a for fam in FAMILIES.values() for a in fam.bench_archs)
+
 
 _CPU_VARIANTS = (("fp32_nchw", "fp32", False), ("fp32_channels_last", "fp32", True),
                  ("bf16_channels_last", "bf16", True))
 _GPU_PRECISIONS = ("fp32", "fp16")
 
 
-class _Target:
-    """A latency target on the CPU ratio ours / Mask R-CNN (``op`` "<=" or "<")."""
+def _cpu_target(arch: str):
+    """The family's CPU latency target for ``arch`` (:class:`segcore.modeling.registry.LatencyTarget`) or None."""
+    from segcore.modeling.registry import family_of_arch
 
-    def __init__(self, op: str, value: float, label: str, what: str):
-        self.op, self.value, self.label, self.what = op, float(value), label, what
-
-    def met(self, ratio: float) -> bool:
-        return ratio <= self.value if self.op == "<=" else ratio < self.value
+    return family_of_arch(arch).latency_target(arch)
 
 
-def _cpu_target(arch: str) -> _Target | None:
-    if arch.startswith("yolact"):
-        return _Target("<=", 1.0 / 3.0, "<= 1/3", "YOLACT <= 1/3 of Mask R-CNN latency")
-    if arch == "centermask_lite_v19":
-        return _Target("<", 0.5, "< 1/2", "CenterMask-Lite V-19 < 1/2 of Mask R-CNN latency")
-    if arch.startswith("blendmask"):
-        return _Target("<=", 0.8, "<= 0.8 (paper)", "BlendMask <= 0.8 of Mask R-CNN latency (paper figure)")
-    return None
+def _gpu_fps_target(arch: str) -> float | None:
+    from segcore.modeling.registry import family_of_arch
 
-
-#: GPU frames-per-second targets at batch 1 end to end (issue 3, stated for an H100).
-_GPU_FPS_TARGETS = {"yolact_r101_550": 150.0}
+    return family_of_arch(arch).gpu_fps_targets.get(arch)
 
 
 def _interleaved_median_ms(fns: dict[str, Callable[[], int]], runs: int, warmup: int
@@ -127,16 +121,10 @@ def _build(arch: str, size: int | None, num_classes: int):
 
 def _maskrcnn_input(model) -> tuple[int, int]:
     """``(min_size, max_size)`` giving Mask R-CNN the same input as ``model`` (module docstring)."""
-    from segcore.modeling.registry import family_of
-
-    s = int(model.input_size)
-    try:
-        short_side = family_of(model).input_policy == "short_side"
-    except ValueError:
-        short_side = False
-    if short_side:
-        return s, int(getattr(model, "max_size", 0) or s)
-    return s, s
+    info = model.info
+    if info.input_policy == "short_side":
+        return info.input_size, info.max_size
+    return info.input_size, info.input_size
 
 
 def _mrcnn_label(key: tuple[int, int]) -> str:
@@ -147,7 +135,7 @@ def _input_desc(model, image_hw: tuple[int, int]) -> str:
     from segcore.data.transforms import short_side_size
 
     lo, hi = _maskrcnn_input(model)
-    if lo == hi and str(getattr(model, "arch_name", "")).startswith("yolact"):
+    if model.info.input_policy == "square":
         return f"{lo}x{lo}"
     h, w = short_side_size(image_hw[0], image_hw[1], lo, hi)
     return f"{h}x{w}"
@@ -180,7 +168,7 @@ def run_benchmark(arch: str | None = None, size: int | None = None, runs: int = 
         num_classes: K for our models (Mask R-CNN uses torchvision's 91 COCO classes).
         seed: seed for the weights and the images.
         archs: architectures to measure (a list, or a comma-separated string); None and no
-            ``arch`` = :data:`DEFAULT_ARCHS`.
+            ``arch`` = :func:`default_archs`.
         device: ``"cpu"`` (latency table) or ``"cuda"`` / ``"cuda:N"`` (fps table).
         batch: GPU mode: images per forward for the batched throughput (B).
         score_threshold: our score threshold (0.0 = every model returns its maximum number of
@@ -219,7 +207,7 @@ def run_benchmark(arch: str | None = None, size: int | None = None, runs: int = 
     if archs:
         names.extend(a for a in archs if a not in names)
     if not names:
-        names = list(DEFAULT_ARCHS)
+        names = list(default_archs())
     dev = resolve_device(device)
     if int(batch) < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -245,7 +233,7 @@ def run_benchmark(arch: str | None = None, size: int | None = None, runs: int = 
                    "runs": int(runs), "warmup": int(warmup)})
     if dev.type == "cpu" and len(names) == 1:
         single = dict(result["archs"][names[0]])
-        single["size"] = int(models[names[0]].input_size)
+        single["size"] = int(models[names[0]].info.input_size)
         result.update(single)
     return result
 
@@ -393,7 +381,7 @@ def _run_gpu(models: dict, categories: list[dict], images: list[np.ndarray], dev
     archs, maskrcnn, rows = {}, {}, []
     for name, model in models.items():
         res = entry(name)
-        target = _GPU_FPS_TARGETS.get(name)
+        target = _gpu_fps_target(name)
         res.update({"arch": name, "input": _input_desc(model, images[0].shape[:2]), "maskrcnn": _mrcnn_label(keys[name]),
                     "fps_target": target,
                     "fps_target_met": (max(res["fps_batch1"].values()) >= target) if target else None})

@@ -43,32 +43,33 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, categories: list[dict
 
     Args:
         path: output file (``.pth``); parent folders are created.
-        model: a model built by ``segcore.modeling.registry.build_model`` (needs ``arch_name``,
-            ``num_classes``, ``input_size``, ``arch_kwargs``).
-        categories: ``[{"id", "name"}, ...]`` of length ``model.num_classes``.
+        model: a model built by ``segcore.modeling.registry.build_model`` (its ``model.info``,
+            :class:`segcore.modeling.registry.ModelInfo`, says what to rebuild).
+        categories: ``[{"id", "name"}, ...]`` of length ``model.info.num_classes``.
         iteration: completed training iterations.
         optimizer: its ``state_dict()`` is stored for resuming, or None.
         meta: extra plain-Python information (numbers, strings, lists, dicts).
 
     Raises:
-        CheckpointError: the model lacks the registry attributes or ``categories`` has the
-            wrong length.
+        CheckpointError: the model has no ``ModelInfo`` or ``categories`` has the wrong length.
     """
+    from segcore.modeling.registry import ModelInfo
+
     path = Path(path)
-    for attr in ("arch_name", "num_classes", "input_size", "arch_kwargs"):
-        if not hasattr(model, attr):
-            raise CheckpointError(f"{path}: model has no attribute '{attr}' (build it with build_model)")
+    info = getattr(model, "info", None)
+    if not isinstance(info, ModelInfo):
+        raise CheckpointError(f"{path}: model has no ModelInfo 'info' (build it with build_model)")
     cats = _plain_categories(categories)
-    if len(cats) != int(model.num_classes):
+    if len(cats) != info.num_classes:
         raise CheckpointError(f"{path}: key 'categories' has {len(cats)} entries but the model has "
-                              f"num_classes={model.num_classes}")
+                              f"num_classes={info.num_classes}")
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     ckpt = {
         "format": FORMAT,
-        "arch": str(model.arch_name),
-        "arch_kwargs": dict(model.arch_kwargs),
-        "num_classes": int(model.num_classes),
-        "input_size": int(model.input_size),
+        "arch": info.arch,
+        "arch_kwargs": dict(info.arch_kwargs),
+        "num_classes": int(info.num_classes),
+        "input_size": int(info.input_size),
         "categories": cats,
         "model": state,
         "iteration": int(iteration),
@@ -79,12 +80,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, categories: list[dict
     tmp = path.with_name(path.name + ".tmp")
     torch.save(ckpt, tmp)
     os.replace(tmp, path)
-
-
-def _ensure_registered() -> None:
-    """Import the model packages so their builders are in the registry."""
-    import segcore.modeling.yolact  # noqa: F401
-    import segcore.modeling.blendmask  # noqa: F401
 
 
 def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
@@ -117,8 +112,7 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(f"{path}: key 'format' missing: not a segcore checkpoint{hint}")
     if ckpt["format"] != FORMAT:
         raise CheckpointError(f"{path}: key 'format' is {ckpt['format']!r}, expected {FORMAT!r}")
-    _ensure_registered()
-    from segcore.modeling.registry import ARCHITECTURES, list_architectures
+    from segcore.modeling.registry import ARCHITECTURES, list_architectures  # registers every family
 
     for key, typ in (("arch", str), ("arch_kwargs", dict), ("num_classes", int), ("input_size", int),
                      ("categories", list), ("model", dict), ("iteration", int), ("meta", dict)):
@@ -147,16 +141,15 @@ def build_from_checkpoint(ckpt: dict, path: str | Path = "<checkpoint>") -> nn.M
     Raises:
         CheckpointError: the builder rejects ``arch_kwargs`` or the state_dict does not match.
     """
-    _ensure_registered()
     from segcore.modeling.registry import build_model
 
     try:
         model = build_model(ckpt["arch"], num_classes=ckpt["num_classes"], **ckpt["arch_kwargs"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: key 'arch_kwargs' cannot build {ckpt['arch']!r}: {exc}") from exc
-    if int(getattr(model, "input_size", ckpt["input_size"])) != ckpt["input_size"]:
+    if model.info.input_size != ckpt["input_size"]:
         raise CheckpointError(f"{path}: key 'input_size' is {ckpt['input_size']} but 'arch_kwargs' build a "
-                              f"model with input_size {model.input_size}")
+                              f"model with input_size {model.info.input_size}")
     result = model.load_state_dict(ckpt["model"], strict=False)
     problems = []
     if result.missing_keys:

@@ -13,10 +13,15 @@ and ``"bf16"`` can be asked for), channels_last, the resized uint8 images copied
 from pinned memory (``pin_memory()`` + ``non_blocking=True``), masks upsampled / pasted and
 thresholded on the GPU so only bool masks come back, in one device-to-host copy per batch.
 
-Under every precision the raw network outputs are cast back to float32 before post-processing,
-so decoding, NMS and mask assembly run in fp32; only CenterMask's RoI heads (SAG-Mask and MaskIoU
-convolutions on the detected boxes) run under the same autocast as the network, because they are
-a network evaluated inside the post-processing.
+Every trainable module runs in the model's ``forward`` (the family contract of
+:mod:`segcore.modeling.registry`: CenterMask's RoI heads and YOLACT++'s re-scoring net included),
+so the whole network runs under the autocast; the raw outputs are cast back to float32 before
+the post-processing (which has no parameters), and the families decode, suppress and assemble
+masks in float32.
+
+The predictor never changes the model it is given: it works on its own copy (moved to the
+device, eval mode, channels_last). :meth:`Predictor.from_checkpoint` builds the model itself and
+uses it without a copy.
 
 Resizing happens on the host with ``cv2.resize`` (``INTER_LINEAR``) on every device, then the
 resized uint8 image is uploaded: the network input is bit-identical to the CPU path's and to
@@ -41,6 +46,7 @@ within float noise (oneDNN picks batch-size-dependent convolution kernels; ~1e-5
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,13 +59,15 @@ from torch import nn
 
 from segcore.device import resolve_device
 
-__all__ = ["Prediction", "Predictor", "PRECISIONS", "default_precision", "resolve_precision"]
+__all__ = ["Prediction", "Predictor", "PRECISIONS", "AUTOCAST_DTYPES", "default_precision", "resolve_precision",
+           "check_image"]
 
 #: Precisions the predictor accepts: ``"fp32"`` (no autocast), ``"bf16"`` / ``"fp16"`` (autocast of
 #: the network to bfloat16 / float16; outputs cast back to float32 before post-processing).
 PRECISIONS = ("fp32", "bf16", "fp16")
 
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: Precision -> ``torch.autocast`` dtype (``"fp32"`` runs without autocast).
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def default_precision(device: str | torch.device) -> str:
@@ -139,7 +147,8 @@ class Prediction:
         return results
 
 
-def _check_image(image) -> None:
+def check_image(image) -> None:
+    """Raise ``ValueError`` (naming the problem) unless ``image`` is a ``[H, W, 3]`` uint8 numpy array."""
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image must be a numpy array [H, W, 3] uint8 RGB, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3:
@@ -154,9 +163,9 @@ class Predictor:
     """Runs a segcore model on RGB images, one at a time or in batches.
 
     Args:
-        model: a model from ``build_model`` / ``load_checkpoint`` (attributes ``arch_name``,
-            ``input_size``, ``num_classes``). It is moved to ``device``, put in eval mode and, with
-            ``channels_last``, converted to channels_last in place: the predictor owns it afterwards.
+        model: a model from ``build_model`` / ``load_checkpoint`` (``model.info``). Not changed:
+            the predictor runs a copy, moved to ``device``, in eval mode and, with
+            ``channels_last``, in that memory format (attribute ``model``).
         categories: ``[{"id", "name"}, ...]`` of length K; index = class index.
         device: ``"cpu"``, ``"cuda[:N]"``, ``"auto"`` or a ``torch.device``.
         precision: ``None`` / ``"auto"`` (default) = ``"fp16"`` on CUDA, ``"fp32"`` on CPU
@@ -170,31 +179,33 @@ class Predictor:
         categories.
 
     Raises:
-        ValueError: unknown precision or device, categories / num_classes mismatch, or an unknown
-            architecture family (no post-processing for it).
+        ValueError: unknown precision or device, categories / num_classes mismatch, or a model
+            without ``ModelInfo`` / of an unregistered family.
     """
 
     def __init__(self, model: nn.Module, categories: list[dict], *, device: str | torch.device = "cpu",
-                 precision: str | None = None, channels_last: bool | None = None):
+                 precision: str | None = None, channels_last: bool | None = None, _own_model: bool = False):
+        from segcore.modeling.registry import family_of
+
         if precision is not None and precision != "auto" and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
+        family = family_of(model)  # ValueError without ModelInfo / family
+        info = model.info
         self.categories = [{"id": int(c["id"]), "name": str(c["name"])} for c in categories]
-        num_classes = int(getattr(model, "num_classes", len(self.categories)))
-        if len(self.categories) != num_classes:
-            raise ValueError(f"{len(self.categories)} categories for a model with num_classes={num_classes}")
+        if len(self.categories) != info.num_classes:
+            raise ValueError(f"{len(self.categories)} categories for a model with num_classes={info.num_classes}")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.channels_last = True if channels_last is None else bool(channels_last)
-        self.input_size = int(model.input_size)
-        self.model = model.to(self.device).eval()
+        self.info = info
+        self.input_size = info.input_size
+        self.model = (model if _own_model else copy.deepcopy(model)).to(self.device).eval()
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._category_ids = np.asarray([c["id"] for c in self.categories], dtype=np.int64)
-        self._postprocess = _postprocess_for(model)
-        self._policy = _input_policy(model)
-        self._short_side = self._policy is not None and self._policy.input_policy == "short_side"
-        self._roi_autocast = self._policy is not None and self._policy.name == "centermask"
-        self.max_size = int(getattr(model, "max_size", 0) or 0)
+        self._postprocess = family.make_postprocess(self.model)
+        self._short_side = info.input_policy == "short_side"
+        self.max_size = info.max_size
         self._last_input_hw: tuple[int, int] | None = None
         # one host-to-device copy per batch (a stacked / canvas uint8 array) instead of one per
         # image; on for CUDA (the tests also switch it on for the CPU: same values either way)
@@ -216,7 +227,7 @@ class Predictor:
 
         dev = resolve_device(device)
         model, info = load_checkpoint(path, device=dev)
-        return cls(model, info["categories"], device=dev, precision=precision)
+        return cls(model, info["categories"], device=dev, precision=precision, _own_model=True)
 
     # ------------------------------------------------------------------------------ input
 
@@ -264,7 +275,7 @@ class Predictor:
                 parts = [dev[i, :h, :w].permute(2, 0, 1).float() for i, (h, w) in enumerate(sizes)]
             else:
                 parts = [torch.from_numpy(r).to(self.device).permute(2, 0, 1).float() for r in resized]
-            x = pad_images(parts, self._policy.size_divisibility)
+            x = pad_images(parts, self.info.size_divisibility)
         else:
             resized = [cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR) for image in images]
             sizes = [(s, s)] * len(resized)
@@ -284,7 +295,7 @@ class Predictor:
         return x
 
     def _autocast(self):
-        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        dtype = AUTOCAST_DTYPES.get(self.precision)
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
@@ -329,7 +340,7 @@ class Predictor:
         images = list(images)
         for i, image in enumerate(images):
             try:
-                _check_image(image)
+                check_image(image)
             except ValueError as exc:
                 if len(images) == 1:
                     raise
@@ -352,26 +363,20 @@ class Predictor:
             x: ``[B, 3, H', W']`` float32 RGB 0..255 on the device.
             image_sizes: B original ``(H, W)``: boxes and masks are returned there.
             input_sizes: B ``(h, w)`` of each resized image inside ``x`` (short-side families;
-                ignored for YOLACT, whose images fill the S x S input).
+                square families fill the S x S input).
             score_threshold: as in :meth:`predict`.
 
         Returns:
             B :class:`Prediction`.
         """
         sizes = [(int(h), int(w)) for h, w in image_sizes]
+        input_sizes = [(int(h), int(w)) for h, w in input_sizes]
         with torch.inference_mode():
             with self._autocast():
-                outputs = self.model(x)
+                outputs = self.model(x, image_sizes=input_sizes, score_threshold=float(score_threshold))
             outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
                        for k, v in outputs.items()}
-            if self._short_side:
-                extra = {}
-                if self._roi_autocast and self.precision in _AUTOCAST_DTYPES:
-                    extra["autocast_dtype"] = _AUTOCAST_DTYPES[self.precision]
-                insts = self._postprocess(outputs, sizes, score_threshold=float(score_threshold),
-                                          input_sizes=[tuple(v) for v in input_sizes], **extra)
-            else:
-                insts = self._postprocess(outputs, sizes, score_threshold=float(score_threshold))
+            insts = self._postprocess(outputs, sizes, input_sizes=input_sizes, score_threshold=float(score_threshold))
             insts = _to_host(insts, self.device)
         return [self._to_prediction(inst, h, w) for inst, (h, w) in zip(insts, sizes)]
 
@@ -399,25 +404,3 @@ def _to_host(insts: list, device: torch.device) -> list:
                               pred_masks=inst.pred_masks.to("cpu", non_blocking=True)))
     torch.cuda.current_stream(device).synchronize()
     return out
-
-
-def _input_policy(model: nn.Module):
-    from segcore.modeling.registry import family_of
-
-    try:
-        return family_of(model)
-    except ValueError:
-        return None
-
-
-def _postprocess_for(model: nn.Module):
-    """The post-processing function of a model's architecture family."""
-    arch = str(getattr(model, "arch_name", ""))
-    if arch.startswith("yolact"):
-        from segcore.modeling.yolact import yolact_postprocess
-
-        return yolact_postprocess
-    fam = _input_policy(model)
-    if fam is not None:
-        return fam.make_postprocess(model)
-    raise ValueError(f"no post-processing known for architecture {arch!r}")

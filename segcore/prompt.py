@@ -38,15 +38,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segcore.predictor import _check_image  # the same [H, W, 3] uint8 RGB check and message
+from segcore.predictor import AUTOCAST_DTYPES, check_image  # the same image check and autocast as the predictor
 
-__all__ = ["BoxPrompter", "BoxPrediction", "PromptNotSupported", "SUPPORTED_FAMILIES"]
+__all__ = ["BoxPrompter", "BoxPrediction", "PromptNotSupported", "supports_box_prompt"]
 
-#: Architecture families with a box-conditioned mask head.
-SUPPORTED_FAMILIES = ("blendmask", "centermask")
 
-#: Predictor precisions that run under ``torch.autocast`` (as :mod:`segcore.predictor`).
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+def supports_box_prompt(arch: str) -> bool:
+    """Whether the registered architecture ``arch`` has a box-conditioned mask head (its family's
+    :attr:`~segcore.modeling.registry.Family.box_prompt`); False for unknown names."""
+    from segcore.modeling.registry import family_of_arch
+
+    try:
+        return family_of_arch(str(arch)).box_prompt is not None
+    except ValueError:
+        return False
 
 
 class PromptNotSupported(ValueError):
@@ -111,15 +116,18 @@ class BoxPrompter:
     """
 
     def __init__(self, predictor):
+        from segcore.modeling.registry import FAMILIES, family_of
+
         model = predictor.model
-        family = str(getattr(model, "family", "") or str(getattr(model, "arch_name", "")).split("_")[0])
-        if family not in SUPPORTED_FAMILIES:
+        family = family_of(model)
+        if family.box_prompt is None:
+            with_prompts = ", ".join(n for n, f in FAMILIES.items() if f.box_prompt is not None)
             raise PromptNotSupported(
-                f"{getattr(model, 'arch_name', type(model).__name__)}: box prompts need a box-conditioned mask "
-                f"head ({', '.join(SUPPORTED_FAMILIES)}); {family or 'this'} models have none (YOLACT masks come "
-                "from per-anchor coefficients): use GrabCut instead")
+                f"{model.info.arch}: box prompts need a box-conditioned mask head ({with_prompts}); {family.name} "
+                "models have none (their masks come from per-anchor coefficients): use GrabCut instead")
         self.predictor = predictor
-        self.family = family
+        self.family = family.name
+        self._support = family.box_prompt
         self.categories = list(predictor.categories)
         self._class_of = {int(c["id"]): i for i, c in enumerate(self.categories)}
         self._ids = np.asarray([int(c["id"]) for c in self.categories], dtype=np.int64)
@@ -171,13 +179,13 @@ class BoxPrompter:
                 ``locations`` given for CenterMask or of the wrong length (each message names
                 the argument).
         """
-        _check_image(image)
+        check_image(image)
         arr = _check_boxes(boxes)
         h, w = image.shape[:2]
         n = arr.shape[0]
         classes = self._classes(category_ids, n)
-        if locations is not None and self.family != "blendmask":
-            raise ValueError("locations: only BlendMask prompts take FCOS locations")
+        if locations is not None and not self._support.takes_locations:
+            raise ValueError(f"locations: {self.family} prompts take no FCOS locations")
         clipped = np.empty((n, 4), dtype=np.float32)
         clipped[:, 0] = np.clip(np.minimum(arr[:, 0], arr[:, 2]), 0, w)
         clipped[:, 1] = np.clip(np.minimum(arr[:, 1], arr[:, 3]), 0, h)
@@ -187,7 +195,7 @@ class BoxPrompter:
         masks = np.zeros((n, h, w), dtype=bool)
         ids = np.full((n,), -1, dtype=np.int64)
         scores = np.zeros((n,), dtype=np.float32)
-        has_scores = self.family == "centermask" and self.predictor.model.roi_heads.maskiou_head is not None
+        has_scores = self._support.has_scores(self.predictor.model)
         if locations is not None and len(locations) != n:
             raise ValueError(f"locations: expected {n} indices (one per box), got {len(locations)}")
         if valid.any():
@@ -225,7 +233,7 @@ class BoxPrompter:
         return out
 
     def _autocast_dtype(self):
-        return _AUTOCAST_DTYPES.get(str(getattr(self.predictor, "precision", "fp32")))
+        return AUTOCAST_DTYPES.get(self.predictor.precision)
 
     def _autocast(self):
         """The predictor's autocast for the network (none for fp32)."""
@@ -245,10 +253,10 @@ class BoxPrompter:
         p = self.predictor
         h, w = img.shape[:2]
         s = int(p.input_size)
-        input_hw = short_side_size(h, w, s, int(getattr(p, "max_size", 0) or 0) or s)
+        input_hw = short_side_size(h, w, s, p.max_size or s)
         x = p.preprocess(img)
         with self._autocast():
-            outputs = p.model(x)
+            outputs = p.model(x, image_sizes=[tuple(int(v) for v in input_hw)])
         outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in outputs.items()}
         if "features" in outputs:
             outputs["features"] = [f.float() for f in outputs["features"]]
@@ -259,21 +267,10 @@ class BoxPrompter:
         return self._cache
 
     def _run(self, cache: dict, boxes: np.ndarray, classes: np.ndarray, locations) -> dict:
-        model = self.predictor.model
         device = self.predictor.device
         b = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).to(device)
-        if self.family == "blendmask":
-            from segcore.modeling.blendmask.box_prompt import blendmask_box_prompt
-
-            return blendmask_box_prompt(cache["outputs"], b, cache["image_hw"], cache["input_hw"],
-                                        sizes_of_interest=tuple(model.sizes_of_interest), locations=locations,
-                                        bottom_resolution=int(model.bottom_resolution))
-        from segcore.modeling.centermask.box_prompt import centermask_box_prompt
-
-        # the RoI heads run under the network's autocast, as in the predictor's post-processing
-        res = centermask_box_prompt(cache["outputs"], model.roi_heads, b, cache["image_hw"], cache["input_hw"],
-                                    classes=torch.from_numpy(classes).to(device), detections=cache["detections"],
-                                    max_detections=int(getattr(model, "max_detections", 50)),
-                                    autocast_dtype=self._autocast_dtype())
-        cache["detections"] = res["detections"]
-        return res
+        # the family's prompt runs its mask head under the network's autocast, as the forward does
+        return self._support.run(self.predictor.model, cache["outputs"], b, cache["image_hw"], cache["input_hw"],
+                                 classes=torch.from_numpy(classes).to(device), cache=cache,
+                                 autocast_dtype=self._autocast_dtype(),
+                                 **({"locations": locations} if locations is not None else {}))

@@ -52,21 +52,21 @@ category list) are left at random init and reported, as dbolya/yolact #36 advise
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
+import pydantic
 import torch
 
 from annotator.errors import AnnotatorError
+from segcore.engine.trainer import BEST_NAME
+from segcore.engine.trainer import EVAL_STATE_NAME as STATE_NAME  # noqa: F401  (the run folder's files)
 
 SPEC_NAME = "train_spec.json"
-STATE_NAME = "train_state.json"
-BEST_NAME = "model_best.pth"
 NONFINITE_STORM = 20  # this many non-finite losses in a row: the run has diverged
 
 
@@ -94,7 +94,10 @@ class TrainJobResult:
 
 @dataclass
 class TrainSpec:
-    """Everything a run needs, without the project (JSON: ``OUT/train_spec.json``)."""
+    """Everything a run needs, without the project (JSON: ``OUT/train_spec.json``; :meth:`load`
+    validates it with pydantic: types, no unknown or missing keys)."""
+
+    __pydantic_config__: ClassVar = pydantic.ConfigDict(extra="forbid")
 
     arch: str
     arch_kwargs: dict
@@ -133,10 +136,22 @@ class TrainSpec:
 
     @classmethod
     def load(cls, path: Path) -> "TrainSpec":
+        """Read and validate ``OUT/train_spec.json``.
+
+        Raises:
+            AnnotatorError: unreadable file, not JSON, or a field missing, unknown or of the wrong
+                type (the message names the first such field).
+        """
         try:
-            return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
             raise AnnotatorError(f"{path}: cannot read the training plan ({exc})") from None
+        try:
+            return pydantic.TypeAdapter(cls).validate_python(data)
+        except pydantic.ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            raise AnnotatorError(f"{path}: {where}: {err['msg']} ({exc.error_count()} problem(s))") from None
 
 
 def default_iterations(num_images: int) -> int:
@@ -195,53 +210,29 @@ def load_init_weights(model: torch.nn.Module, path: Path) -> list[str]:
 def _load_backbone_file(model: torch.nn.Module, path: Path) -> list[str]:
     """Load an ImageNet backbone file (:mod:`segcore.importers.backbone`) into ``model``."""
     from segcore.importers import WeightImportError
-    from segcore.importers.backbone import load_backbone_weights
+    from segcore.importers.backbone import load_backbone_file
 
     try:
-        report = load_backbone_weights(model, path)
+        return load_backbone_file(model, path)
     except WeightImportError as exc:
         raise AnnotatorError(str(exc)) from None
-    if report.missing:
-        raise AnnotatorError(f"{path}: {len(report.missing)} backbone tensors missing for "
-                             f"{getattr(model, 'arch_name', '?')}: {', '.join(report.missing[:10])}")
-    return [f"{report.summary()} from {path}"]
 
 
 def default_optim(arch: str, batch_size: int) -> tuple[float, float]:
     """``(lr, weight_decay)`` of the official recipe of ``arch``'s family, lr scaled linearly to
-    ``batch_size`` (see the module docstring)."""
-    if arch.startswith(("blendmask_", "centermask_")):
-        return 0.01 * batch_size / 16, 1e-4
-    return 1e-3 * batch_size / 8, 5e-4
+    ``batch_size`` (``Family.default_optim``; see the module docstring)."""
+    from segcore.modeling.registry import family_of_arch
 
-
-_IMAGENET_DEPTH = (("r101", "resnet101"), ("r50", "resnet50"), ("tiny", "resnet18"))
-_MSRA_FILE = (("r101", "R-101.pkl"), ("r50", "R-50.pkl"))
-
-
-def _msra_dirs() -> list[Path]:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return [cache / "annotator" / "weights",
-            Path.home() / ".torch" / "iopath_cache" / "detectron2" / "ImageNetPretrained" / "MSRA"]
+    return family_of_arch(arch).default_optim(int(batch_size))
 
 
 def find_imagenet_backbone(arch: str) -> Optional[Path]:
-    """An ImageNet backbone file for ``arch`` on disk, or None; never downloads.
+    """An ImageNet backbone file for ``arch`` on disk (its family's lookup), or None; never
+    downloads (see the module docstring for where each family looks)."""
+    from segcore.modeling.registry import family_of_arch
 
-    YOLACT: torchvision ``resnetNN-*.pth`` in ``torch.hub.get_dir()/checkpoints``. BlendMask /
-    CenterMask with a ResNet: detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` in
-    ``$XDG_CACHE_HOME/annotator/weights`` or ``~/.torch/iopath_cache/detectron2/ImageNetPretrained/MSRA``.
-    """
-    if arch.startswith(("blendmask_", "centermask_")):
-        name = next((f for key, f in _MSRA_FILE if key in arch), None)
-        found = [d / name for d in _msra_dirs() if name and (d / name).is_file()]
-        return found[0] if found else None
-    depth = next((d for key, d in _IMAGENET_DEPTH if key in arch), None)
-    if depth is None:
-        return None
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    found = sorted(folder.glob(f"{depth}-*.pth")) if folder.is_dir() else []
-    return found[0] if found else None
+    lookup = family_of_arch(arch).imagenet_backbone
+    return None if lookup is None else lookup.find(arch)
 
 
 def _resolve_resume(resume: str | Path) -> tuple[Path, Path]:
@@ -371,147 +362,107 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
 
 def build_spec_model(spec: TrainSpec) -> tuple[torch.nn.Module, list[str]]:
     """The model of ``spec`` with its start weights (resume loads its checkpoint in the engine)."""
-    from segcore.modeling.registry import build_model
+    from segcore.modeling.registry import build_model, family_of_arch
 
-    num_classes = len(spec.categories)
-    if spec.init_source == "imagenet" and spec.resume is None and spec.arch.startswith(("blendmask_", "centermask_")):
-        model = build_model(spec.arch, num_classes=num_classes, **spec.arch_kwargs)
-        return model, load_init_weights(model, Path(spec.init_path))
-    if spec.init_source == "imagenet" and spec.resume is None:
+    model = build_model(spec.arch, num_classes=len(spec.categories), **spec.arch_kwargs)
+    if spec.resume is not None:
+        return model, []
+    if spec.init_source == "imagenet":
+        lookup = family_of_arch(spec.arch).imagenet_backbone
         try:
-            model = build_model(spec.arch, num_classes=num_classes, backbone_weights=spec.init_path,
-                                **spec.arch_kwargs)
-            model.arch_kwargs = dict(spec.arch_kwargs)  # do not keep the file path in checkpoints
-            return model, []
-        except (TypeError, ValueError) as exc:
-            return build_model(spec.arch, num_classes=num_classes, **spec.arch_kwargs), [
+            return model, lookup.load(model, Path(spec.init_path))
+        except ValueError as exc:  # WeightImportError is a ValueError
+            return build_model(spec.arch, num_classes=len(spec.categories), **spec.arch_kwargs), [
                 f"ImageNet weights not usable ({exc}); random init"]
-    model = build_model(spec.arch, num_classes=num_classes, **spec.arch_kwargs)
-    if spec.init_source in ("version", "checkpoint") and spec.resume is None:
+    if spec.init_source in ("version", "checkpoint"):
         return model, load_init_weights(model, Path(spec.init_path))
     return model, []
 
 
-def _read_state(out_dir: Path) -> dict:
-    try:
-        return json.loads((out_dir / STATE_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"best": None, "history": []}
-
-
-def _write_state(out_dir: Path, state: dict) -> None:
-    tmp = out_dir / (STATE_NAME + ".tmp")
-    tmp.write_text(json.dumps(state), encoding="utf-8")
-    os.replace(tmp, out_dir / STATE_NAME)
-
-
 def evaluate_model(model: torch.nn.Module, records: list[dict], categories: list[dict], *, device="cpu",
                    score_threshold: float = 0.05) -> dict:
-    """segm and bbox AP of a copy of ``model`` on ``records`` (the model itself is not changed)."""
+    """segm and bbox AP of ``model`` on ``records`` (the Predictor runs a copy; ``model`` is not changed)."""
     from segcore.evaluation import evaluate_predictions
     from segcore.predictor import Predictor
 
-    predictor = Predictor(copy.deepcopy(model), categories, device=device)  # the copy goes to eval mode
+    predictor = Predictor(model, categories, device=device)
     return evaluate_predictions(predictor, records, categories, score_threshold=score_threshold)
 
 
 def execute_train_spec(spec: TrainSpec, *, progress: Callable[[dict], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print,
-                       distributed: bool = False) -> dict:
-    """Run a planned job (no project access). Returns the outcome (JSON-serialisable dict).
+                       should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] = print) -> dict:
+    """Run a planned job (no project access) with ``segcore.engine.train``; returns the outcome
+    (JSON-serialisable dict).
 
-    ``progress`` receives the engine's per-iteration dicts; after an evaluation the dict also
-    has ``"val": {"iteration", "segm_AP", "bbox_AP", "best_segm_AP", "best_iteration"}``.
+    The same call runs the single-process job and each rank of ``--gpus N`` (inside ``torchrun``
+    the engine finds the process group and trains with DDP). Validation, the best checkpoint and
+    early stopping are the engine's :class:`~segcore.engine.EvalHook` (rank 0 evaluates), the
+    divergence check its :class:`~segcore.engine.DivergenceHook`.
+
+    ``progress`` receives the engine's per-iteration dicts (rank 0); after an evaluation the dict
+    also has ``"val": {"iteration", "segm_AP", "bbox_AP", "best_segm_AP", "best_iteration"}``.
     ``should_stop()`` returning True stops after the current iteration; the best checkpoint is
-    kept and reported (a cancel). With ``distributed`` (inside ``torchrun``) the DDP engine of
-    :mod:`annotator.jobs.distributed` is used and only rank 0 evaluates and writes state.
+    kept and reported (a cancel).
 
     Raises:
         TrainDivergedError: :data:`NONFINITE_STORM` non-finite losses in a row.
+        AnnotatorError: the engine refused the run (bad resume checkpoint, too few images, ...).
     """
-    from segcore.checkpoints import CheckpointError, save_checkpoint
+    from segcore.checkpoints import CheckpointError
+    from segcore.engine import DivergenceHook, EvalHook, train
 
     out_dir = Path(spec.out_dir)
-    rank = 0
-    if distributed:
-        import torch.distributed as dist
-
-        from annotator.jobs.distributed import train_ddp as train_fn
-        rank = dist.get_rank() if dist.is_initialized() else 0
-    else:
-        from segcore.engine import train as train_fn
     model, notes = build_spec_model(spec)
     for n in notes:
         log(n)
-    state = _read_state(out_dir) if spec.resume else {"best": None, "history": []}
-    flags = {"early": False, "diverged": False, "cancel": False, "nonfinite_run": 0, "last_eval": None}
-    have_val = bool(spec.val_records) and rank == 0
-
-    def evaluate(it: int) -> dict:
-        res = evaluate_model(model, spec.val_records, spec.categories, device=spec.device,
-                             score_threshold=spec.score_threshold)
-        entry = {"iteration": it, "segm": res["segm"], "bbox": res["bbox"]}
-        state["history"].append({"iteration": it, "segm_AP": res["segm"]["AP"], "bbox_AP": res["bbox"]["AP"]})
-        best = state.get("best")
-        if best is None or res["segm"]["AP"] > best["segm"]["AP"]:
-            save_checkpoint(out_dir / BEST_NAME, model, categories=spec.categories, iteration=it,
-                            meta={"val_segm_AP": res["segm"]["AP"], "val_bbox_AP": res["bbox"]["AP"]})
-            state["best"] = entry
-        _write_state(out_dir, state)
-        flags["last_eval"] = it
-        return entry
+    evaluation = EvalHook(spec.val_records, every=spec.eval_every, patience=spec.patience,
+                          min_iterations=spec.min_iterations, score_threshold=spec.score_threshold,
+                          device=spec.device, resume=spec.resume is not None)
 
     def on_progress(info: dict) -> None:
-        it = int(info["iteration"])
-        flags["nonfinite_run"] = flags["nonfinite_run"] + 1 if info.get("nonfinite") else 0
-        if flags["nonfinite_run"] >= NONFINITE_STORM:
-            flags["diverged"] = True
-        if have_val and not flags["diverged"] and (it % spec.eval_every == 0 or it == spec.iterations):
-            entry = evaluate(it)
-            best = state["best"]
-            info = dict(info, val={"iteration": it, "segm_AP": entry["segm"]["AP"], "bbox_AP": entry["bbox"]["AP"],
-                                   "best_segm_AP": best["segm"]["AP"], "best_iteration": best["iteration"]})
-            since = sum(1 for h in state["history"] if h["iteration"] > best["iteration"])
-            if spec.patience > 0 and since >= spec.patience and it >= spec.min_iterations:
-                flags["early"] = True
-                log(f"early stop at iteration {it}: validation segm AP has not improved for {since} "
-                    f"evaluations (best {best['segm']['AP']:.4f} at iteration {best['iteration']})")
+        if "early_stop" in info:
+            e = info["early_stop"]
+            log(f"early stop at iteration {e['iteration']}: validation segm AP has not improved for {e['since']} "
+                f"evaluations (best {e['best_segm_AP']:.4f} at iteration {e['best_iteration']})")
         if progress is not None:
             progress(info)
 
-    def stop() -> bool:
-        if should_stop is not None and should_stop():
-            flags["cancel"] = True
-        return flags["cancel"] or flags["early"] or flags["diverged"]
-
     try:
-        result = train_fn(
+        result = train(
             model, spec.train_records, spec.categories, iterations=spec.iterations, batch_size=spec.batch_size,
             lr=spec.lr, weight_decay=spec.weight_decay, warmup_iters=spec.warmup_iters, steps=tuple(spec.steps),
-            augment=spec.augment,
-            device=spec.device, seed=spec.seed, out_dir=out_dir, resume=spec.resume,
-            checkpoint_every=spec.eval_every, freeze_bn=spec.freeze_bn, progress=on_progress, should_stop=stop)
+            augment=spec.augment, device=spec.device, seed=spec.seed, out_dir=out_dir, resume=spec.resume,
+            checkpoint_every=spec.eval_every, freeze_bn=spec.freeze_bn, progress=on_progress,
+            should_stop=should_stop, hooks=[DivergenceHook(NONFINITE_STORM), evaluation])
     except (CheckpointError, ValueError) as exc:
         raise AnnotatorError(f"{out_dir}: training failed: {exc}") from None
-    if flags["diverged"]:
+    if result.stop_reason == "diverged":
         raise TrainDivergedError(f"{out_dir}: training diverged: the loss was not finite for {NONFINITE_STORM} "
                                  f"iterations in a row (at iteration {result.iterations_done}); lower --lr")
-    if have_val and flags["last_eval"] != result.iterations_done:
-        evaluate(result.iterations_done)  # a cancel or resume end between evaluations
-    best = state.get("best") if rank == 0 else None
+    best = evaluation.best
     ckpt = out_dir / BEST_NAME if best is not None and (out_dir / BEST_NAME).is_file() else result.checkpoint_path
     metrics = None
     if best is not None:
         metrics = {"segm": best["segm"], "bbox": best["bbox"], "iteration": best["iteration"],
                    "val_images": len(spec.val_records), "train_images": len(spec.train_records),
-                   "history": state["history"]}
+                   "history": evaluation.state["history"]}
     return {"checkpoint": str(ckpt), "final_checkpoint": str(result.checkpoint_path),
             "iterations_done": int(result.iterations_done), "skipped_nonfinite": int(result.skipped_nonfinite),
             "final_losses": {k: float(v) for k, v in result.final_losses.items()},
-            "stopped": bool(flags["cancel"]), "early_stopped": bool(flags["early"]), "metrics": metrics,
-            "notes": notes, "engine": {k: getattr(result, k) for k in
-                                       ("world_size", "steps_per_epoch", "epoch_steps", "param_checksum")
-                                       if hasattr(result, k)}}
+            "stopped": result.stop_reason == "stopped", "early_stopped": result.stop_reason == "early",
+            "metrics": metrics, "notes": notes,
+            "engine": {"world_size": result.world_size, "steps_per_epoch": result.steps_per_epoch,
+                       "epoch_steps": list(result.epoch_steps), "params_sha256": _params_digest(model)}}
+
+
+def _params_digest(model: torch.nn.Module) -> str:
+    """sha256 of every parameter's bytes, in order: equal on every rank of a healthy DDP run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in model.parameters():
+        digest.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def register_train_result(project, spec: TrainSpec, outcome: dict) -> int:
@@ -592,7 +543,7 @@ def run_train_job(
     if int(gpus) > 1:
         from annotator.jobs.distributed import launch_torchrun
 
-        outcome = launch_torchrun(spec, nproc=int(gpus), progress=progress, log=log)
+        outcome = launch_torchrun(spec, nproc=int(gpus), progress=progress, should_stop=should_stop, log=log)
     else:
         outcome = execute_train_spec(spec, progress=progress, should_stop=should_stop, log=log)
     version = register_train_result(project, spec, outcome)

@@ -1,13 +1,14 @@
 """One rank of a ``torchrun`` training run: ``python -m annotator.jobs.train_worker OUT/train_spec.json``.
 
 Started by :func:`annotator.jobs.distributed.launch_torchrun` (``annotator train --gpus N``).
-Reads the plan, joins the process group (NCCL for CUDA, gloo on CPU; ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR`` / ``MASTER_PORT`` from torchrun) and trains with DDP
-(:func:`annotator.jobs.train.execute_train_spec` with ``distributed=True``). Rank 0 prints
-progress as ``@@progress {json}`` lines and log lines as ``@@log ...``, and writes
-``OUT/train_outcome.json`` with every rank's ``OUT/rank{r}.json`` (pid, steps per epoch,
-optimizer steps in each epoch, a checksum of its parameters) under ``"ranks"``. Never touches
-the project (the launching process registers the version).
+Reads and validates the plan, joins the process group (NCCL for CUDA, gloo on CPU; ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` / ``MASTER_PORT`` from torchrun) and runs
+:func:`annotator.jobs.train.execute_train_spec`, the single-process job's function (the engine
+trains with DDP because the process group exists). Rank 0 prints progress as ``@@progress {json}``
+lines and log lines as ``@@log ...``, and writes ``OUT/train_outcome.json`` with every rank's
+``OUT/rank{r}.json`` (pid, steps per epoch, optimizer steps in each epoch, sha256 of its
+parameters) under ``"ranks"``. ``should_stop`` is the existence of ``OUT/train_cancel``. Never
+touches the project (the launching process registers the version).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from annotator.jobs.distributed import OUTCOME_NAME, PROGRESS_PREFIX
+    from annotator.jobs.distributed import CANCEL_NAME, OUTCOME_NAME, PROGRESS_PREFIX
     from annotator.jobs.train import TrainSpec, execute_train_spec
 
     argv = sys.argv[1:] if argv is None else argv
@@ -35,16 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(spec.out_dir)
 
     def progress(info: dict) -> None:
-        if rank == 0:
-            print(PROGRESS_PREFIX + json.dumps(info), flush=True)
+        print(PROGRESS_PREFIX + json.dumps(info), flush=True)  # the engine calls it on rank 0 only
 
     def log(msg: str) -> None:
         if rank == 0:
             print("@@log " + str(msg), flush=True)
 
     try:
-        outcome = execute_train_spec(spec, progress=progress, log=log, distributed=True)
-        stats = dict(outcome.get("engine", {}), rank=rank, pid=os.getpid(), iterations_done=outcome["iterations_done"])
+        outcome = execute_train_spec(spec, progress=progress, log=log,
+                                     should_stop=lambda: (out_dir / CANCEL_NAME).exists())
+        stats = dict(outcome["engine"], rank=rank, pid=os.getpid(), iterations_done=outcome["iterations_done"])
         (out_dir / f"rank{rank}.json").write_text(json.dumps(stats))
         dist.barrier()
         if rank == 0:

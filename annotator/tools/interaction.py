@@ -24,9 +24,6 @@ from annotator.tools import commands, mask_ops
 
 TOOLS = ("select", "polygon", "brush", "eraser", "box", "wand", "refine", "vertex")
 
-#: Architecture families (``arch`` prefix) whose mask head takes a box (``segcore.prompt``).
-BOX_MODEL_FAMILIES = ("blendmask", "centermask")
-
 #: Pixels (image) within which a vertex / edge is grabbed by the vertex tool.
 GRAB_DISTANCE = 6.0
 
@@ -271,9 +268,11 @@ def result_mask(result) -> np.ndarray:
 
 
 def is_box_model_arch(arch: str) -> bool:
-    """Whether a model version's architecture (``"centermask_lite_v19"``, ...) has a mask head
-    that takes a box (:data:`BOX_MODEL_FAMILIES`); YOLACT and unknown families do not."""
-    return str(arch).split("_")[0] in BOX_MODEL_FAMILIES
+    """Whether a model version's architecture has a mask head that takes a box: its family has
+    box-prompt support (:func:`segcore.prompt.supports_box_prompt`); unknown names do not."""
+    from segcore.prompt import supports_box_prompt
+
+    return supports_box_prompt(arch)
 
 
 def model_category_for(name: str | None, checkpoint_categories: Sequence[dict]) -> int | None:

@@ -36,7 +36,6 @@ from annotator.errors import AnnotatorError
 from annotator.ui import dialogs
 
 POLL_MS = 100
-DEFAULT_ARCH = "yolact_r50_550"   # without a model version: the official YOLACT ResNet-50 config
 LOSS_COLOR, SEGM_COLOR, BBOX_COLOR = QColor(40, 90, 200), QColor(210, 60, 40), QColor(40, 150, 70)
 
 
@@ -55,7 +54,7 @@ def start_weights_text(project, arch: str) -> str:
             return f"current model version v{active} ({Path(mv.checkpoint).name})"
     backbone = find_imagenet_backbone(arch)
     if backbone is not None:
-        return f"ImageNet backbone weights from the torch hub cache ({backbone.name}); rest random init"
+        return f"ImageNet backbone weights found offline ({backbone.name}); rest random init"
     return "random init (no model version of this architecture, no offline ImageNet weights)"
 
 
@@ -242,12 +241,12 @@ class TrainingDialog(QDialog):
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
 
-        from segcore.modeling.registry import list_architectures
+        from segcore.modeling import DEFAULT_ARCHITECTURE, list_architectures
 
         self.arch_combo = QComboBox()
         self.arch_combo.addItems(list_architectures())
-        if self.arch_combo.findText(DEFAULT_ARCH) >= 0:
-            self.arch_combo.setCurrentText(DEFAULT_ARCH)
+        if self.arch_combo.findText(DEFAULT_ARCHITECTURE) >= 0:  # without a model version
+            self.arch_combo.setCurrentText(DEFAULT_ARCHITECTURE)
         self.weights_label = QLabel()
         self.weights_label.setWordWrap(True)
         self.arch_combo.currentTextChanged.connect(lambda _: self.refresh_plan())

@@ -1,18 +1,35 @@
-"""Training loop (official YOLACT ``train.py`` schedule, without its global config).
+"""The training loop: one process, or one rank of a ``torchrun`` / DDP run, the same code.
 
 Reproduces dbolya/yolact ``train.py``: SGD (lr 1e-3, momentum 0.9, weight decay 5e-4,
 batch 8), linear warmup from ``lr * warmup_factor`` to ``lr`` over ``warmup_iters`` iterations
 (official ``lr_warmup_init 1e-4`` -> ``1e-3`` over ``lr_warmup_until 500``), step decay by
 ``gamma`` at ``steps``, BatchNorm frozen when the batch per device is below 6
 (``cfg.freeze_bn``), and a non-finite total loss skips ``optimizer.step()``. Additions: optional
-AMP on CUDA (autocast + GradScaler), periodic / final segcore checkpoints, resume, cooperative
-stop, and a progress callback.
+AMP on CUDA (autocast + GradScaler), resume, cooperative stop, progress reporting, and hooks
+(:class:`TrainHook`): checkpointing (:class:`CheckpointHook`, always installed), validation with
+early stopping (:class:`EvalHook`) and divergence detection (:class:`DivergenceHook`).
 
-Symbols: B batch, S input side.
+**Distributed.** When ``torch.distributed`` is initialised (``torchrun``; NCCL on CUDA, gloo on
+the CPU) the same loop runs on every rank: the model is wrapped in ``DistributedDataParallel``
+(BatchNorm converted to ``nn.SyncBatchNorm`` first when the architecture's official config uses
+SyncBN, ``ModelInfo.sync_bn``, and the processes train on CUDA: PyTorch's SyncBN has no CPU
+kernel), and a ``DistributedSampler`` gives each rank its own 1/N of every epoch. ``batch_size``
+is per process, so N processes with batch B take the optimizer steps per epoch of one process
+with batch N x B (both drop the last incomplete batch). Every rank takes the same decisions: a
+step is skipped when the loss is not finite on any rank, and the run stops when any rank (hook,
+``should_stop``) asks. Rank 0 writes the checkpoints and reports progress. Without a process
+group the run is a world of one with the same sampler and schedule.
+
+Every trainable module runs inside ``model(images, targets)`` (the family contract of
+:mod:`segcore.modeling.registry`), and the loss is a function of its outputs and the targets, so
+DDP sees one module.
+
+Symbols: B batch per process, N processes (world size).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -22,31 +39,38 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from segcore.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 from segcore.data.dataset import InstanceDataset, collate
 from segcore.device import resolve_device
 
-__all__ = ["TrainResult", "train", "lr_at", "freeze_batchnorm", "make_dataset", "FINAL_NAME", "LATEST_NAME"]
+__all__ = ["TrainResult", "TrainState", "TrainHook", "CheckpointHook", "EvalHook", "DivergenceHook", "train",
+           "lr_at", "freeze_batchnorm", "make_dataset", "FINAL_NAME", "LATEST_NAME", "BEST_NAME", "EVAL_STATE_NAME"]
 
 FINAL_NAME = "model_final.pth"
 LATEST_NAME = "model_latest.pth"
+BEST_NAME = "model_best.pth"
+EVAL_STATE_NAME = "train_state.json"
 
 
 @dataclass
 class TrainResult:
-    """Outcome of :func:`train`.
+    """Outcome of :func:`train` (the same on every rank).
 
     Attributes:
         checkpoint_path: the final checkpoint (``out_dir/model_final.pth``), also written when
             stopped early.
         iterations_done: completed iterations in total (a resumed run counts from the start).
-        skipped_nonfinite: iterations whose total loss was NaN/inf, so no optimizer step was
-            taken (during this call).
+        skipped_nonfinite: iterations whose total loss was NaN/inf on some rank, so no optimizer
+            step was taken (during this call).
         final_losses: the last finite iteration's losses (``loss_*`` and ``total``), floats.
-        stopped: True when ``should_stop()`` ended the run before ``iterations``.
+        stopped: True when the run ended before ``iterations`` (``should_stop`` or a hook).
+        stop_reason: None, ``"stopped"`` (``should_stop``) or the reason a hook gave
+            (``"early"``, ``"diverged"``).
         seconds: wall time of the call.
+        world_size: N; steps_per_epoch: optimizer steps per epoch (``len`` of the loader);
+        epoch_steps: optimizer steps taken in each epoch started (non-finite steps excluded).
     """
 
     checkpoint_path: Path
@@ -54,7 +78,190 @@ class TrainResult:
     skipped_nonfinite: int
     final_losses: dict = field(default_factory=dict)
     stopped: bool = False
+    stop_reason: str | None = None
     seconds: float = 0.0
+    world_size: int = 1
+    steps_per_epoch: int = 0
+    epoch_steps: list = field(default_factory=list)
+
+
+@dataclass
+class TrainState:
+    """What hooks see (and may change through :meth:`request_stop` and ``report``).
+
+    Attributes:
+        model: the model itself (not the DDP wrapper); optimizer: the SGD optimizer.
+        categories, out_dir, iterations (target), iteration (completed, 1-based after a step),
+        rank, world_size, device, losses (this step's floats incl. ``total``), lr, nonfinite
+        (this step was skipped), skipped_nonfinite (count in this call), final_losses (last
+        finite step), meta (plain values saved in checkpoints), report (extra entries of this
+        step's progress dict, e.g. ``"val"``).
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    categories: list
+    out_dir: Path
+    iterations: int
+    iteration: int = 0
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    losses: dict = field(default_factory=dict)
+    lr: float = 0.0
+    nonfinite: bool = False
+    skipped_nonfinite: int = 0
+    final_losses: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+    stop_reason: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (writes files, reports progress)."""
+        return self.rank == 0
+
+    def request_stop(self, reason: str) -> None:
+        """Stop after this step (every rank stops: the flag is all-reduced)."""
+        if self.stop_reason is None:
+            self.stop_reason = str(reason)
+
+    def save(self, path: Path, *, with_optimizer: bool = True, meta: dict | None = None) -> None:
+        """Write a segcore checkpoint of the model at this iteration (rank 0 only; no-op elsewhere)."""
+        if self.is_main:
+            save_checkpoint(path, self.model, categories=self.categories, iteration=self.iteration,
+                            optimizer=self.optimizer if with_optimizer else None,
+                            meta=dict(self.meta, skipped_nonfinite=self.skipped_nonfinite,
+                                      final_losses=dict(self.final_losses), **(meta or {})))
+
+
+class TrainHook:
+    """Called by :func:`train` on every rank: ``before_train`` once, ``after_step`` after every
+    iteration (skipped or not), ``after_train`` once (also after a stop). Hooks run in order; a
+    hook stops the run with ``state.request_stop(reason)`` and adds progress entries to
+    ``state.report``. The model is in training mode during the run; a hook that evaluates puts it
+    back (:class:`EvalHook` evaluates a copy)."""
+
+    def before_train(self, state: TrainState) -> None:
+        pass
+
+    def after_step(self, state: TrainState) -> None:
+        pass
+
+    def after_train(self, state: TrainState) -> None:
+        pass
+
+
+class CheckpointHook(TrainHook):
+    """``out_dir/model_latest.pth`` every ``every`` iterations (not at the last one) and after a
+    stop, ``out_dir/model_final.pth`` at the end; both with the optimizer state (resumable)."""
+
+    def __init__(self, every: int | None = None):
+        self.every = int(every) if every else None
+
+    def after_step(self, state: TrainState) -> None:
+        if self.every and state.iteration % self.every == 0 and state.iteration < state.iterations:
+            state.save(state.out_dir / LATEST_NAME)
+
+    def after_train(self, state: TrainState) -> None:
+        state.save(state.out_dir / FINAL_NAME)
+        if state.stop_reason is not None:
+            state.save(state.out_dir / LATEST_NAME)
+
+
+class DivergenceHook(TrainHook):
+    """Stops the run (reason ``"diverged"``) after ``limit`` non-finite losses in a row."""
+
+    def __init__(self, limit: int = 20):
+        self.limit = int(limit)
+        self.run = 0
+
+    def after_step(self, state: TrainState) -> None:
+        self.run = self.run + 1 if state.nonfinite else 0
+        if self.run >= self.limit:
+            state.request_stop("diverged")
+
+
+class EvalHook(TrainHook):
+    """Validation segm / bbox AP every ``every`` iterations and at the end, the best checkpoint
+    kept, early stopping.
+
+    Rank 0 evaluates a copy of the model (``segcore.evaluation.evaluate_predictions`` through a
+    :class:`segcore.predictor.Predictor`; the training model is not touched) on ``records``,
+    saves ``out_dir/model_best.pth`` when segm AP improves (``meta`` ``val_segm_AP``,
+    ``val_bbox_AP``) and keeps ``out_dir/train_state.json`` (``{"best": {"iteration", "segm",
+    "bbox"}, "history": [{"iteration", "segm_AP", "bbox_AP"}]}``; a resumed run continues it).
+    After ``patience`` evaluations without a better segm AP, and not before ``min_iterations``,
+    it requests the stop ``"early"`` (``patience`` 0: never). Each evaluation adds ``"val":
+    {"iteration", "segm_AP", "bbox_AP", "best_segm_AP", "best_iteration"}`` to that step's
+    progress. No evaluation after a ``"diverged"`` stop.
+    """
+
+    def __init__(self, records: list[dict], *, every: int, patience: int = 3, min_iterations: int = 0,
+                 score_threshold: float = 0.05, device: str | torch.device | None = None, resume: bool = False):
+        self.records = list(records)
+        self.every = max(1, int(every))
+        self.patience = int(patience)
+        self.min_iterations = int(min_iterations)
+        self.score_threshold = float(score_threshold)
+        self.device = device
+        self.resume = bool(resume)
+        self.state: dict = {"best": None, "history": []}
+        self.last_eval: int | None = None
+
+    @property
+    def best(self) -> dict | None:
+        """``{"iteration", "segm", "bbox"}`` of the best evaluation, or None."""
+        return self.state.get("best")
+
+    def before_train(self, state: TrainState) -> None:
+        import json
+
+        path = state.out_dir / EVAL_STATE_NAME
+        if self.resume and path.is_file():
+            try:
+                self.state = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self.state = {"best": None, "history": []}
+
+    def _evaluate(self, state: TrainState) -> None:
+        import copy
+        import json
+
+        from segcore.evaluation import evaluate_predictions
+        from segcore.predictor import Predictor
+
+        predictor = Predictor(copy.deepcopy(state.model), state.categories, device=self.device or state.device)
+        res = evaluate_predictions(predictor, self.records, state.categories, score_threshold=self.score_threshold)
+        it = state.iteration
+        self.state["history"].append({"iteration": it, "segm_AP": res["segm"]["AP"], "bbox_AP": res["bbox"]["AP"]})
+        best = self.state.get("best")
+        if best is None or res["segm"]["AP"] > best["segm"]["AP"]:
+            state.save(state.out_dir / BEST_NAME, with_optimizer=False,
+                       meta={"val_segm_AP": res["segm"]["AP"], "val_bbox_AP": res["bbox"]["AP"]})
+            self.state["best"] = best = {"iteration": it, "segm": res["segm"], "bbox": res["bbox"]}
+        tmp = state.out_dir / (EVAL_STATE_NAME + ".tmp")
+        tmp.write_text(json.dumps(self.state), encoding="utf-8")
+        os.replace(tmp, state.out_dir / EVAL_STATE_NAME)
+        self.last_eval = it
+        state.report["val"] = {"iteration": it, "segm_AP": res["segm"]["AP"], "bbox_AP": res["bbox"]["AP"],
+                               "best_segm_AP": best["segm"]["AP"], "best_iteration": best["iteration"]}
+        since = sum(1 for h in self.state["history"] if h["iteration"] > best["iteration"])
+        if self.patience > 0 and since >= self.patience and it >= self.min_iterations:
+            state.request_stop("early")
+            state.report["early_stop"] = {"iteration": it, "since": since, "best_segm_AP": best["segm"]["AP"],
+                                          "best_iteration": best["iteration"]}
+
+    def after_step(self, state: TrainState) -> None:
+        if not self.records or not state.is_main or state.stop_reason == "diverged":
+            return
+        if state.iteration % self.every == 0 or state.iteration == state.iterations:
+            self._evaluate(state)
+
+    def after_train(self, state: TrainState) -> None:
+        if (self.records and state.is_main and state.stop_reason != "diverged"
+                and self.last_eval != state.iteration):
+            self._evaluate(state)  # a stop or resume end between evaluations
 
 
 def lr_at(iteration: int, *, lr: float, warmup_iters: int, warmup_factor: float, steps=(), gamma: float = 0.1) -> float:
@@ -86,43 +293,60 @@ def freeze_batchnorm(model: nn.Module) -> list[nn.Parameter]:
     return frozen
 
 
-def _default_loss_fn(model: nn.Module) -> Callable:
-    """The loss of the model's family (``segcore.modeling.registry.family_of``)."""
-    from segcore.modeling.registry import family_of
-
-    try:
-        return family_of(model).make_loss(model)
-    except ValueError:
-        raise ValueError(f"no loss known for architecture {getattr(model, 'arch_name', '')!r}; pass loss_fn=") from None
-
-
 def make_dataset(model: nn.Module, records: list[dict], categories: list[dict], *, augment: bool):
-    """``(InstanceDataset, collate_fn)`` with the input policy of the model's family: square S
-    (YOLACT) or short side S + padding to 32 (BlendMask; ``model.max_size``, ``model.train_sizes``)."""
+    """``(InstanceDataset, collate_fn)`` with the model's input policy (``model.info``): square S
+    (SSD augmentation) or short side S + padding (multi-scale short side + flip)."""
     import functools
 
-    from segcore.modeling.registry import family_of
-
-    try:
-        fam = family_of(model)
-    except ValueError:
-        fam = None
-    if fam is None or fam.input_policy == "square":
-        return InstanceDataset(records, categories, input_size=int(model.input_size), augment=augment), collate
-    dataset = InstanceDataset(records, categories, input_size=int(model.input_size), augment=augment,
-                              input_policy="short_side", max_size=getattr(model, "max_size", None),
-                              train_sizes=getattr(model, "train_sizes", None))
-    return dataset, functools.partial(collate, size_divisibility=fam.size_divisibility or 32)
+    info = model.info
+    if info.input_policy == "square":
+        return InstanceDataset(records, categories, input_size=info.input_size, augment=augment), collate
+    dataset = InstanceDataset(records, categories, input_size=info.input_size, augment=augment,
+                              input_policy="short_side", max_size=info.max_size,
+                              train_sizes=info.train_sizes or None)
+    return dataset, functools.partial(collate, size_divisibility=info.size_divisibility)
 
 
-def _infinite(loader: DataLoader):
-    while True:
-        yield from loader
+class _ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` that can leave out the first ``skip`` indices of the next epoch it
+    yields (a resumed run continues mid-epoch with the data order of the interrupted one)."""
+
+    skip = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())[self.skip:]
+        self.skip = 0
+        return iter(indices)
+
+
+def _world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _any_rank(flag: bool, device: torch.device, world: int) -> bool:
+    """True when ``flag`` is True on any rank (all-reduce MAX; the flag itself in a world of one)."""
+    if world == 1:
+        return bool(flag)
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def _targets_to(targets: list[dict], device: torch.device) -> list[dict]:
     return [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
             for t in targets]
+
+
+def _float_outputs(outputs: dict) -> dict:
+    """Floating tensors of a model's outputs in float32 (the loss runs in fp32: binary cross-entropy
+    is not autocast-safe); other entries (lists, matching, nested dicts) as they are."""
+    return {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in outputs.items()}
 
 
 def train(model: nn.Module, records: list[dict], categories: list[dict], *, iterations: int,
@@ -131,55 +355,65 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
           augment: bool = True, device: str | torch.device = "cpu", amp: bool | str = "auto", seed: int = 0,
           out_dir: str | Path, resume: str | Path | None = None, checkpoint_every: int | None = None,
           progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-          num_workers: int = 0, loss_fn: Callable | None = None, freeze_bn: bool | None = None) -> TrainResult:
-    """Train ``model`` on segcore records.
+          num_workers: int = 0, loss_fn: Callable | None = None, freeze_bn: bool | None = None,
+          hooks: list[TrainHook] | tuple = ()) -> TrainResult:
+    """Train ``model`` on segcore records, in this process or as one rank of a DDP run (see the
+    module docstring).
 
     Args:
-        model: from ``build_model`` (``arch_name``, ``num_classes``, ``input_size``, ...);
-            moved to ``device``, left in eval mode at the end.
+        model: from ``build_model`` (``model.info``); moved to ``device``, left in eval mode at
+            the end with its parameters' ``requires_grad`` as they were.
         records: segcore records (``docs/INTERFACES.md``); categories: ``[{"id", "name"}]`` of
-            length ``model.num_classes`` (index = class index).
+            length ``model.info.num_classes`` (index = class index).
         iterations: total iterations to reach (a resumed run continues up to this number).
-        batch_size: B images per iteration (official 8).
+        batch_size: B images per iteration and process (official 8).
         lr, momentum, weight_decay: SGD (official 1e-3, 0.9, 5e-4).
         warmup_iters, warmup_factor: linear warmup from ``lr * warmup_factor`` (official 500, 0.1).
         steps, gamma: iterations at which lr is multiplied by ``gamma`` (official x0.1).
-        augment: the family's augmentation: SSD (YOLACT) or multi-scale short side + flip
-            (BlendMask) (``segcore.data.transforms``).
-        device: ``"cpu"``, ``"cuda[:N]"`` or ``"auto"``.
+        augment: the input policy's augmentation (``segcore.data.transforms``).
+        device: ``"cpu"``, ``"cuda[:N]"`` or ``"auto"`` (a DDP rank on CUDA uses ``LOCAL_RANK``).
         amp: mixed precision (fp16 autocast + GradScaler); ``"auto"`` = on for CUDA. CUDA only.
-        seed: seeds ``random``, ``numpy``, ``torch`` and the data order.
-        out_dir: folder for ``model_latest.pth`` (every ``checkpoint_every`` iterations) and
-            ``model_final.pth`` (at the end or after a stop; includes the optimizer state).
+        seed: seeds ``random``, ``numpy``, ``torch`` (+ rank) and the sampler's data order.
+        out_dir: folder for the checkpoints (:class:`CheckpointHook`) and hook files.
         resume: a segcore checkpoint with the same arch / num_classes to continue from its
-            ``iteration`` and optimizer state (data order and RNG are re-seeded, so a resumed run
-            is not bit-identical to an uninterrupted one).
+            ``iteration`` and optimizer state, at the same place of the same data order.
         checkpoint_every: iterations between ``model_latest.pth`` saves (None = only at the end).
-        progress: called after every iteration with ``{"iteration" (completed, 1-based),
-            "iterations", "losses" {name: float} (incl. "total"), "lr", "eta_s", "nonfinite"
-            (bool, this step skipped), "skipped_nonfinite" (count so far)}``.
-        should_stop: polled after every iteration; True stops cleanly and saves.
+        progress: called on rank 0 after every iteration (after the hooks) with
+            ``{"iteration" (completed, 1-based), "iterations", "losses" {name: float} (incl.
+            "total"), "lr", "eta_s", "nonfinite" (bool, this step skipped), "skipped_nonfinite"
+            (count so far), "world_size"}`` plus the hooks' entries (``"val"``, ...).
+        should_stop: polled after every iteration; True on any rank stops every rank cleanly
+            (``stop_reason`` ``"stopped"``) and saves.
         num_workers: DataLoader workers (0 = load in this process; right for 2 cores).
-        loss_fn: ``loss_fn(outputs, targets) -> dict`` of ``loss_*`` tensors; default by arch
-            (``yolact_loss``, ``blendmask_loss`` with the model's settings).
+        loss_fn: ``loss_fn(outputs, targets) -> dict`` of ``loss_*`` tensors; default the
+            family's (``Family.make_loss(model)``).
         freeze_bn: None = official rule (frozen when ``batch_size < 6``).
+        hooks: more :class:`TrainHook` objects, run after the checkpoint hook's ``after_step``
+            and before its ``after_train``.
 
     Returns:
         :class:`TrainResult`.
 
     Raises:
-        ValueError: no records, categories / num_classes mismatch, bad arguments, or
-            ``amp=True`` on a CPU device.
+        ValueError: no records, categories / num_classes mismatch, bad arguments, fewer images
+            than one batch per process, or ``amp=True`` on a CPU device.
         segcore.checkpoints.CheckpointError: ``resume`` is invalid or for another model.
     """
+    from segcore.modeling.registry import family_of
+
     t_start = time.perf_counter()
+    rank, world = _world()
+    info = model.info
     if not records:
         raise ValueError("train: no training records")
-    if len(categories) != int(model.num_classes):
-        raise ValueError(f"train: {len(categories)} categories for a model with num_classes={model.num_classes}")
+    if len(categories) != info.num_classes:
+        raise ValueError(f"train: {len(categories)} categories for a model with num_classes={info.num_classes}")
     if iterations < 0 or batch_size < 1:
         raise ValueError(f"train: iterations must be >= 0 and batch_size >= 1 (got {iterations}, {batch_size})")
     dev = resolve_device(device)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(dev)
     if amp == "auto":
         use_amp = dev.type == "cuda"
     elif isinstance(amp, bool):
@@ -190,108 +424,143 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
         raise ValueError(f"train: amp must be True, False or 'auto', got {amp!r}")
     if freeze_bn is None:
         freeze_bn = batch_size < 6
-    loss_fn = loss_fn or _default_loss_fn(model)
+    loss_fn = loss_fn or family_of(model).make_loss(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
+    torch.manual_seed(seed + rank)
 
     model.to(dev)
     model.train()
     frozen = freeze_batchnorm(model) if freeze_bn else []
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-    start_iter = 0
+    start_iter, resume_optimizer = 0, None
     if resume is not None:
         ckpt = read_checkpoint(resume)
-        if ckpt["arch"] != model.arch_name or ckpt["num_classes"] != model.num_classes:
+        if ckpt["arch"] != info.arch or ckpt["num_classes"] != info.num_classes:
             raise CheckpointError(f"{resume}: key 'arch'/'num_classes' is {ckpt['arch']}/{ckpt['num_classes']}, "
-                                  f"the model is {model.arch_name}/{model.num_classes}")
+                                  f"the model is {info.arch}/{info.num_classes}")
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"{resume}: key 'model' does not fit the model: {str(exc).splitlines()[0]}") from exc
-        if ckpt.get("optimizer") is not None:
-            try:
-                optimizer.load_state_dict(ckpt["optimizer"])
-            except (ValueError, KeyError) as exc:
-                raise CheckpointError(f"{resume}: key 'optimizer' does not fit: {exc}") from exc
+        resume_optimizer = ckpt.get("optimizer")
         start_iter = int(ckpt["iteration"])
-        # a different data order than the first run's first epochs, but reproducible
-        torch.manual_seed(seed + start_iter)
+
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if info.sync_bn and dev.type == "cuda" and not freeze_bn:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameters, SyncBN modules
+        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if resume_optimizer is not None:
+        try:
+            optimizer.load_state_dict(resume_optimizer)
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{resume}: key 'optimizer' does not fit: {exc}") from exc
 
     dataset, collate_fn = make_dataset(model, records, categories, augment=augment)
-    gen = torch.Generator()
-    gen.manual_seed(seed + start_iter)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        collate_fn=collate_fn, drop_last=len(dataset) >= batch_size, generator=gen,
-                        pin_memory=dev.type == "cuda", persistent_workers=num_workers > 0)
+    drop = len(dataset) >= batch_size * world
+    sampler = _ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=drop)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        collate_fn=collate_fn, drop_last=drop, pin_memory=dev.type == "cuda",
+                        persistent_workers=num_workers > 0)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"train: {len(dataset)} images are fewer than one batch per process ({batch_size} x {world})")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    meta_base = {"seed": seed, "batch_size": batch_size, "lr": lr, "momentum": momentum,
-                 "weight_decay": weight_decay, "warmup_iters": warmup_iters, "warmup_factor": warmup_factor,
-                 "steps": [int(s) for s in steps], "gamma": gamma, "augment": bool(augment),
-                 "amp": bool(use_amp), "freeze_bn": bool(freeze_bn), "iterations": int(iterations),
-                 "num_images": len(dataset)}
+    state = TrainState(model=model, optimizer=optimizer, categories=categories, out_dir=out_dir,
+                       iterations=int(iterations), iteration=start_iter, rank=rank, world_size=world, device=dev,
+                       meta={"seed": seed, "batch_size": batch_size, "world_size": world, "lr": lr,
+                             "momentum": momentum, "weight_decay": weight_decay, "warmup_iters": warmup_iters,
+                             "warmup_factor": warmup_factor, "steps": [int(s) for s in steps], "gamma": gamma,
+                             "augment": bool(augment), "amp": bool(use_amp), "freeze_bn": bool(freeze_bn),
+                             "iterations": int(iterations), "num_images": len(dataset)})
+    all_hooks = [CheckpointHook(checkpoint_every), *hooks]
+    for hook in all_hooks:
+        hook.before_train(state)
 
-    skipped = 0
-    final_losses: dict = {}
-    stopped = False
-    it = start_iter
+    epoch, skip = divmod(start_iter, steps_per_epoch)
+    epoch_steps: list[int] = []
     step_times: list[float] = []
+    while state.iteration < iterations and state.stop_reason is None:
+        sampler.set_epoch(epoch)
+        sampler.skip = skip * batch_size
+        epoch_steps.append(0)
+        for images, targets, _ in loader:
+            t0 = time.perf_counter()
+            images = images.to(dev, non_blocking=True)
+            targets = _targets_to(targets, dev)
+            state.lr = lr_at(state.iteration, lr=lr, warmup_iters=warmup_iters, warmup_factor=warmup_factor,
+                             steps=steps, gamma=gamma)
+            for g in optimizer.param_groups:
+                g["lr"] = state.lr
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                outputs = net(images, targets)
+            losses = loss_fn(_float_outputs(outputs), targets)
+            total = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            state.nonfinite = _any_rank(not bool(torch.isfinite(total)), dev, world)  # every rank skips alike
+            state.losses = {k: float(v.detach()) for k, v in losses.items()}
+            state.losses["total"] = float(total.detach())
+            if state.nonfinite:
+                state.skipped_nonfinite += 1  # official train.py: no optimizer.step() on a non-finite loss
+                if world > 1:
+                    (total * 0.0).backward()  # DDP's reducer expects this backward; all-zero gradients
+            else:
+                scaler.scale(total).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                state.final_losses = dict(state.losses)
+                epoch_steps[-1] += 1
+            state.iteration += 1
+            state.report = {}
+            for hook in all_hooks:
+                hook.after_step(state)
+            step_times.append(time.perf_counter() - t0)
+            recent = step_times[-20:]
+            if progress is not None and state.is_main:
+                progress({"iteration": state.iteration, "iterations": iterations, "losses": dict(state.losses),
+                          "lr": state.lr, "eta_s": (iterations - state.iteration) * sum(recent) / len(recent),
+                          "nonfinite": state.nonfinite, "skipped_nonfinite": state.skipped_nonfinite,
+                          "world_size": world, **state.report})
+            if state.iteration >= iterations:
+                break
+            asked = should_stop is not None and bool(should_stop())
+            if _any_rank(asked or state.stop_reason is not None, dev, world):
+                state.request_stop("stopped" if asked or state.stop_reason is None else state.stop_reason)
+                break
+        epoch += 1
+        skip = 0
 
-    def save(path: Path) -> None:
-        meta = dict(meta_base, skipped_nonfinite=skipped, final_losses=dict(final_losses))
-        save_checkpoint(path, model, categories=categories, iteration=it, optimizer=optimizer, meta=meta)
-
-    data_iter = _infinite(loader) if start_iter < iterations else iter(())
-    while it < iterations:
-        t0 = time.perf_counter()
-        images, targets, _ = next(data_iter)
-        images = images.to(dev, non_blocking=True)
-        targets = _targets_to(targets, dev)
-        cur_lr = lr_at(it, lr=lr, warmup_iters=warmup_iters, warmup_factor=warmup_factor, steps=steps, gamma=gamma)
-        for g in optimizer.param_groups:
-            g["lr"] = cur_lr
-        with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-            outputs = model(images)
-        # the loss runs in fp32 (binary_cross_entropy is not autocast-safe)
-        outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in outputs.items()}
-        losses = loss_fn(outputs, targets)
-        total = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        nonfinite = not bool(torch.isfinite(total))
-        loss_values = {k: float(v.detach()) for k, v in losses.items()}
-        loss_values["total"] = float(total.detach())
-        if nonfinite:
-            skipped += 1  # official train.py: no optimizer.step() on a non-finite loss
-        else:
-            scaler.scale(total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            final_losses = loss_values
-        it += 1
-        step_times.append(time.perf_counter() - t0)
-        recent = step_times[-20:]
-        eta = (iterations - it) * (sum(recent) / len(recent))
-        if progress is not None:
-            progress({"iteration": it, "iterations": iterations, "losses": loss_values, "lr": cur_lr,
-                      "eta_s": eta, "nonfinite": nonfinite, "skipped_nonfinite": skipped})
-        if checkpoint_every and it % checkpoint_every == 0 and it < iterations:
-            save(out_dir / LATEST_NAME)
-        if should_stop is not None and it < iterations and should_stop():
-            stopped = True
-            break
-
-    final_path = out_dir / FINAL_NAME
-    save(final_path)
-    if stopped:
-        save(out_dir / LATEST_NAME)
+    if world > 1:
+        state.stop_reason = _agree_on_reason(state.stop_reason, dev)
+    for hook in all_hooks:
+        hook.after_train(state)
     model.eval()
     for p in frozen:  # give the caller its model back with the original requires_grad flags
         p.requires_grad_(True)
-    return TrainResult(checkpoint_path=final_path, iterations_done=it, skipped_nonfinite=skipped,
-                       final_losses=final_losses, stopped=stopped, seconds=time.perf_counter() - t_start)
+    return TrainResult(checkpoint_path=out_dir / FINAL_NAME, iterations_done=state.iteration,
+                       skipped_nonfinite=state.skipped_nonfinite, final_losses=dict(state.final_losses),
+                       stopped=state.stop_reason is not None, stop_reason=state.stop_reason,
+                       seconds=time.perf_counter() - t_start, world_size=world, steps_per_epoch=steps_per_epoch,
+                       epoch_steps=epoch_steps)
+
+
+_REASONS = (None, "stopped", "early", "diverged")
+
+
+def _agree_on_reason(reason: str | None, device: torch.device) -> str | None:
+    """Rank 0's stop reason on every rank (the others only saw the all-reduced stop flag; rank 0's
+    hooks may also have asked at the last iteration, where the flag is not exchanged)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([_REASONS.index(reason) if reason in _REASONS else 1], device=device)
+    dist.broadcast(t, src=0)
+    return _REASONS[int(t.item())]
+

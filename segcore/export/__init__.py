@@ -1,13 +1,5 @@
-"""Model export to other runtimes (ONNX). See :mod:`segcore.export.onnx`."""
+"""Model export to other runtimes (ONNX), dispatched to each family's exporter. See :mod:`segcore.export.onnx`."""
 
-from .onnx import (
-    DEFAULT_OPSET,
-    OnnxExportError,
-    OnnxExportReport,
-    OnnxYolact,
-    YolactInference,
-    export_yolact_onnx,
-)
+from .onnx import DEFAULT_OPSET, OnnxExportError, export_onnx, open_onnx, supports_onnx
 
-__all__ = ["DEFAULT_OPSET", "OnnxExportError", "OnnxExportReport", "OnnxYolact", "YolactInference",
-           "export_yolact_onnx"]
+__all__ = ["DEFAULT_OPSET", "OnnxExportError", "export_onnx", "open_onnx", "supports_onnx"]

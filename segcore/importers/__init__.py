@@ -1,12 +1,11 @@
 """Importers of official (third-party) checkpoints into segcore models.
 
-Each model family registers one importer function for the architecture names it serves::
-
-    @register_importer("yolact_")            # every arch whose name starts with "yolact_"
-    def import_yolact(state_dict, arch, *, source) -> tuple[nn.Module, ImportReport]: ...
-
-The importer builds the architecture itself (it knows how to read the number of classes off
-the class-dependent tensors) and returns the filled model in eval mode.
+Each model family's :class:`segcore.modeling.registry.Family` carries its importer,
+``import_weights(state_dict, arch, *, source) -> (nn.Module, ImportReport)`` (it lives in the
+family's package, ``segcore/modeling/<family>/importer.py``). The importer builds the
+architecture itself (it knows how to read the number of classes off the class-dependent
+tensors), recognises the checkpoint layouts it can and cannot map, and returns the filled model
+in eval mode. This module holds what every importer shares.
 
 :func:`import_official_weights` reads the file safely (``torch.load(weights_only=True)``; a
 ``.pkl`` is read as numpy arrays without executing code), unwraps ``{"model": sd}`` /
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -42,31 +40,6 @@ class ImportReport:
                 f"missing {len(self.missing)}")
 
 
-Importer = Callable[..., ImportReport]
-IMPORTERS: dict[str, Importer] = {}
-
-
-def register_importer(prefix: str) -> Callable[[Importer], Importer]:
-    """Register ``fn`` for every architecture whose name starts with ``prefix``."""
-
-    def deco(fn: Importer) -> Importer:
-        if prefix in IMPORTERS:
-            raise ValueError(f"importer for {prefix!r} already registered")
-        IMPORTERS[prefix] = fn
-        return fn
-
-    return deco
-
-
-def importer_for(arch: str) -> Importer:
-    """The importer whose prefix matches ``arch`` (longest prefix wins)."""
-    _load_builtin_importers()
-    matches = [p for p in IMPORTERS if arch.startswith(p)]
-    if not matches:
-        raise WeightImportError(f"--arch {arch}: no importer of official weights for this architecture")
-    return IMPORTERS[max(matches, key=len)]
-
-
 def read_state_dict(path: Path) -> dict:
     """Read a ``.pth`` / ``.pkl`` checkpoint without executing code and return its state_dict.
 
@@ -84,7 +57,8 @@ def read_state_dict(path: Path) -> dict:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - anything unsafe or corrupt is refused
-            raise WeightImportError(f"{path}: not a loadable weights-only checkpoint ({exc.__class__.__name__})") from None
+            raise WeightImportError(f"{path}: not a loadable weights-only checkpoint "
+                                    f"({exc.__class__.__name__})") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -116,7 +90,14 @@ def import_official_weights(path: Path, arch: str) -> tuple[torch.nn.Module, Imp
     """
     from segcore.data.coco_categories import COCO_CATEGORIES
 
-    importer = importer_for(arch)
+    from segcore.modeling.registry import family_of_arch
+
+    try:
+        importer = family_of_arch(arch).import_weights
+    except ValueError as exc:
+        raise WeightImportError(f"--arch {arch}: {exc}") from None
+    if importer is None:
+        raise WeightImportError(f"--arch {arch}: no importer of official weights for this architecture")
     state_dict = read_state_dict(path)
     from segcore.importers.backbone import is_backbone_file, load_backbone_weights
 
@@ -124,8 +105,6 @@ def import_official_weights(path: Path, arch: str) -> tuple[torch.nn.Module, Imp
         # an ImageNet backbone (e.g. detectron2's MSRA R-50.pkl): backbone loaded, FPN and heads
         # random init with the 80 COCO classes; useful as training start weights (--init)
         from segcore.modeling.registry import build_model
-
-        import segcore.modeling  # noqa: F401  (registers the architectures)
 
         model = build_model(arch, num_classes=len(COCO_CATEGORIES))
         report = load_backbone_weights(model, state_dict, source=path)
@@ -135,17 +114,7 @@ def import_official_weights(path: Path, arch: str) -> tuple[torch.nn.Module, Imp
         more = f" (+{len(report.missing) - 10} more)" if len(report.missing) > 10 else ""
         raise WeightImportError(f"{path}: {len(report.missing)} keys missing for --arch {arch} (another "
                                 f"architecture?): {', '.join(report.missing[:10])}{more}")
-    k = int(model.num_classes)
+    k = int(model.info.num_classes)
     categories = ([{"id": c["id"], "name": c["name"]} for c in COCO_CATEGORIES] if k == len(COCO_CATEGORIES)
                   else [{"id": i + 1, "name": f"class_{i + 1}"} for i in range(k)])
     return model.eval(), report, categories
-
-
-def _load_builtin_importers() -> None:
-    # Importing the family modules registers their importers.
-    import importlib
-    import pkgutil
-
-    for mod in pkgutil.iter_modules(__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")

@@ -29,7 +29,7 @@ from torch import nn
 
 from . import ImportReport, WeightImportError, read_state_dict
 
-__all__ = ["c2_resnet_to_d2", "is_backbone_file", "load_backbone_weights"]
+__all__ = ["c2_resnet_to_d2", "is_backbone_file", "load_backbone_weights", "load_backbone_file", "msra_resnet_file"]
 
 _C2_IGNORED = re.compile(r"^(fc1000_|pred_|conv1_b$)|_momentum$")
 _C2_BLOCK = re.compile(r"^res([2-5])_(\d+)_branch(1|2a|2b|2c)_(.+)$")
@@ -37,6 +37,11 @@ _C2_SUFFIX = {"w": "weight", "b": "bias", "bn_s": "norm.weight", "bn_b": "norm.b
               "bn_rm": "norm.running_mean", "bn_riv": "norm.running_var"}
 _BRANCH = {"1": "shortcut", "2a": "conv1", "2b": "conv2", "2c": "conv3"}
 _PREFIXES = ("backbone.bottom_up.", "backbone.")
+
+
+def _arch(model: nn.Module) -> str:
+    info = getattr(model, "info", None)  # messages only: a bare module has no ModelInfo
+    return info.arch if info is not None else type(model).__name__
 
 
 def _is_c2(sd: dict) -> bool:
@@ -127,7 +132,7 @@ def load_backbone_weights(model: nn.Module, weights: Path | str | dict, *,
     """
     bottom_up = getattr(getattr(model, "backbone", None), "bottom_up", None)
     if bottom_up is None:
-        raise WeightImportError(f"{getattr(model, 'arch_name', type(model).__name__)}: no backbone.bottom_up "
+        raise WeightImportError(f"{_arch(model)}: no backbone.bottom_up "
                                 "to load ImageNet weights into (detectron2-style models only)")
     if isinstance(weights, dict):
         sd, src = dict(weights), source or "<state_dict>"
@@ -148,7 +153,7 @@ def load_backbone_weights(model: nn.Module, weights: Path | str | dict, *,
     if unknown:
         more = f", ... and {len(unknown) - 20} more" if len(unknown) > 20 else ""
         raise WeightImportError(f"{src}: keys not in the {type(bottom_up).__name__} backbone of "
-                                f"{getattr(model, 'arch_name', '?')}: {', '.join(unknown[:20])}{more}")
+                                f"{_arch(model)}: {', '.join(unknown[:20])}{more}")
     bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
            if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if bad:
@@ -158,3 +163,30 @@ def load_backbone_weights(model: nn.Module, weights: Path | str | dict, *,
     missing = [k for k in own if k not in load and not optional.search(k)]
     bottom_up.load_state_dict(load, strict=False)
     return ImportReport(mapped=len(load), ignored=ignored, missing=missing, source_format=fmt)
+
+
+def msra_resnet_file(depth: int) -> Path | None:
+    """detectron2's MSRA ImageNet ResNet (``R-50.pkl`` / ``R-101.pkl``) on disk, or None; never
+    downloads. Looked for in ``$XDG_CACHE_HOME/annotator/weights`` (default ``~/.cache``) and
+    detectron2's own cache ``~/.torch/iopath_cache/detectron2/ImageNetPretrained/MSRA``."""
+    import os
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    dirs = [cache / "annotator" / "weights",
+            Path.home() / ".torch" / "iopath_cache" / "detectron2" / "ImageNetPretrained" / "MSRA"]
+    name = f"R-{int(depth)}.pkl"
+    return next((d / name for d in dirs if (d / name).is_file()), None)
+
+
+def load_backbone_file(model: nn.Module, path: Path | str) -> list[str]:
+    """:func:`load_backbone_weights` from a file, with the result as notes for the user.
+
+    Raises:
+        WeightImportError: the file does not fit (see :func:`load_backbone_weights`) or lacks
+            backbone tensors (listed).
+    """
+    report = load_backbone_weights(model, path)
+    if report.missing:
+        raise WeightImportError(f"{path}: {len(report.missing)} backbone tensors missing for "
+                                f"{_arch(model)}: {', '.join(report.missing[:10])}")
+    return [f"{report.summary()} from {path}"]

@@ -1,25 +1,218 @@
-"""Architecture registry: a plain dict of builder functions (no global config).
+"""Architecture registry and the model contract: a dict of builders, one :class:`Family` per model
+family, and the :class:`ModelInfo` every built model carries.
 
-Each builder takes keyword arguments (``num_classes`` required, everything else with paper
-defaults) and returns an ``nn.Module`` carrying ``arch_name``, ``num_classes``, ``input_size``
-and ``arch_kwargs`` so that ``build_model(m.arch_name, num_classes=m.num_classes,
-**m.arch_kwargs)`` rebuilds it.
+This module imports nothing from the family packages. Each family package
+(``segcore/modeling/<family>/``) registers its builders with :func:`register` and its one
+:class:`Family` with :func:`register_family` when it is imported; the list of family packages is
+``segcore.modeling.FAMILY_PACKAGES`` (``segcore/modeling/__init__.py``), the only place outside
+a family's package that names it. Adding a family = adding its package and one entry there.
+
+The model contract (every family; the engine, predictor, prompter, exporter and app rely on it):
+
+* ``model(images, targets=None, *, image_sizes=None, score_threshold=0.05) -> dict``: ``images``
+  ``[B, 3, H, W]`` float32 RGB 0..255 already resized / padded by the family's input policy;
+  ``targets`` B target dicts (``docs/INTERFACES.md``), required in training mode by families
+  whose heads need them (they raise ``ValueError`` without); ``image_sizes`` the B ``(h, w)`` of
+  the resized images inside the padded batch (short-side families; default the padded size);
+  ``score_threshold`` the inference candidate threshold of families that select detections
+  inside ``forward``. Every trainable module runs inside ``forward``, in training and in
+  inference, so ``DistributedDataParallel``, ``torch.compile`` and export see one module.
+* ``Family.make_loss(model)(outputs, targets) -> {"loss_*": scalar}``: no trainable parameters.
+* ``Family.make_postprocess(model)(outputs, image_sizes, *, input_sizes=None,
+  score_threshold=0.05) -> list[Instances]``: no trainable parameters.
+* ``model.info``: a :class:`ModelInfo` set by the builder.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "register", "build_model", "list_architectures", "Family", "FAMILIES",
-           "register_family", "family_of"]
+__all__ = ["ARCHITECTURES", "register", "build_model", "list_architectures", "ModelInfo", "Family", "FAMILIES",
+           "register_family", "family_of", "family_of_arch", "Licence", "OfficialWeights", "LatencyTarget",
+           "ImagenetBackbone", "OnnxSupport", "BoxPromptSupport", "InputPolicy"]
+
+InputPolicy = Literal["square", "short_side"]
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+_ARCH_FAMILY: dict[str, str] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a builder to :data:`ARCHITECTURES` under ``name``.
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a built model is: set once by its builder (``model.info``), saved in checkpoints.
+
+    Attributes:
+        arch: registered architecture name.
+        family: name of its :class:`Family`.
+        num_classes: K, object classes (no background); index = class index.
+        input_size: S: the square side (``"square"``) or the test short side (``"short_side"``).
+        arch_kwargs: builder keyword arguments that rebuild it:
+            ``build_model(arch, num_classes=K, **arch_kwargs)``.
+        input_policy: ``"square"`` (resize to S x S) or ``"short_side"`` (short side S, long side
+            <= ``max_size``, padded to a multiple of ``size_divisibility`` with the pixel mean;
+            detectron2 ``ResizeShortestEdge`` + ``ImageList``).
+        max_size: long-side cap of ``"short_side"`` (0 for ``"square"``).
+        train_sizes: short sides sampled in training (``"short_side"``; empty: S only).
+        size_divisibility: padding multiple of ``"short_side"`` (32; 0 for ``"square"``).
+        sync_bn: the official configuration trains with SyncBN (the engine converts BatchNorm to
+            ``nn.SyncBatchNorm`` when several CUDA processes train).
+    """
+
+    arch: str
+    family: str
+    num_classes: int
+    input_size: int
+    arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    input_policy: InputPolicy = "square"
+    max_size: int = 0
+    train_sizes: tuple[int, ...] = ()
+    size_divisibility: int = 0
+    sync_bn: bool = False
+
+    def __post_init__(self):
+        if self.input_policy not in ("square", "short_side"):
+            raise ValueError(f"{self.arch}: input_policy must be 'square' or 'short_side', got {self.input_policy!r}")
+        if self.input_policy == "short_side" and (self.max_size < self.input_size or self.size_divisibility < 1):
+            raise ValueError(f"{self.arch}: a short-side model needs max_size >= input_size and size_divisibility")
+
+
+@dataclass(frozen=True)
+class Licence:
+    """Licence of the official code / weights a family follows (shown in the app's About box);
+    stated only where the upstream LICENSE file was read."""
+
+    family: str     # the family's architectures, e.g. "Mask R-CNN (maskrcnn_*)"
+    paper: str
+    upstream: str   # GitHub repository of the official implementation, "owner/repo"
+    licence: str
+    source: str     # where the licence was read (file @ commit)
+
+
+@dataclass(frozen=True)
+class OfficialWeights:
+    """A downloadable official checkpoint (``annotator download-weights``).
+
+    ``sha256`` / ``size`` are None where nobody published them (trust on first use)."""
+
+    name: str
+    url: str
+    filename: str
+    arch: str
+    sha256: str | None = None
+    size: int | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """A CPU latency target on the ratio ours / Mask R-CNN (``op`` ``"<="`` or ``"<"``)."""
+
+    op: str
+    value: float
+    label: str
+    what: str
+
+    def met(self, ratio: float) -> bool:
+        return ratio <= self.value if self.op == "<=" else ratio < self.value
+
+
+@dataclass(frozen=True)
+class ImagenetBackbone:
+    """ImageNet backbone weights of a family: where they are on disk (never downloaded) and how
+    they get into a model.
+
+    ``find(arch) -> Path | None``; ``load(model, path) -> list[str]`` (notes for the user; raises
+    ``ValueError`` when the file does not fit)."""
+
+    find: Callable[[str], Path | None]
+    load: Callable[[nn.Module, Path], list[str]]
+
+
+@dataclass(frozen=True)
+class OnnxSupport:
+    """ONNX export of a family: ``export(model, out_path, *, categories, **options) -> report``
+    (a report with ``.line()``) and ``runner(path, **options)`` (``.predict(image)``)."""
+
+    export: Callable[..., Any]
+    runner: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class BoxPromptSupport:
+    """Box-prompted masks from a family's own mask head (``segcore.prompt``).
+
+    ``run(model, outputs, boxes, image_hw, input_hw, *, classes, cache, autocast_dtype) ->
+    {"masks" [N, H, W] bool, "classes" [N] int64, "scores" [N] | None}``: ``outputs`` are the
+    eval-mode outputs of ``model`` for one image, ``boxes`` ``[N, 4]`` float32 XYXY original
+    pixels, ``classes`` ``[N]`` int64 (-1 = choose), ``cache`` a dict the prompter keeps per image.
+    ``has_scores(model)``: whether ``scores`` is set. ``takes_locations``: accepts ``locations``
+    (FCOS location indices to take the attentions from)."""
+
+    run: Callable[..., dict]
+    has_scores: Callable[[nn.Module], bool] = lambda model: False
+    takes_locations: bool = False
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything the rest of segcore and the annotator know about one model family.
+
+    Attributes:
+        name: family name (``ModelInfo.family``).
+        make_loss: ``make_loss(model) -> loss_fn(outputs, targets) -> {"loss_*": scalar}`` with
+            the model's settings bound; the loss has no trainable parameters.
+        make_postprocess: ``make_postprocess(model) -> fn(outputs, image_sizes, *,
+            input_sizes=None, score_threshold=0.05) -> list[Instances]``; no trainable parameters.
+        default_optim: ``default_optim(batch_size) -> (lr, weight_decay)``: the official
+            optimiser, lr scaled linearly to the batch.
+        import_weights: ``import_weights(state_dict, arch, *, source) -> (model, ImportReport)``:
+            fills ``arch`` from an official checkpoint (recognising and refusing the formats it
+            cannot map), or None.
+        imagenet_backbone: :class:`ImagenetBackbone` or None.
+        box_prompt: :class:`BoxPromptSupport` or None (no box-conditioned mask head).
+        onnx: :class:`OnnxSupport` or None.
+        official_weights: downloadable official checkpoints.
+        licence: upstream licence.
+        tiny_arch: a small architecture for self-checks and quick tests.
+        bench_archs: architectures ``segcore.bench`` measures by default.
+        latency_target: ``latency_target(arch) -> LatencyTarget | None`` (CPU, vs Mask R-CNN).
+        gpu_fps_targets: ``{arch: frames per second}`` at batch 1 end to end.
+    """
+
+    name: str
+    make_loss: Callable[[nn.Module], Callable[..., dict]]
+    make_postprocess: Callable[[nn.Module], Callable[..., list]]
+    default_optim: Callable[[int], tuple[float, float]]
+    licence: Licence
+    tiny_arch: str
+    import_weights: Callable[..., tuple] | None = None
+    imagenet_backbone: ImagenetBackbone | None = None
+    box_prompt: BoxPromptSupport | None = None
+    onnx: OnnxSupport | None = None
+    official_weights: tuple[OfficialWeights, ...] = ()
+    bench_archs: tuple[str, ...] = ()
+    latency_target: Callable[[str], LatencyTarget | None] = lambda arch: None
+    gpu_fps_targets: Mapping[str, float] = field(default_factory=dict)
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add ``family`` to :data:`FAMILIES` (refuses duplicates)."""
+    if family.name in FAMILIES:
+        raise ValueError(f"family {family.name!r} is already registered")
+    FAMILIES[family.name] = family
+    return family
+
+
+def register(name: str, *, family: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator adding a builder of family ``family`` to :data:`ARCHITECTURES` under ``name``.
 
     Raises:
         ValueError: if ``name`` is already registered.
@@ -29,6 +222,7 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
         if name in ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is already registered")
         ARCHITECTURES[name] = builder
+        _ARCH_FAMILY[name] = family
         return builder
 
     return decorator
@@ -43,108 +237,49 @@ def build_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
     """Build a registered architecture (random init unless the kwargs say otherwise).
 
     Args:
-        name: registered architecture name, e.g. ``"yolact_r50_550"``.
+        name: registered architecture name (:func:`list_architectures`).
         num_classes: K, number of object classes (no background).
-        **kwargs: builder overrides (``input_size``, ``fpn_channels``, ``num_prototypes``,
-            ``backbone_weights``, ...).
+        **kwargs: builder overrides (``input_size``, ...).
+
+    Returns:
+        The model, in training mode, with ``model.info`` (:class:`ModelInfo`).
 
     Raises:
-        ValueError: unknown ``name`` (the message lists the known names) or ``num_classes < 1``.
+        ValueError: unknown ``name`` (the message lists the known names), ``num_classes < 1``, or
+            a builder that did not set ``model.info``.
     """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(list_architectures())}")
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    return ARCHITECTURES[name](num_classes=int(num_classes), **kwargs)
+    model = ARCHITECTURES[name](num_classes=int(num_classes), **kwargs)
+    info = getattr(model, "info", None)
+    if not isinstance(info, ModelInfo) or info.arch != name or info.family != _ARCH_FAMILY[name]:
+        raise ValueError(f"builder of {name!r} did not set model.info = ModelInfo(arch={name!r}, ...)")
+    return model
 
 
-# --------------------------------------------------------------------------------------------
-# Architecture families: what the engine, dataset and predictor need to know about a model.
+def family_of_arch(arch: str) -> Family:
+    """The :class:`Family` of a registered architecture name.
 
-
-class Family:
-    """How segcore trains and runs one model family.
-
-    Attributes:
-        name: family name (``model.family``, e.g. ``"yolact"``, ``"blendmask"``).
-        make_loss: ``make_loss(model) -> loss_fn(outputs, targets) -> dict`` of ``loss_*``.
-        make_postprocess: ``make_postprocess(model) -> fn(outputs, image_sizes, *,
-            score_threshold, input_sizes) -> list[Instances]``.
-        input_policy: ``"square"`` (resize to S x S, YOLACT) or ``"short_side"`` (short side S,
-            long side <= ``model.max_size``, padded to a multiple of ``size_divisibility`` with
-            the pixel mean; detectron2).
-        size_divisibility: padding multiple for ``"short_side"`` (32).
+    Raises:
+        ValueError: unknown architecture (the message lists the known names).
     """
-
-    def __init__(self, name: str, *, make_loss: Callable, make_postprocess: Callable, input_policy: str,
-                 size_divisibility: int = 0):
-        if input_policy not in ("square", "short_side"):
-            raise ValueError(f"input_policy must be 'square' or 'short_side', got {input_policy!r}")
-        self.name = name
-        self.make_loss = make_loss
-        self.make_postprocess = make_postprocess
-        self.input_policy = input_policy
-        self.size_divisibility = int(size_divisibility)
-
-
-FAMILIES: dict[str, Family] = {}
-
-
-def register_family(family: Family) -> Family:
-    """Add ``family`` to :data:`FAMILIES` (refuses duplicates)."""
-    if family.name in FAMILIES:
-        raise ValueError(f"family {family.name!r} is already registered")
-    FAMILIES[family.name] = family
-    return family
+    if arch not in _ARCH_FAMILY:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(list_architectures())}")
+    return FAMILIES[_ARCH_FAMILY[arch]]
 
 
 def family_of(model: nn.Module) -> Family:
-    """The :class:`Family` of a built model: ``model.family`` or, for models without that
-    attribute, the ``arch_name`` prefix before the first ``_``.
+    """The :class:`Family` of a built model (``model.info.family``).
 
     Raises:
-        ValueError: no registered family (the message names the architecture).
+        ValueError: the model has no :class:`ModelInfo` (not built by :func:`build_model`) or its
+            family is not registered.
     """
-    name = getattr(model, "family", None) or str(getattr(model, "arch_name", "")).split("_")[0]
-    if name not in FAMILIES:
-        raise ValueError(f"no family known for architecture {getattr(model, 'arch_name', '?')!r}")
-    return FAMILIES[name]
-
-
-def _yolact_loss(model):
-    from segcore.modeling.yolact import yolact_loss
-
-    return yolact_loss
-
-
-def _yolact_post(model):
-    from segcore.modeling.yolact import yolact_postprocess
-
-    def post(outputs, image_sizes, *, score_threshold=0.05, input_sizes=None):
-        return yolact_postprocess(outputs, image_sizes, score_threshold=score_threshold)
-
-    return post
-
-
-def _blendmask_loss(model):
-    import functools
-
-    from segcore.modeling.blendmask import blendmask_loss
-
-    return functools.partial(blendmask_loss, sizes_of_interest=tuple(model.sizes_of_interest),
-                             center_sample_radius=float(model.center_sample_radius),
-                             bottom_resolution=int(model.bottom_resolution))
-
-
-def _blendmask_post(model):
-    import functools
-
-    from segcore.modeling.blendmask import blendmask_postprocess
-
-    return functools.partial(blendmask_postprocess, thresh_with_ctr=bool(model.thresh_with_ctr),
-                             bottom_resolution=int(model.bottom_resolution))
-
-
-register_family(Family("yolact", make_loss=_yolact_loss, make_postprocess=_yolact_post, input_policy="square"))
-register_family(Family("blendmask", make_loss=_blendmask_loss, make_postprocess=_blendmask_post,
-                       input_policy="short_side", size_divisibility=32))
+    info = getattr(model, "info", None)
+    if not isinstance(info, ModelInfo):
+        raise ValueError(f"{type(model).__name__} has no model.info (build it with segcore.modeling.build_model)")
+    if info.family not in FAMILIES:
+        raise ValueError(f"{info.arch}: family {info.family!r} is not registered")
+    return FAMILIES[info.family]

@@ -40,7 +40,7 @@ def test_job_passes_the_family_defaults_to_the_engine(monkeypatch, tmp_path):
     seen = {}
 
     def fake_train(model, records, categories, **kw):
-        seen.update(kw, arch=model.arch_name)
+        seen.update(kw, arch=model.info.arch)
         raise _Stop
 
     monkeypatch.setattr(segcore.engine, "train", fake_train)

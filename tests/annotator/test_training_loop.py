@@ -205,22 +205,20 @@ def test_errors_in_the_child_are_reported(project_dir):
 
 
 def test_nonfinite_storm_is_an_error(project_dir, monkeypatch):
-    """A run whose loss stays non-finite stops and raises; nothing is registered."""
-    import segcore.engine
+    """A run whose loss stays non-finite stops (the engine's DivergenceHook) and raises; nothing is
+    registered."""
+    import segcore.modeling.yolact.loss as yolact_loss_module
 
-    def fake_train(model, records, categories, *, iterations, progress, should_stop, out_dir, **kw):
-        from segcore.engine import TrainResult
+    real = yolact_loss_module.yolact_loss
+    calls = []
 
-        for it in range(1, iterations + 1):
-            progress({"iteration": it, "iterations": iterations, "losses": {"total": float("nan")}, "lr": 0.0,
-                      "eta_s": 0.0, "nonfinite": True, "skipped_nonfinite": it})
-            if should_stop():
-                break
-        return TrainResult(checkpoint_path=Path(out_dir) / "model_final.pth", iterations_done=it,
-                           skipped_nonfinite=it, final_losses={}, stopped=True)
+    def nan_loss(outputs, targets, **kw):
+        calls.append(1)
+        return {k: v * float("nan") for k, v in real(outputs, targets, **kw).items()}
 
-    monkeypatch.setattr(segcore.engine, "train", fake_train)
+    monkeypatch.setattr(yolact_loss_module, "yolact_loss", nan_loss)  # the family's make_loss reads it here
     with Project.open(project_dir) as p:
-        with pytest.raises(TrainDivergedError, match="not finite"):
+        with pytest.raises(TrainDivergedError, match="not finite for 20 iterations"):
             run_train_job(p, iterations=100, log=lambda m: None, **TINY)
         assert p.model_versions() == []
+    assert len(calls) == 20  # stopped at the 20th non-finite step, not at 100

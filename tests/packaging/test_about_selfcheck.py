@@ -37,7 +37,7 @@ def test_runtime_info_and_markdown():
     assert info["torch"] == torch.__version__ and info["cuda_build"] == torch.version.cuda
     text = about.about_markdown(info, qt_version="6.x")
     assert f"# annotator {annotator.version()}" in text and "Qt 6.x" in text
-    for lic in about.MODEL_LICENCES:
+    for lic in about.model_licences():
         assert lic.licence in text and f"https://github.com/{lic.upstream}" in text
     assert "CC BY 4.0" in text and "000000311303.jpg" in text      # sample data LICENSES.md
 

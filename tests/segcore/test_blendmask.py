@@ -46,7 +46,7 @@ def test_blender_equals_naive_loop():
 def test_predictor_and_shapes():
     torch.manual_seed(0)
     model = build_model("blendmask_tiny", num_classes=3)
-    assert model.family == "blendmask" and model.input_size == 256
+    assert model.info.family == "blendmask" and model.info.input_size == 256
     pred = Predictor(model, [{"id": i + 1, "name": f"c{i}"} for i in range(3)], device="cpu")
     out = pred.predict(np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8), score_threshold=0.0)
     assert out.masks.shape[1:] == (120, 200) and out.boxes.shape[1] == 4 and len(out) <= 100

@@ -14,7 +14,7 @@ from segcore.modeling.centermask import (CenterMaskRoIHeads, MaskIoUHead, MultiL
                                          SpatialAttention, assign_boxes_to_levels_by_ratio,
                                          assign_boxes_to_levels_fpn, mask_rcnn_loss, mask_rcnn_targets,
                                          mask_scores, maskiou_loss, maskiou_targets,
-                                         select_positive_proposals)
+                                         roi_losses, select_positive_proposals)
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 
@@ -177,14 +177,18 @@ def test_roi_heads_train_and_predict():
                {"gt_boxes": torch.zeros(0, 4), "gt_classes": torch.zeros(0, dtype=torch.int64),
                 "gt_masks": torch.zeros(0, 128, 128, dtype=torch.uint8)}]
     proposals = [torch.tensor([[22.0, 12.0, 88.0, 62.0], [0.0, 0.0, 10.0, 10.0]]), torch.zeros(0, 4)]
-    losses = heads.losses(feats, proposals, targets, [(128, 128)] * 2)
+    losses = roi_losses(heads.forward_train(feats, proposals, targets, [(128, 128)] * 2))
     assert set(losses) == {"loss_mask", "loss_maskiou"}
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert feats[0].grad is not None
     # all-empty batch: zero losses, still differentiable
-    empty = heads.losses(feats, [torch.zeros(0, 4)] * 2, [targets[1], targets[1]], [(128, 128)] * 2)
+    heads.zero_grad(set_to_none=True)
+    empty_out = heads.forward_train(feats, [torch.zeros(0, 4)] * 2, [targets[1], targets[1]], [(128, 128)] * 2)
+    empty = roi_losses(empty_out)
     assert all(v.item() == 0.0 for v in empty.values())
+    sum(empty.values()).backward()  # every head parameter is in the graph (zero gradients): DDP needs it
+    assert all(p.grad is not None for p in heads.parameters())
     b, gi = select_positive_proposals(proposals[0], targets[0]["gt_boxes"])
     assert gi.tolist() == [0, 0, 1]  # the close proposal + both appended gt boxes
     heads.eval()

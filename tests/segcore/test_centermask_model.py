@@ -18,9 +18,9 @@ def test_registered_with_paper_defaults():
     for name, size, ch in [("centermask_v39", 800, 256), ("centermask_lite_v19", 600, 128), ("centermask_r50", 800, 256)]:
         with torch.device("meta"):
             m = build_model(name, num_classes=80)
-        assert m.input_size == size and m.backbone.out_channels == ch and m.max_detections == 50
-        assert family_of(m).name == "centermask" and family_of(m).input_policy == "short_side"
-        assert m.arch_kwargs["norm"] == "BN"
+        assert m.info.input_size == size and m.backbone.out_channels == ch and m.max_detections == 50
+        assert family_of(m).name == "centermask" and m.info.input_policy == "short_side"
+        assert m.info.arch_kwargs["norm"] == "BN"
 
 
 def _targets(h=180, w=256):
@@ -35,7 +35,10 @@ def _targets(h=180, w=256):
 def test_outputs_losses_and_postprocess():
     torch.manual_seed(0)
     model = build_model("centermask_tiny", num_classes=3)
-    out = model(torch.rand(2, 3, 192, 256) * 255)
+    with pytest.raises(ValueError, match="needs targets"):
+        model(torch.rand(2, 3, 192, 256) * 255)
+    out = model(torch.rand(2, 3, 192, 256) * 255, _targets())
+    assert set(out["roi"]) == {"mask_logits", "gt_classes", "mask_targets", "maskiou", "maskiou_targets"}
     assert out["logits"].shape == (2, 24 * 32 + 12 * 16 + 6 * 8 + 3 * 4 + 2 * 2, 3)
     assert [tuple(f.shape) for f in out["features"]] == [(2, 64, 24, 32), (2, 64, 12, 16), (2, 64, 6, 8)]
     losses = family_of(model).make_loss(model)(out, _targets())
@@ -44,12 +47,13 @@ def test_outputs_losses_and_postprocess():
     sum(losses.values()).backward()
     assert model.roi_heads.mask_head.predictor.weight.grad.abs().sum() > 0
     assert model.roi_heads.maskiou_head.maskiou.weight.grad.abs().sum() > 0
-    empty = family_of(model).make_loss(model)(model(torch.rand(1, 3, 192, 256) * 255), _targets()[1:])
+    empty = family_of(model).make_loss(model)(model(torch.rand(1, 3, 192, 256) * 255, _targets()[1:]),
+                                              _targets()[1:])
     assert float(empty["loss_mask"].detach()) == 0.0 and float(empty["loss_maskiou"].detach()) == 0.0
     model.eval()
     with torch.no_grad():
-        res = family_of(model).make_postprocess(model)(model(torch.rand(1, 3, 192, 256) * 255), [(360, 512)],
-                                                        score_threshold=0.0, input_sizes=[(180, 256)])
+        out = model(torch.rand(1, 3, 192, 256) * 255, image_sizes=[(180, 256)], score_threshold=0.0)
+        res = family_of(model).make_postprocess(model)(out, [(360, 512)], input_sizes=[(180, 256)])
     inst = res[0]
     assert 0 < len(inst) <= 50 and inst.pred_masks.shape == (len(inst), 360, 512)
     assert (inst.scores[:-1] >= inst.scores[1:]).all() and ((inst.scores >= 0) & (inst.scores <= 1)).all()
@@ -72,7 +76,7 @@ def test_predictor_and_checkpoint_roundtrip(tmp_path):
     path = tmp_path / "m.pth"
     save_checkpoint(path, model, categories=cats)
     pred = Predictor.from_checkpoint(path, device="cpu")
-    assert pred.model.arch_name == "centermask_tiny" and pred.model.input_size == 160
+    assert pred.model.info.arch == "centermask_tiny" and pred.model.info.input_size == 160
     image = np.random.default_rng(0).integers(0, 256, (120, 200, 3), dtype=np.uint8)
     p = pred.predict(image, score_threshold=0.0)
     assert p.masks.shape[1:] == (120, 200) and len(p.scores) <= 50

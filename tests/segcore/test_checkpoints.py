@@ -37,7 +37,7 @@ def test_roundtrip(tiny, tmp_path, monkeypatch):
     assert info["format"] == FORMAT and info["arch"] == "yolact_tiny" and info["iteration"] == 7
     assert info["categories"] == CATS and info["num_classes"] == 3 and info["input_size"] == 96
     assert info["meta"] == {"note": "x"} and isinstance(info["optimizer"], dict) and "model" not in info
-    assert model.arch_kwargs == tiny.arch_kwargs
+    assert model.info == tiny.info
     ref = tiny.state_dict()
     for k, v in model.state_dict().items():
         assert torch.equal(v, ref[k]), k

@@ -76,7 +76,7 @@ def test_import_weights_accepts_a_backbone_file_and_says_so(r50_pkl):
     path, _ = r50_pkl
     model, report, categories = import_official_weights(path, "centermask_r50")
     assert "backbone only" in report.summary() and report.missing == [] and report.mapped == 159
-    assert len(categories) == 80 and model.num_classes == 80
+    assert len(categories) == 80 and model.info.num_classes == 80
 
 
 def test_unknown_blobs_and_wrong_families_are_refused(r50_pkl):

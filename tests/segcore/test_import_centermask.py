@@ -60,19 +60,18 @@ def test_official_keys_import(tmp_path, keyfile, arch, tensors, channels):
     for k, shape in keys:
         assert tuple(own[k].shape) == shape
         assert torch.equal(own[k].float(), sd[k].float()), k
-    assert model.arch_kwargs["norm"] == "FrozenBN"
+    assert model.info.arch_kwargs["norm"] == "FrozenBN"
 
     h, w = 256, 320
     with torch.no_grad():
-        out = model(torch.rand(1, 3, h, w) * 255)
+        out = model(torch.rand(1, 3, h, w) * 255, score_threshold=0.0)
         n_loc = sum(-(-h // s) * -(-w // s) for s in (8, 16, 32, 64, 128))  # P6 / P7: stride-2 convs, pad 1
         assert out["logits"].shape == (1, n_loc, 80) and out["bbox_reg"].shape == (1, n_loc, 4)
         assert out["ctrness"].shape == (1, n_loc) and out["locations"].shape == (n_loc, 2)
         assert [tuple(f.shape) for f in out["features"]] == [(1, channels, h // s, w // s) for s in (8, 16, 32)]
         assert all(torch.isfinite(v).all() for v in out.values() if torch.is_tensor(v))
         assert all(torch.isfinite(f).all() for f in out["features"])
-        inst = family_of(model).make_postprocess(model)(out, [(2 * h, 2 * w)], score_threshold=0.0,
-                                                         input_sizes=[(h, w)])[0]
+        inst = family_of(model).make_postprocess(model)(out, [(2 * h, 2 * w)], input_sizes=[(h, w)])[0]
     assert 0 < len(inst) <= 50
     assert inst.pred_masks.shape == (len(inst), 2 * h, 2 * w) and inst.pred_masks.dtype == torch.bool
     assert torch.isfinite(inst.scores).all() and ((inst.scores >= 0) & (inst.scores <= 1)).all()

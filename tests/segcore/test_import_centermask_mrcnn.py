@@ -14,7 +14,7 @@ import torch
 
 import segcore.modeling  # noqa: F401  (registers the architectures)
 from segcore.importers import WeightImportError, import_official_weights, read_state_dict
-from segcore.importers.centermask import convert_maskrcnn_benchmark_state_dict, is_maskrcnn_benchmark
+from segcore.modeling.centermask.importer import convert_maskrcnn_benchmark_state_dict, is_maskrcnn_benchmark
 from segcore.modeling.registry import build_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -66,7 +66,7 @@ def test_official_configuration_imports_and_runs(arch, tmp_path):
     assert report.missing == [] and report.ignored == []
     assert report.mapped == len(shapes)  # every official key consumed
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes
-    assert model.num_classes == 80 and len(categories) == 80 and not model.training
+    assert model.info.num_classes == 80 and len(categories) == 80 and not model.training
     with torch.no_grad():
         out = model(torch.rand(1, 3, size, size) * 255)
     k = 32
@@ -76,7 +76,8 @@ def test_official_configuration_imports_and_runs(arch, tmp_path):
     assert out["proto"].shape == (1, proto_side, proto_side, k)
     assert out["priors"].shape == (num_priors, 4)
     assert all(torch.isfinite(v).all() for v in out.values() if torch.is_tensor(v))
-    assert ("maskiou_net" in out) == arch.startswith("yolact_plus")
+    assert (model.maskiou_net is not None) == arch.startswith("yolact_plus")
+    assert len(out["detections"]) == 1 and out["detections"][0]["masks"].shape[1:] == (proto_side, proto_side)
 
 
 def test_legacy_keys_ignored_and_reported(r50_file, tmp_path):
@@ -132,7 +133,7 @@ def test_custom_class_count_inferred(tmp_path):
     shapes["semantic_seg_conv.bias"] = (5,)
     torch.save(pw.parity_state_dict(shapes, 3), tmp_path / "k5.pth")
     model, report, categories = import_official_weights(tmp_path / "k5.pth", "yolact_r50_550")
-    assert model.num_classes == 5 and [c["id"] for c in categories] == [1, 2, 3, 4, 5]
+    assert model.info.num_classes == 5 and [c["id"] for c in categories] == [1, 2, 3, 4, 5]
 
 
 def test_mmdetection_checkpoint_refused_with_reason(tmp_path):

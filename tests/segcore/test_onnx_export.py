@@ -31,7 +31,8 @@ import torch
 from annotator.cli import main as cli_main
 from segcore.checkpoints import save_checkpoint
 from segcore.data import read_image_rgb
-from segcore.export.onnx import OnnxExportError, OnnxYolact, YolactInference, export_yolact_onnx
+from segcore.export.onnx import OnnxExportError, export_onnx, open_onnx
+from segcore.modeling.yolact.onnx import OnnxYolact, YolactInference, export_yolact_onnx
 from segcore.modeling.registry import build_model
 from segcore.predictor import Prediction, Predictor
 
@@ -49,7 +50,7 @@ def _conditioned_model(arch: str, image: np.ndarray, *, seed: int = 0, margin: f
     background and whose prototypes have about unit scale (see the module docstring)."""
     torch.manual_seed(seed)
     model = build_model(arch, num_classes=K).eval()
-    s = model.input_size
+    s = model.info.input_size
     head = model.prediction_layers[0]
     with torch.no_grad():
         head.bbox_layer.weight.mul_(0.1)
@@ -122,7 +123,7 @@ def _export_and_compare(arch: str, images: list[np.ndarray], tmp_path: Path) -> 
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto, full_check=True)
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
-    s = model.input_size
+    s = model.info.input_size
     assert meta["segcore.categories"] == CATEGORIES and meta["segcore.input_size"] == s
     assert meta["segcore.arch"] == arch and meta["segcore.score_threshold"] == 0.05
     assert [i.name for i in proto.graph.input] == ["images"]

@@ -15,13 +15,18 @@ def test_postprocess_model_outputs_at_original_size():
     torch.manual_seed(0)
     model = build_model("yolact_tiny", num_classes=4, input_size=96).eval()
     with torch.no_grad():
-        out = model(torch.rand(2, 3, 96, 96) * 255)
+        out = model(torch.rand(2, 3, 96, 96) * 255, score_threshold=0.0)  # eval: detections in forward
     sizes = [(50, 70), (120, 90)]
-    results = yolact_postprocess(out, sizes, score_threshold=0.0, max_detections=30)
+    results = yolact_postprocess(out, sizes)
+    raw = {k: v for k, v in out.items() if k != "detections"}  # raw outputs: detected here
+    again = yolact_postprocess(raw, sizes, score_threshold=0.0)
+    capped = yolact_postprocess(raw, sizes, score_threshold=0.0, max_detections=30)
     assert len(results) == 2
-    for inst, (h, w) in zip(results, sizes):
+    for inst, same, few, (h, w) in zip(results, again, capped, sizes):
+        assert torch.equal(inst.scores, same.scores) and torch.equal(inst.pred_masks, same.pred_masks)
+        assert len(few) == 30 and torch.equal(few.scores, inst.scores[:30])
         assert isinstance(inst, Instances) and inst.image_size == (h, w)
-        assert 0 < len(inst) <= 30
+        assert 0 < len(inst) <= model.max_detections
         assert inst.pred_masks.shape == (len(inst), h, w) and inst.pred_masks.dtype == torch.bool
         assert inst.pred_boxes.dtype == torch.float32 and inst.scores.dtype == torch.float32
         assert inst.pred_classes.dtype == torch.int64

@@ -41,12 +41,20 @@ class BlendMask(D2InputMixin, nn.Module):
         basis_module: :class:`.basis.BasisModule`.
         num_bases, attn_size, bottom_resolution: K (4), M (14), R (56).
         semantic_loss: produce ``seg_logits`` in training (needs ``basis_module.seg_head``).
+        sizes_of_interest, center_sample_radius: FCOS training targets (official 64/128/256/512
+            per level boundary, 1.5), read by the family's loss.
+        thresh_with_ctr: FCOS inference threshold on ``cls x ctr`` (``THRESH_WITH_CTR`` True).
+
+    ``forward(images, targets=None, *, image_sizes=None, score_threshold=0.05)`` (the model
+    contract of :mod:`segcore.modeling.registry`): every trainable module runs in it; the
+    detection and blending after it have no parameters (:mod:`.postprocess`, :mod:`.loss`), so
+    ``targets``, ``image_sizes`` and ``score_threshold`` are accepted and not needed.
     """
 
-    family = "blendmask"
-
     def __init__(self, backbone: D2FPN, proposal_generator: FCOSProposalGenerator, basis_module: nn.Module, *,
-                 num_bases: int = 4, attn_size: int = 14, bottom_resolution: int = 56, semantic_loss: bool = False):
+                 num_bases: int = 4, attn_size: int = 14, bottom_resolution: int = 56, semantic_loss: bool = False,
+                 sizes_of_interest=(64, 128, 256, 512), center_sample_radius: float = 1.5,
+                 thresh_with_ctr: bool = True):
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
@@ -59,15 +67,21 @@ class BlendMask(D2InputMixin, nn.Module):
         self.attn_size = int(attn_size)
         self.bottom_resolution = int(bottom_resolution)
         self.semantic_loss = bool(semantic_loss)
+        self.sizes_of_interest = tuple(int(s) for s in sizes_of_interest)
+        self.center_sample_radius = float(center_sample_radius)
+        self.thresh_with_ctr = bool(thresh_with_ctr)
+        if self.semantic_loss and getattr(basis_module, "seg_head", None) is None:
+            raise ValueError("semantic_loss needs a basis module with a seg_head")
         self._init_d2_input()
 
-    def forward(self, images: torch.Tensor) -> dict:
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None, *, image_sizes=None,
+                score_threshold: float = 0.05) -> dict:
         self.check_input(images)
         feats = self.backbone(self.normalize(images))
         out = self.proposal_generator(feats)
         towers = out.pop("bbox_towers")
         out["top_feats"] = flatten_levels([self.top_layer(t) for t in towers])
         out["bases"] = self.basis_module(feats[:3])
-        if self.training and self.semantic_loss and getattr(self.basis_module, "seg_head", None) is not None:
+        if self.training and self.semantic_loss:
             out["seg_logits"] = self.basis_module.seg_head(feats[0])
         return out

@@ -21,19 +21,19 @@ a fixed identity-like affine map that never adapts, so the network does not trai
 builders therefore default to trainable ``norm="BN"`` (``nn.BatchNorm2d``, ``freeze_at=0``).
 ``norm="FrozenBN"`` gives the official layout (R-50 then freezes the stem and res2, detectron2
 ``FREEZE_AT`` 2; VoVNet ``FREEZE_AT`` 0); the importer of official weights
-(:mod:`segcore.importers.centermask`) builds with ``norm="FrozenBN"``. Both load the same keys
+(:mod:`.importer`) builds with ``norm="FrozenBN"``. Both load the same keys
 (BN adds ``num_batches_tracked``, which importers treat as optional).
 
-Every model has ``arch_name``, ``num_classes``, ``input_size`` (test short side S), ``max_size``,
-``train_sizes``, ``arch_kwargs``, ``family = "centermask"``, ``sizes_of_interest``,
-``center_sample_radius``, ``max_detections`` (50).
+Every model has ``info`` (:class:`segcore.modeling.registry.ModelInfo`: ``input_size`` = the test
+short side S, ``max_size``, ``train_sizes``, ``input_policy="short_side"``) and, as module
+settings, ``sizes_of_interest``, ``center_sample_radius``, ``max_detections`` (50).
 """
 
 from __future__ import annotations
 
 from ..d2_resnet import RESNET_BLOCKS, D2ResNet
 from ..fcos import D2FPN, FCOSProposalGenerator
-from ..registry import Family, register, register_family
+from ..registry import ModelInfo, register
 from ..vovnet import VoVNet
 from .model import CenterMask
 from .roi_heads import CenterMaskRoIHeads
@@ -67,16 +67,11 @@ def build_centermask(arch_name: str, arch_kwargs: dict, *, num_classes: int, inp
                                 norm="GN", use_scale=True)
     heads = CenterMaskRoIHeads(num_classes, in_channels=fpn_channels, conv_dims=mask_dims, num_convs=mask_convs,
                                strides=(8, 16, 32), pooler_resolution=14, maskiou=maskiou)
-    model = CenterMask(backbone, gen, heads)
-    model.arch_name = arch_name
-    model.num_classes = int(num_classes)
-    model.input_size = int(input_size)
-    model.max_size = int(max_size)
-    model.train_sizes = tuple(int(s) for s in train_sizes)
-    model.sizes_of_interest = tuple(int(s) for s in sizes_of_interest)
-    model.center_sample_radius = 1.5
-    model.max_detections = int(max_detections)
-    model.arch_kwargs = dict(arch_kwargs)
+    model = CenterMask(backbone, gen, heads, sizes_of_interest=sizes_of_interest, center_sample_radius=1.5,
+                       max_detections=max_detections)
+    model.info = ModelInfo(arch=arch_name, family="centermask", num_classes=int(num_classes), input_size=int(input_size),
+                           arch_kwargs=dict(arch_kwargs), input_policy="short_side", max_size=int(max_size),
+                           train_sizes=tuple(int(s) for s in train_sizes), size_divisibility=model.size_divisibility)
     return model
 
 
@@ -94,38 +89,38 @@ def _vov(arch, spec, num_classes, input_size, max_size, norm, train_sizes, lite:
                             in_features=_VOV_IN, fpn_channels=ch, fcos_convs=n, mask_convs=n, mask_dims=ch)
 
 
-@register("centermask_v39")
+@register("centermask_v39", family="centermask")
 def centermask_v39(*, num_classes: int, input_size: int = 800, max_size: int = 1333, norm: str = "BN"):
     """CenterMask V-39-eSE-FPN (centermask2 ``centermask_V_39_eSE_FPN_ms_3x``), test short side 800."""
     return _vov("centermask_v39", "V-39-eSE", num_classes, input_size, max_size, norm, _FULL_TRAIN, False)
 
 
-@register("centermask_v57")
+@register("centermask_v57", family="centermask")
 def centermask_v57(*, num_classes: int, input_size: int = 800, max_size: int = 1333, norm: str = "BN"):
     """CenterMask V-57-eSE-FPN (centermask2 ``centermask_V_57_eSE_FPN_ms_3x``), test short side 800."""
     return _vov("centermask_v57", "V-57-eSE", num_classes, input_size, max_size, norm, _FULL_TRAIN, False)
 
 
-@register("centermask_v99")
+@register("centermask_v99", family="centermask")
 def centermask_v99(*, num_classes: int, input_size: int = 800, max_size: int = 1333, norm: str = "BN"):
     """CenterMask V-99-eSE-FPN (centermask2 ``centermask_V_99_eSE_FPN_ms_3x``), test short side 800."""
     return _vov("centermask_v99", "V-99-eSE", num_classes, input_size, max_size, norm, _FULL_TRAIN, False)
 
 
-@register("centermask_lite_v19")
+@register("centermask_lite_v19", family="centermask")
 def centermask_lite_v19(*, num_classes: int, input_size: int = 600, max_size: int = 1000, norm: str = "BN"):
     """CenterMask-Lite V-19-eSE-FPN (centermask2 ``centermask_lite_V_19_eSE_FPN_ms_4x``): FPN 128,
     2 + 2 FCOS convs, SAG-Mask / MaskIoU 2 x 128, test short side 600."""
     return _vov("centermask_lite_v19", "V-19-eSE", num_classes, input_size, max_size, norm, _LITE_TRAIN, True)
 
 
-@register("centermask_lite_v39")
+@register("centermask_lite_v39", family="centermask")
 def centermask_lite_v39(*, num_classes: int, input_size: int = 600, max_size: int = 1000, norm: str = "BN"):
     """CenterMask-Lite V-39-eSE-FPN (centermask2 ``centermask_lite_V_39_eSE_FPN_ms_4x``), test short side 600."""
     return _vov("centermask_lite_v39", "V-39-eSE", num_classes, input_size, max_size, norm, _LITE_TRAIN, True)
 
 
-@register("centermask_r50")
+@register("centermask_r50", family="centermask")
 def centermask_r50(*, num_classes: int, input_size: int = 800, max_size: int = 1333, norm: str = "BN"):
     """CenterMask R-50-FPN (centermask2 ``centermask_R_50_FPN_ms_3x``): detectron2 ResNet-50
     (``FREEZE_AT`` 2 with FrozenBN, 0 with BN), test short side 800."""
@@ -135,7 +130,7 @@ def centermask_r50(*, num_classes: int, input_size: int = 800, max_size: int = 1
                             train_sizes=_FULL_TRAIN, bottom_up=bottom_up, in_features=("res3", "res4", "res5"))
 
 
-@register("centermask_tiny")
+@register("centermask_tiny", family="centermask")
 def centermask_tiny(*, num_classes: int, input_size: int = 256, max_size: int = 416, norm: str = "BN"):
     """Small CenterMask for tests and CPU experiments (not an official config): slim VoVNet
     (:data:`TINY_VOVNET_SPEC`), FPN 64, 2 + 2 FCOS convs, SAG-Mask / MaskIoU 2 x 64."""
@@ -144,27 +139,3 @@ def centermask_tiny(*, num_classes: int, input_size: int = 256, max_size: int = 
                             train_sizes=range(192, 257, 32),
                             bottom_up=VoVNet(TINY_VOVNET_SPEC, norm=norm, out_features=_VOV_IN),
                             in_features=_VOV_IN, fpn_channels=64, fcos_convs=2, mask_convs=2, mask_dims=64)
-
-
-def _centermask_loss(model):
-    import functools
-
-    from .loss import centermask_loss
-
-    return functools.partial(centermask_loss, roi_heads=model.roi_heads,
-                             sizes_of_interest=tuple(model.sizes_of_interest),
-                             center_sample_radius=float(model.center_sample_radius))
-
-
-def _centermask_post(model):
-    import functools
-
-    from .postprocess import centermask_postprocess
-
-    return functools.partial(centermask_postprocess, roi_heads=model.roi_heads,
-                             max_detections=int(getattr(model, "max_detections", 50)))
-
-
-# The "centermask" family: detectron2 short-side input padded to 32, FCOS + RoI-head loss / post-processing.
-register_family(Family("centermask", make_loss=_centermask_loss, make_postprocess=_centermask_post,
-                       input_policy="short_side", size_divisibility=32))

@@ -1,16 +1,18 @@
 """CenterMask training losses (paper section 2 and 3; centermask2 ``GeneralizedRCNN.forward`` in
-training: ``proposal_generator`` losses + ``roi_heads`` losses).
+training: ``proposal_generator`` losses + ``roi_heads`` losses). No trainable parameters: the
+mask branch ran inside ``model(images, targets)`` (:mod:`.model`) and its outputs carry what the
+losses need.
 
-``centermask_loss(outputs, targets, roi_heads=...)`` returns
+``centermask_loss(outputs, targets)`` returns
 
 * ``loss_fcos_cls``, ``loss_fcos_loc``, ``loss_fcos_ctr``: FCOS on P3-P7
   (:func:`segcore.modeling.fcos.fcos_assign` + :func:`~segcore.modeling.fcos.fcos_losses`; focal
   alpha 0.25 gamma 2, GIoU, centerness BCE; sizes of interest 64/128/256/512, centre sampling 1.5);
 * ``loss_mask`` (SAG-Mask, Mask R-CNN BCE on the gt-class 28 x 28 mask of each positive RoI) and
-  ``loss_maskiou`` (MaskIoU L2, weight 1), from
-  :meth:`.roi_heads.CenterMaskRoIHeads.losses`.
+  ``loss_maskiou`` (MaskIoU L2, weight 1), from ``outputs["roi"]``
+  (:func:`.roi_heads.roi_losses`).
 
-RoIs: the FCOS detections of the current outputs, computed without gradient (detached) with the
+RoIs (chosen in the forward): the FCOS detections of the same forward, detached, with the
 **training** threshold 0.03 on the class probability (paper section 3: "positive score threshold
 0.03 instead of 0.05 since FCOS does not generate positive RoI samples well in initial training
 time"), pre-NMS top 1000 per level, NMS 0.6, top 100 after NMS (centermask2
@@ -30,64 +32,33 @@ from __future__ import annotations
 
 import torch
 
-from ..fcos import fcos_assign, fcos_detect, fcos_losses
+from ..fcos import fcos_assign, fcos_losses
+from .roi_heads import roi_losses
 
-__all__ = ["centermask_loss", "centermask_proposals"]
-
-
-def _input_sizes(outputs: dict, targets: list[dict]) -> list[tuple[int, int]]:
-    p3 = outputs["features"][0]
-    padded = (int(p3.shape[2]) * 8, int(p3.shape[3]) * 8)
-    return [tuple(int(v) for v in t["input_hw"]) if "input_hw" in t else padded for t in targets]
+__all__ = ["centermask_loss"]
 
 
-@torch.no_grad()
-def centermask_proposals(outputs: dict, image_sizes: list[tuple[int, int]], *, pre_nms_thresh: float = 0.03,
-                         pre_nms_topk: int = 1000, nms_thresh: float = 0.6, post_nms_topk: int = 100
-                         ) -> list[torch.Tensor]:
-    """Detached FCOS detections per image, ``[P_i, 4]`` float32 XYXY clipped to ``image_sizes[i]``
-    (``(h, w)``); ``THRESH_WITH_CTR`` False (centermask2 default)."""
-    dets = fcos_detect({k: (v.detach() if torch.is_tensor(v) else v) for k, v in outputs.items()},
-                       pre_nms_thresh=pre_nms_thresh, pre_nms_topk=pre_nms_topk, nms_thresh=nms_thresh,
-                       post_nms_topk=post_nms_topk, thresh_with_ctr=False)
-    boxes = []
-    for d, (h, w) in zip(dets, image_sizes):
-        b = d["boxes"].clone()
-        b[:, 0::2] = b[:, 0::2].clamp(0, w)
-        b[:, 1::2] = b[:, 1::2].clamp(0, h)
-        keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-        boxes.append(b[keep])
-    return boxes
-
-
-def centermask_loss(outputs: dict, targets: list[dict], *, roi_heads, sizes_of_interest=(64, 128, 256, 512),
+def centermask_loss(outputs: dict, targets: list[dict], *, sizes_of_interest=(64, 128, 256, 512),
                     center_sample_radius: float | None = 1.5, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
-                    pre_nms_thresh_train: float = 0.03, pre_nms_topk_train: int = 1000, nms_thresh: float = 0.6,
-                    post_nms_topk_train: int = 100, generator: torch.Generator | None = None
-                    ) -> dict[str, torch.Tensor]:
+                    maskiou_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """All CenterMask losses (float32 scalars); see the module docstring.
 
     Args:
-        outputs: the model's raw outputs (``model.py``), possibly bf16 (computed in float32).
+        outputs: the training outputs of ``model(images, targets)`` (``model.py``; ``roi``
+            included), possibly bf16 (computed in float32).
         targets: see the module docstring.
-        roi_heads: the model's :class:`.roi_heads.CenterMaskRoIHeads` (``model.roi_heads``).
         sizes_of_interest, center_sample_radius, focal_alpha, focal_gamma: FCOS (official values).
-        pre_nms_thresh_train, pre_nms_topk_train, nms_thresh, post_nms_topk_train: RoI proposals
-            (0.03, 1000, 0.6, 100).
-        generator: for the random choice of positives when an image has more than 128.
+        maskiou_weight: ``MASKIOU_LOSS_WEIGHT`` (1.0).
 
     Returns ``{"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_maskiou"}``
     (no ``loss_maskiou`` when the RoI heads have no MaskIoU head).
+
+    Raises:
+        ValueError: ``outputs`` has no ``roi`` (the model ran without targets or in eval mode).
     """
+    if "roi" not in outputs:
+        raise ValueError("centermask_loss needs the training outputs of model(images, targets) (no 'roi')")
     a = fcos_assign(outputs, targets, sizes_of_interest=sizes_of_interest, center_sample_radius=center_sample_radius)
     losses = fcos_losses(outputs, a, focal_alpha=focal_alpha, focal_gamma=focal_gamma)
-    sizes = _input_sizes(outputs, targets)
-    proposals = centermask_proposals(outputs, sizes, pre_nms_thresh=pre_nms_thresh_train,
-                                     pre_nms_topk=pre_nms_topk_train, nms_thresh=nms_thresh,
-                                     post_nms_topk=post_nms_topk_train)
-    feats = [f.float() for f in outputs["features"]]
-    dev = feats[0].device
-    tgts = [{"gt_boxes": t["gt_boxes"].to(dev, torch.float32), "gt_classes": t["gt_classes"].to(dev),
-             "gt_masks": t["gt_masks"].to(dev)} for t in targets]
-    losses.update(roi_heads.losses(feats, proposals, tgts, sizes, generator=generator))
+    losses.update(roi_losses(outputs["roi"], maskiou_weight=maskiou_weight))
     return losses

@@ -14,12 +14,22 @@ Input contract (same as every segcore model): ``images`` ``[B, 3, H, W]`` float3
 pixel mean). The model converts to detectron2's input itself: BGR, minus the mean
 (103.530, 116.280, 123.675), std 1 (buffers ``pixel_mean`` / ``pixel_std``, not saved).
 
-Raw outputs (dict; same keys in train and eval mode): the FCOS outputs ``logits`` ``[B, L, K]``,
-``bbox_reg`` ``[B, L, 4]`` (ltrb in strides), ``ctrness`` ``[B, L]`` (logits), ``locations``
-``[L, 2]``, ``loc_strides`` ``[L]``, ``level_sizes`` (5 ``(H_l, W_l)``), ``strides``
-``[8, 16, 32, 64, 128]``; and ``features``: list ``[P3, P4, P5]`` of ``[B, C, H / s, W / s]``
-(s = 8, 16, 32), the RoI heads' input. The RoI heads run in the loss (``loss.py``) and the
-post-processing (``postprocess.py``), since they need the detections / targets.
+Outputs (dict): the FCOS outputs ``logits`` ``[B, L, K]``, ``bbox_reg`` ``[B, L, 4]`` (ltrb in
+strides), ``ctrness`` ``[B, L]`` (logits), ``locations`` ``[L, 2]``, ``loc_strides`` ``[L]``,
+``level_sizes`` (5 ``(H_l, W_l)``), ``strides`` ``[8, 16, 32, 64, 128]``; ``features``: list
+``[P3, P4, P5]`` of ``[B, C, H / s, W / s]`` (s = 8, 16, 32), the RoI heads' input; and the RoI
+heads' results, computed here so that every trainable module runs inside ``forward``:
+
+* training (``model(images, targets)``): ``roi``, the mask branch on the sampled positive RoIs
+  (:meth:`.roi_heads.CenterMaskRoIHeads.forward_train`: ``mask_logits``, ``gt_classes``,
+  ``mask_targets``, ``maskiou``, ``maskiou_targets``). RoIs: FCOS detections of this forward,
+  detached, with the training threshold 0.03 (:func:`centermask_proposals`), plus the gt boxes.
+* eval: ``detections``, per image ``boxes`` ``[N, 4]`` float32 XYXY network-input pixels
+  (clipped to the resized image), ``classes`` ``[N]`` int64, ``scores`` ``[N]`` float32 mask
+  scores (FCOS ``sqrt(cls x ctr)`` x predicted IoU, clamped to [0, 1]) and ``mask_probs``
+  ``[N, 28, 28]`` float32, sorted by mask score (paper section 3 "Inference": FCOS
+  ``INFERENCE_TH_TEST`` = ``score_threshold``, top 1000 per level, NMS 0.6, the best
+  ``max_detections`` (50), then SAG-Mask and MaskIoU on them).
 Symbols: B batch, L locations over P3-P7, K classes, C FPN channels (256; Lite 128).
 """
 
@@ -28,14 +38,39 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..fcos import D2FPN, FCOSProposalGenerator
+from ..fcos import D2FPN, FCOSProposalGenerator, fcos_detect
 from .roi_heads import CenterMaskRoIHeads
 
 from ..fcos.d2_input import D2_PIXEL_MEAN_BGR, D2InputMixin  # D2_PIXEL_MEAN_BGR re-exported
 
-__all__ = ["CenterMask", "D2_PIXEL_MEAN_BGR"]
+__all__ = ["CenterMask", "D2_PIXEL_MEAN_BGR", "centermask_proposals"]
 
 #: detectron2 ``MODEL.PIXEL_MEAN`` (BGR, 0..255); std is 1 (centermask2 configs keep the defaults).
+
+
+@torch.no_grad()
+def centermask_proposals(outputs: dict, image_sizes: list[tuple[int, int]], *, pre_nms_thresh: float = 0.03,
+                         pre_nms_topk: int = 1000, nms_thresh: float = 0.6, post_nms_topk: int = 100
+                         ) -> list[dict[str, torch.Tensor]]:
+    """Detached FCOS detections per image, boxes clipped to ``image_sizes[i]`` (``(h, w)``) and
+    empty ones dropped (``THRESH_WITH_CTR`` False, the centermask2 default).
+
+    Returns B dicts ``boxes`` ``[P_i, 4]`` float32 XYXY, ``scores`` ``[P_i]`` (``sqrt(cls x ctr)``),
+    ``classes`` ``[P_i]`` int64, sorted by score. Defaults: the training proposals (paper section 3:
+    "positive score threshold 0.03 instead of 0.05 since FCOS does not generate positive RoI
+    samples well in initial training time"; centermask2 ``POST_NMS_TOPK_TRAIN`` 100).
+    """
+    dets = fcos_detect({k: (v.detach() if torch.is_tensor(v) else v) for k, v in outputs.items()},
+                       pre_nms_thresh=pre_nms_thresh, pre_nms_topk=pre_nms_topk, nms_thresh=nms_thresh,
+                       post_nms_topk=post_nms_topk, thresh_with_ctr=False)
+    out = []
+    for d, (h, w) in zip(dets, image_sizes):
+        b = d["boxes"].clone()
+        b[:, 0::2] = b[:, 0::2].clamp(0, w)
+        b[:, 1::2] = b[:, 1::2].clamp(0, h)
+        keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+        out.append({"boxes": b[keep], "scores": d["scores"][keep], "classes": d["classes"][keep]})
+    return out
 
 
 class CenterMask(D2InputMixin, nn.Module):
@@ -45,23 +80,76 @@ class CenterMask(D2InputMixin, nn.Module):
         backbone: :class:`segcore.modeling.fcos.D2FPN` with P6, P7 (``top_levels=2``).
         proposal_generator: :class:`segcore.modeling.fcos.FCOSProposalGenerator` over its 5 levels.
         roi_heads: :class:`.roi_heads.CenterMaskRoIHeads` with strides (8, 16, 32).
+        sizes_of_interest, center_sample_radius: FCOS training targets (64/128/256/512, 1.5).
+        max_detections: inference detections per image (``POST_NMS_TOPK_TEST`` 50).
+        pre_nms_topk, nms_threshold: FCOS inference (1000, 0.6).
+        proposal_threshold, proposals_per_image: training RoI proposals (0.03, 100).
 
-    Raises ``ValueError`` from ``forward`` for a non-``[B, 3, H, W]`` input or H, W not multiples of 32.
+    Raises ``ValueError`` from ``forward`` for a non-``[B, 3, H, W]`` input, H, W not multiples of
+    32, or no targets in training mode.
     """
 
-    family = "centermask"
-
-    def __init__(self, backbone: D2FPN, proposal_generator: FCOSProposalGenerator, roi_heads: CenterMaskRoIHeads):
+    def __init__(self, backbone: D2FPN, proposal_generator: FCOSProposalGenerator, roi_heads: CenterMaskRoIHeads,
+                 *, sizes_of_interest=(64, 128, 256, 512), center_sample_radius: float = 1.5,
+                 max_detections: int = 50, pre_nms_topk: int = 1000, nms_threshold: float = 0.6,
+                 proposal_threshold: float = 0.03, proposals_per_image: int = 100):
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
+        self.sizes_of_interest = tuple(int(s) for s in sizes_of_interest)
+        self.center_sample_radius = float(center_sample_radius)
+        self.max_detections = int(max_detections)
+        self.pre_nms_topk = int(pre_nms_topk)
+        self.nms_threshold = float(nms_threshold)
+        self.proposal_threshold = float(proposal_threshold)
+        self.proposals_per_image = int(proposals_per_image)
         self._init_d2_input()
 
-    def forward(self, images: torch.Tensor) -> dict:
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None, *,
+                image_sizes: list[tuple[int, int]] | None = None, score_threshold: float = 0.05) -> dict:
+        """The whole network (the model contract of :mod:`segcore.modeling.registry`).
+
+        Args:
+            images: ``[B, 3, H, W]`` float32 RGB 0..255, H and W multiples of 32.
+            targets: training only, B dicts (``gt_boxes``, ``gt_classes``, ``gt_masks``,
+                optionally ``input_hw``; :mod:`.loss`); required in training mode.
+            image_sizes: B ``(h, w)`` of the resized images inside the padded input (default:
+                the padded size; training: the targets' ``input_hw``): RoI clipping and Eq. 2.
+            score_threshold: eval: FCOS candidate threshold on the class probability (0.05).
+
+        Returns:
+            The dict of the module docstring.
+        """
         self.check_input(images)
         feats = self.backbone(self.normalize(images))
         out = self.proposal_generator(feats)
         out.pop("bbox_towers")
-        out["features"] = list(feats[:3])
+        features = list(feats[:3])
+        out["features"] = features
+        padded = (int(images.shape[2]), int(images.shape[3]))
+        if self.training:
+            if targets is None:
+                raise ValueError("CenterMask in training mode needs targets: model(images, targets)")
+            if len(targets) != images.shape[0]:
+                raise ValueError(f"CenterMask: {len(targets)} targets for a batch of {images.shape[0]}")
+            sizes = [tuple(int(v) for v in t["input_hw"]) if "input_hw" in t else padded for t in targets]
+            proposals = centermask_proposals(out, sizes, pre_nms_thresh=self.proposal_threshold,
+                                             pre_nms_topk=self.pre_nms_topk, nms_thresh=self.nms_threshold,
+                                             post_nms_topk=self.proposals_per_image)
+            out["roi"] = self.roi_heads.forward_train(features, [p["boxes"] for p in proposals], targets, sizes)
+            return out
+        sizes = [tuple(int(v) for v in s) for s in image_sizes] if image_sizes is not None else \
+            [padded] * images.shape[0]
+        dets = centermask_proposals(out, sizes, pre_nms_thresh=score_threshold, pre_nms_topk=self.pre_nms_topk,
+                                    nms_thresh=self.nms_threshold, post_nms_topk=self.max_detections)
+        # one RoI-head pass for the detections of every image of the batch
+        probs, mask_scores = self.roi_heads.predict(features, [d["boxes"] for d in dets],
+                                                    [d["classes"] for d in dets], [d["scores"] for d in dets], sizes)
+        out["detections"] = []
+        for d, p, ms in zip(dets, probs, mask_scores):
+            ms = ms.float().clamp(0.0, 1.0)
+            order = torch.argsort(ms, descending=True)
+            out["detections"].append({"boxes": d["boxes"][order].float(), "classes": d["classes"][order].long(),
+                                      "scores": ms[order], "mask_probs": p[order].float()})
         return out

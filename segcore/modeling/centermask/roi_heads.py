@@ -23,7 +23,7 @@ from .mask_head import SAGMaskHead, mask_rcnn_loss, mask_rcnn_targets, select_cl
 from .maskiou_head import MaskIoUHead, mask_scores, maskiou_loss, maskiou_targets
 from .pooler import MultiLevelRoIAlign
 
-__all__ = ["CenterMaskRoIHeads", "select_positive_proposals"]
+__all__ = ["CenterMaskRoIHeads", "select_positive_proposals", "roi_losses"]
 
 
 def select_positive_proposals(proposals: Tensor, gt_boxes: Tensor, *, iou_threshold: float = 0.5,
@@ -64,41 +64,45 @@ class CenterMaskRoIHeads(nn.Module):
         strides: strides of the feature maps given to the pooler (``(8, 16, 32)`` = P3..P5).
         pooler_resolution: S (14); masks are 2S = 28.
         maskiou: build and train the MaskIoU head (``MASKIOU_ON`` True).
-        maskiou_weight: ``MASKIOU_LOSS_WEIGHT`` (1.0).
         class_agnostic: one mask for all classes.
         iou_threshold, max_positives: see :func:`select_positive_proposals`.
     """
 
     def __init__(self, num_classes: int, *, in_channels: int = 256, conv_dims: int = 256, num_convs: int = 4,
                  strides: Sequence[int] = (8, 16, 32), pooler_resolution: int = 14, maskiou: bool = True,
-                 maskiou_weight: float = 1.0, class_agnostic: bool = False, iou_threshold: float = 0.5,
+                 class_agnostic: bool = False, iou_threshold: float = 0.5,
                  max_positives: int = 128):
         super().__init__()
         self.pooler = MultiLevelRoIAlign(pooler_resolution, strides, sampling_ratio=0, aligned=True, assign="ratio")
         self.mask_head = SAGMaskHead(in_channels, conv_dims, num_convs, num_classes, class_agnostic)
         self.maskiou_head = (MaskIoUHead(in_channels, conv_dims, num_convs, num_classes, pooler_resolution)
                              if maskiou else None)
-        self.maskiou_weight = float(maskiou_weight)
         self.iou_threshold = float(iou_threshold)
         self.max_positives = int(max_positives)
 
-    def losses(self, features: list[Tensor], proposals: list[Tensor], targets: list[dict],
-               image_sizes: Sequence[tuple[int, int]], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Training losses.
+    def forward_train(self, features: list[Tensor], proposals: list[Tensor], targets: list[dict],
+                      image_sizes: Sequence[tuple[int, int]]) -> dict[str, Tensor]:
+        """The training pass of the mask branch (called by the model's ``forward``): sample the
+        positive RoIs, pool, SAG-Mask, MaskIoU; returns what :func:`roi_losses` needs.
 
         Args:
             features: ``[P3, P4, P5]``, each ``[N, C, H_l, W_l]``.
             proposals: N tensors ``[P_i, 4]`` (detached FCOS detections; may be empty).
             targets: N dicts with ``gt_boxes [G, 4]`` float32, ``gt_classes [G]`` int64,
-                ``gt_masks [G, H, W]`` uint8 {0, 1} (the YOLACT target format of docs/INTERFACES.md).
+                ``gt_masks [G, H, W]`` uint8 {0, 1} (the target format of docs/INTERFACES.md).
             image_sizes: N ``(h, w)`` of the resized images (A_input of Eq. 2).
-        Returns ``{"loss_mask": scalar, "loss_maskiou": scalar}`` (no ``loss_maskiou`` without the
-        MaskIoU head); finite zeros, connected to the graph, when there is no positive RoI.
+
+        Returns:
+            ``mask_logits`` ``[R, K, M, M]``, ``gt_classes`` ``[R]`` int64, ``mask_targets``
+            ``[R, M, M]`` float32 {0, 1}, and with the MaskIoU head ``maskiou`` ``[R, K]`` (its
+            prediction on the gt-class mask, not detached, as centermask2) and ``maskiou_targets``
+            ``[R]`` (detached). R = 0 keeps every module in the graph (empty tensors).
         """
         boxes, classes, mtargets, ratios = [], [], [], []
         for props, tgt in zip(proposals, targets):
-            b, gi = select_positive_proposals(props, tgt["gt_boxes"], iou_threshold=self.iou_threshold,
-                                              max_positives=self.max_positives, generator=generator)
+            gt_boxes = tgt["gt_boxes"].to(features[0].device, torch.float32)
+            b, gi = select_positive_proposals(props, gt_boxes, iou_threshold=self.iou_threshold,
+                                              max_positives=self.max_positives)
             t, r = mask_rcnn_targets(tgt["gt_masks"], b, gi, 2 * self.pooler.output_size)
             boxes.append(b)
             classes.append(tgt["gt_classes"].to(b.device)[gi])
@@ -106,15 +110,13 @@ class CenterMaskRoIHeads(nn.Module):
             ratios.append(r)
         pooled = self.pooler(features, boxes, image_sizes)
         logits = self.mask_head(pooled)
-        gt_classes = torch.cat(classes).long()
-        mask_targets = torch.cat(mtargets).to(logits.device)
-        losses = {"loss_mask": mask_rcnn_loss(logits, gt_classes, mask_targets)}
+        out = {"mask_logits": logits, "gt_classes": torch.cat(classes).long(),
+               "mask_targets": torch.cat(mtargets).to(logits.device)}
         if self.maskiou_head is not None:
-            selected = select_class_masks(logits, gt_classes)
-            pred_iou = self.maskiou_head(pooled, selected.sigmoid()[:, None])  # not detached, as centermask2
-            iou_t = maskiou_targets(selected, mask_targets, torch.cat(ratios).to(logits.device))
-            losses["loss_maskiou"] = maskiou_loss(pred_iou, gt_classes, iou_t, self.maskiou_weight)
-        return losses
+            selected = select_class_masks(logits, out["gt_classes"])
+            out["maskiou"] = self.maskiou_head(pooled, selected.sigmoid()[:, None])  # not detached, as centermask2
+            out["maskiou_targets"] = maskiou_targets(selected, out["mask_targets"], torch.cat(ratios).to(logits.device))
+        return out
 
     def predict(self, features: list[Tensor], boxes: list[Tensor], classes: list[Tensor], scores: list[Tensor],
                 image_sizes: Sequence[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor]]:
@@ -154,3 +156,14 @@ class CenterMaskRoIHeads(nn.Module):
             all_scores = mask_scores(all_scores, pred_iou, all_classes)
         counts = [len(b) for b in boxes]
         return list(probs.split(counts)), list(all_scores.split(counts)), list(all_classes.split(counts))
+
+
+def roi_losses(roi: dict[str, Tensor], *, maskiou_weight: float = 1.0) -> dict[str, Tensor]:
+    """``loss_mask`` (Mask R-CNN BCE on the gt-class 28 x 28 mask) and, with the MaskIoU head,
+    ``loss_maskiou`` (L2, ``MASKIOU_LOSS_WEIGHT`` 1.0) from :meth:`CenterMaskRoIHeads.forward_train`'s
+    outputs; no parameters. Finite zeros, connected to the graph, when there is no positive RoI."""
+    losses = {"loss_mask": mask_rcnn_loss(roi["mask_logits"], roi["gt_classes"], roi["mask_targets"])}
+    if "maskiou" in roi:
+        losses["loss_maskiou"] = maskiou_loss(roi["maskiou"], roi["gt_classes"], roi["maskiou_targets"],
+                                              maskiou_weight)
+    return losses

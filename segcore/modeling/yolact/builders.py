@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..backbones import resnet_backbone
 from ..darknet import DARKNET_PIXEL_MEAN, DARKNET_PIXEL_STD, darknet53_backbone
-from ..registry import register
+from ..registry import ModelInfo, register
 from .model import PIXEL_MEAN_RGB, PIXEL_STD_RGB, Yolact
 from .priors import YOLACT_ASPECT_RATIOS, scaled_pred_scales
 
@@ -89,9 +89,8 @@ def _build(arch_name: str, backbone_kind: str, *, plus: bool, num_classes: int, 
         pixel_mean=mean,
         pixel_std=std,
     )
-    model.arch_name = arch_name
     # backbone_weights is deliberately left out: a rebuilt model gets its weights from a checkpoint
-    model.arch_kwargs = {
+    arch_kwargs = {
         "input_size": int(input_size),
         "fpn_channels": int(fpn_channels),
         "num_prototypes": int(num_prototypes),
@@ -99,6 +98,8 @@ def _build(arch_name: str, backbone_kind: str, *, plus: bool, num_classes: int, 
             [float(x) for x in s] if isinstance(s, (list, tuple)) else float(s) for s in pred_scales],
         "aspect_ratios": [float(r) for r in aspect_ratios],
     }
+    model.info = ModelInfo(arch=arch_name, family="yolact", num_classes=int(num_classes), input_size=int(input_size),
+                           arch_kwargs=arch_kwargs, input_policy="square")
     return model
 
 
@@ -124,7 +125,7 @@ def _make_builder(arch_name: str, backbone_kind: str, plus: bool, default_size: 
         " (k), ``pred_scales`` (None = official rule), ``aspect_ratios``, ``backbone_weights`` (local"
         " torchvision ResNet file or None).\n\n    Raises:\n        ValueError: ``input_size < 32`` or"
         " unusable ``backbone_weights``; YOLACT++ also needs ``input_size >= 256`` (MaskIoU net).")
-    return register(arch_name)(builder)
+    return register(arch_name, family="yolact")(builder)
 
 
 yolact_r50_550 = _make_builder(

@@ -11,6 +11,8 @@ SSD (Liu et al. 2016); YOLACT++ paper section 3.1 (fast mask re-scoring network)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,7 +20,7 @@ from torchvision.ops import box_iou
 
 from ...ops.boxes import box_crop_mask, box_ioa, encode_boxes, point_form
 
-__all__ = ["yolact_loss", "match_priors"]
+__all__ = ["yolact_loss", "yolact_match", "YolactMatch", "match_priors", "mask_logits", "maskiou_samples"]
 
 
 def match_priors(
@@ -106,76 +108,61 @@ def _ohem_conf_loss(conf: Tensor, conf_t: Tensor, negpos_ratio: int) -> Tensor:
     return F.cross_entropy(conf[selected], conf_t[selected], reduction="sum")
 
 
-def yolact_loss(
-    outputs: dict[str, Tensor],
-    targets: list[dict[str, Tensor]],
-    *,
-    input_size: int | None = None,
-    pos_iou_threshold: float = 0.5,
-    neg_iou_threshold: float = 0.4,
-    crowd_iou_threshold: float = 0.7,
-    negpos_ratio: int = 3,
-    conf_alpha: float = 1.0,
-    bbox_alpha: float = 1.5,
-    mask_alpha: float = 6.125,
-    semantic_alpha: float = 1.0,
-    masks_to_train: int = 100,
-    maskiou_alpha: float = 25.0,
-    discard_mask_area: float = 25.0,
-) -> dict[str, Tensor]:
-    """YOLACT losses for a batch (official defaults).
+@dataclass
+class YolactMatch:
+    """Training targets of a batch, matched to the priors (no gradient): what the forward of a
+    YOLACT++ model and :func:`yolact_loss` share, so both see the same random mask sample.
+
+    Attributes:
+        conf_t: ``[B, P]`` int64 class targets (-1 ignore, 0 background, ``c + 1`` class c).
+        matched: ``[B, P]`` int64 matched gt index (meaningful where ``conf_t > 0``).
+        gt_rel: B ``[N_b, 4]`` float32 gt boxes, relative XYXY.
+        samples: B dicts for the mask loss (None for an image without positives):
+            ``pos_idx`` ``[n]`` int64 sampled positive priors (at most ``masks_to_train``),
+            ``gt_idx`` ``[n]`` their gt, ``n_all`` (positives before sampling), ``classes``
+            ``[n]`` int64 gt classes, ``mask_t`` ``[n, Hp, Wp]`` float32 {0, 1} gt masks at proto
+            resolution (bilinear, > 0.5), ``inside`` ``[n, Hp, Wp]`` float32 {0, 1} gt box + 1 px,
+            ``area`` ``[n]`` gt-box area in proto pixels (>= 1).
+    """
+
+    conf_t: Tensor
+    matched: Tensor
+    gt_rel: list[Tensor]
+    samples: list[dict | None]
+
+
+@torch.no_grad()
+def yolact_match(outputs: dict[str, Tensor], targets: list[dict[str, Tensor]], *, input_size: int | None = None,
+                 pos_iou_threshold: float = 0.5, neg_iou_threshold: float = 0.4, crowd_iou_threshold: float = 0.7,
+                 masks_to_train: int = 100) -> YolactMatch:
+    """Match every image's gt to the priors (:func:`match_priors`) and sample the positives whose
+    masks are trained (official ``MultiBoxLoss.forward`` + the ``masks_to_train`` sampling of
+    ``lincomb_mask_loss``).
 
     Args:
-        outputs: training-mode output of :class:`~.model.Yolact` (``loc``, ``conf``,
-            ``mask_coef``, ``proto``, ``priors``, ``segm``); any float dtype, computed in float32.
-        targets: B dicts with ``gt_boxes`` ``[N, 4]`` float XYXY pixels of the S x S input,
-            ``gt_classes`` ``[N]`` int64 ``0..K-1``, ``gt_masks`` ``[N, S, S]`` uint8 {0, 1}
-            (``[0, S, S]`` when N = 0) and optionally ``gt_crowd_boxes`` ``[M, 4]`` (pixels).
+        outputs: YOLACT raw outputs (``loc``, ``conf``, ``proto``, ``priors``).
+        targets: B dicts as in :func:`yolact_loss`.
         input_size: S; taken from ``gt_masks.shape[-1]`` when None.
 
     Returns:
-        dict of float32 scalars:
-        ``loss_cls`` softmax CE with OHEM 3:1, x ``conf_alpha``, / #positives;
-        ``loss_box`` SmoothL1 (sum) on SSD-encoded targets, x ``bbox_alpha``, / #positives;
-        ``loss_mask`` BCE of ``sigmoid(proto @ coef^T)`` vs gt masks resized to Hp x Wp (bilinear,
-        > 0.5), counted only inside the gt box (+1 px), each instance / its gt-box area in proto
-        pixels, at most ``masks_to_train`` random positives per image (rescaled), x ``mask_alpha``,
-        / #positives;
-        ``loss_semantic`` BCE-with-logits (sum) of ``segm`` vs per-class gt masks at H3 x W3,
-        / (H3 * W3) per image, x ``semantic_alpha``, / B (0 when ``segm`` is absent).
-        #positives is clamped to >= 1, so a batch without gt gives finite losses (box, mask 0).
-        YOLACT++ only (``outputs["maskiou_net"]`` present): ``loss_maskiou`` SmoothL1 (sum) between
-        the re-scoring net's IoU for the gt class (input: the trained predicted masks, sigmoid,
-        cropped by the gt box + 1 px) and the IoU of the mask thresholded at 0.5 with the gt mask
-        at proto resolution, over masks whose gt area is ``> discard_mask_area`` proto pixels,
-        x ``maskiou_alpha``, / #positives (official ``lincomb_mask_loss`` + ``mask_iou_loss``,
-        ``maskiou_alpha 25``, ``discard_mask_area 5*5``; as officially, the input is not detached).
-
-    Deviations from the official code (no effect on well-formed data): BCE is computed from
-    logits and masked by the crop (official: BCE of the cropped sigmoid, which charges 100 per gt
-    pixel outside the box+1 px); gt-box sides are clamped to >= 1 proto pixel in the mask
-    normalisation (official: division by zero for empty boxes, which its pipeline drops).
+        :class:`YolactMatch`.
 
     Raises:
-        ValueError: batch size mismatch, a class index outside ``0..K-1``, or crowd boxes
-            without a way to know S.
+        ValueError: batch size mismatch, a class index outside ``0..K-1``, boxes / classes of
+            different lengths, or boxes without a way to know S.
     """
-    loc = outputs["loc"].float()
-    conf = outputs["conf"].float()
-    coef = outputs["mask_coef"].float()
-    proto = outputs["proto"].float()
-    priors = outputs["priors"].float()
+    loc, priors, proto = outputs["loc"], outputs["priors"].float(), outputs["proto"]
     batch, num_priors = loc.shape[:2]
-    num_classes = conf.shape[-1] - 1
+    num_classes = outputs["conf"].shape[-1] - 1
     hp, wp = proto.shape[1:3]
     if len(targets) != batch:
         raise ValueError(f"yolact_loss: {len(targets)} targets for a batch of {batch}")
     size = input_size if input_size is not None else _input_size(targets)
     device = loc.device
-
     conf_t = torch.zeros((batch, num_priors), dtype=torch.int64, device=device)
     matched = torch.zeros((batch, num_priors), dtype=torch.int64, device=device)
     gt_rel: list[Tensor] = []
+    classes_b: list[Tensor] = []
     for b, t in enumerate(targets):
         boxes = t["gt_boxes"].to(device=device, dtype=torch.float32).reshape(-1, 4)
         classes = t["gt_classes"].to(device=device, dtype=torch.int64).reshape(-1)
@@ -192,11 +179,135 @@ def yolact_loss(
                 f"yolact_loss: target {b} has boxes but S is unknown (pass input_size or gt_masks [N, S, S])")
         scale = float(size) if size is not None else 1.0
         gt_rel.append(boxes / scale)
+        classes_b.append(classes)
         conf_t[b], matched[b] = match_priors(
             boxes / scale, classes, crowd / scale, priors,
             pos_iou_threshold=pos_iou_threshold, neg_iou_threshold=neg_iou_threshold,
             crowd_iou_threshold=crowd_iou_threshold,
         )
+    samples: list[dict | None] = []
+    for b, t in enumerate(targets):
+        pos_idx = (conf_t[b] > 0).nonzero().squeeze(1)
+        if pos_idx.numel() == 0:
+            samples.append(None)
+            continue
+        gt_idx = matched[b, pos_idx]
+        n_all = pos_idx.numel()
+        if n_all > masks_to_train:
+            select = torch.randperm(n_all, device=device)[:masks_to_train]
+            pos_idx, gt_idx = pos_idx[select], gt_idx[select]
+        gt_masks = t["gt_masks"].to(device=device, dtype=torch.float32)
+        down = F.interpolate(gt_masks[None], size=(hp, wp), mode="bilinear", align_corners=False)[0]
+        boxes = gt_rel[b][gt_idx]
+        area = ((boxes[:, 2] - boxes[:, 0]) * wp).clamp(min=1.0) * ((boxes[:, 3] - boxes[:, 1]) * hp).clamp(min=1.0)
+        samples.append({"pos_idx": pos_idx, "gt_idx": gt_idx, "n_all": n_all, "classes": classes_b[b][gt_idx],
+                        "mask_t": (down > 0.5).float()[gt_idx], "inside": box_crop_mask(boxes, hp, wp, padding=1).float(),
+                        "area": area})
+    return YolactMatch(conf_t=conf_t, matched=matched, gt_rel=gt_rel, samples=samples)
+
+
+def mask_logits(proto: Tensor, coef: Tensor) -> Tensor:
+    """Assembled mask logits ``proto @ coef^T`` of one image: ``[Hp, Wp, k]``, ``[n, k]`` -> ``[n, Hp, Wp]``."""
+    return torch.einsum("hwk,nk->nhw", proto, coef)
+
+
+def maskiou_samples(logits: Tensor, sample: dict, *, discard_mask_area: float = 25.0
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """Inputs and targets of the YOLACT++ re-scoring net for one image's sampled positives
+    (official ``lincomb_mask_loss`` with ``use_maskiou``).
+
+    Args:
+        logits: ``[n, Hp, Wp]`` mask logits of ``sample["pos_idx"]`` (:func:`mask_logits`).
+        sample: one entry of :attr:`YolactMatch.samples`.
+        discard_mask_area: gt masks of at most this many proto pixels are left out (5 x 5).
+
+    Returns:
+        ``(masks [m, 1, Hp, Wp], iou_targets [m], classes [m])``: the predicted masks (sigmoid,
+        zero outside the gt box + 1 px, not detached, as officially), the IoU of the mask
+        thresholded at 0.5 with the gt mask (detached), and the gt classes.
+    """
+    keep = sample["mask_t"].sum(dim=(1, 2)) > discard_mask_area
+    pred = torch.sigmoid(logits[keep]) * sample["inside"][keep]
+    with torch.no_grad():
+        mask_t = sample["mask_t"][keep]
+        binary = (pred > 0.5).float()
+        inter = (binary * mask_t).sum(dim=(1, 2))
+        union = binary.sum(dim=(1, 2)) + mask_t.sum(dim=(1, 2)) - inter
+    return pred[:, None], inter / union.clamp(min=1.0), sample["classes"][keep]
+
+
+def yolact_loss(
+    outputs: dict[str, Tensor],
+    targets: list[dict[str, Tensor]],
+    *,
+    input_size: int | None = None,
+    pos_iou_threshold: float = 0.5,
+    neg_iou_threshold: float = 0.4,
+    crowd_iou_threshold: float = 0.7,
+    negpos_ratio: int = 3,
+    conf_alpha: float = 1.0,
+    bbox_alpha: float = 1.5,
+    mask_alpha: float = 6.125,
+    semantic_alpha: float = 1.0,
+    masks_to_train: int = 100,
+    maskiou_alpha: float = 25.0,
+) -> dict[str, Tensor]:
+    """YOLACT losses for a batch (official defaults). No trainable parameters: a function of the
+    model's outputs and the targets.
+
+    Args:
+        outputs: training-mode output of :class:`~.model.Yolact` (``loc``, ``conf``,
+            ``mask_coef``, ``proto``, ``priors``, ``segm``; any float dtype, computed in
+            float32), plus, from ``model(images, targets)``, ``match`` (:class:`YolactMatch`:
+            then the matching keyword arguments are not used, the model's own settings were) and
+            for YOLACT++ ``maskiou`` (``{"pred" [D], "target" [D]}``).
+        targets: B dicts with ``gt_boxes`` ``[N, 4]`` float XYXY pixels of the S x S input,
+            ``gt_classes`` ``[N]`` int64 ``0..K-1``, ``gt_masks`` ``[N, S, S]`` uint8 {0, 1}
+            (``[0, S, S]`` when N = 0) and optionally ``gt_crowd_boxes`` ``[M, 4]`` (pixels).
+        input_size: S; taken from ``gt_masks.shape[-1]`` when None.
+
+    Returns:
+        dict of float32 scalars:
+        ``loss_cls`` softmax CE with OHEM 3:1, x ``conf_alpha``, / #positives;
+        ``loss_box`` SmoothL1 (sum) on SSD-encoded targets, x ``bbox_alpha``, / #positives;
+        ``loss_mask`` BCE of ``sigmoid(proto @ coef^T)`` vs gt masks resized to Hp x Wp (bilinear,
+        > 0.5), counted only inside the gt box (+1 px), each instance / its gt-box area in proto
+        pixels, at most ``masks_to_train`` random positives per image (rescaled), x ``mask_alpha``,
+        / #positives;
+        ``loss_semantic`` BCE-with-logits (sum) of ``segm`` vs per-class gt masks at H3 x W3,
+        / (H3 * W3) per image, x ``semantic_alpha``, / B (0 when ``segm`` is absent).
+        #positives is clamped to >= 1, so a batch without gt gives finite losses (box, mask 0).
+        YOLACT++ only (``outputs["maskiou"]`` present): ``loss_maskiou`` SmoothL1 (sum) between
+        the re-scoring net's IoU for the gt class (computed in the model's forward on the trained
+        predicted masks, :func:`maskiou_samples`) and the IoU of the mask thresholded at 0.5
+        with the gt mask at proto resolution, x ``maskiou_alpha``, / #positives (official
+        ``lincomb_mask_loss`` + ``mask_iou_loss``, ``maskiou_alpha 25``).
+
+    Deviations from the official code (no effect on well-formed data): BCE is computed from
+    logits and masked by the crop (official: BCE of the cropped sigmoid, which charges 100 per gt
+    pixel outside the box+1 px); gt-box sides are clamped to >= 1 proto pixel in the mask
+    normalisation (official: division by zero for empty boxes, which its pipeline drops).
+
+    Raises:
+        ValueError: batch size mismatch, a class index outside ``0..K-1``, or crowd boxes
+            without a way to know S.
+    """
+    loc = outputs["loc"].float()
+    conf = outputs["conf"].float()
+    coef = outputs["mask_coef"].float()
+    proto = outputs["proto"].float()
+    priors = outputs["priors"].float()
+    batch = loc.shape[0]
+    num_classes = conf.shape[-1] - 1
+    match = outputs.get("match")
+    if match is None:
+        match = yolact_match(outputs, targets, input_size=input_size, pos_iou_threshold=pos_iou_threshold,
+                             neg_iou_threshold=neg_iou_threshold, crowd_iou_threshold=crowd_iou_threshold,
+                             masks_to_train=masks_to_train)
+    elif len(targets) != batch:
+        raise ValueError(f"yolact_loss: {len(targets)} targets for a batch of {batch}")
+    conf_t, matched, gt_rel = match.conf_t, match.matched, match.gt_rel
+    device = loc.device
 
     pos = conf_t > 0
     num_pos = pos.sum().clamp(min=1).float()
@@ -208,42 +319,15 @@ def yolact_loss(
 
     loss_cls = _ohem_conf_loss(conf, conf_t, negpos_ratio) * conf_alpha
 
-    # mask loss on the prototypes (+ YOLACT++ mask-IoU targets)
-    maskiou_net = outputs.get("maskiou_net")
-    iou_inputs: list[Tensor] = []
-    iou_targets: list[Tensor] = []
-    iou_labels: list[Tensor] = []
+    # mask loss on the prototypes
     loss_mask = zero
-    for b, t in enumerate(targets):
-        pos_idx = pos[b].nonzero().squeeze(1)
-        if pos_idx.numel() == 0:
+    for b, sample in enumerate(match.samples):
+        if sample is None:
             continue
-        gt_idx = matched[b, pos_idx]
-        n_all = pos_idx.numel()
-        if n_all > masks_to_train:
-            select = torch.randperm(n_all, device=device)[:masks_to_train]
-            pos_idx, gt_idx = pos_idx[select], gt_idx[select]
-        with torch.no_grad():
-            gt_masks = t["gt_masks"].to(device=device, dtype=torch.float32)
-            down = F.interpolate(gt_masks[None], size=(hp, wp), mode="bilinear", align_corners=False)[0]
-            mask_t = (down > 0.5).float()[gt_idx]  # [n, Hp, Wp]
-            boxes = gt_rel[b][gt_idx]
-            inside = box_crop_mask(boxes, hp, wp, padding=1).float()
-            area = ((boxes[:, 2] - boxes[:, 0]) * wp).clamp(min=1.0) * ((boxes[:, 3] - boxes[:, 1]) * hp).clamp(min=1.0)
-        logits = torch.einsum("hwk,nk->nhw", proto[b], coef[b, pos_idx])
-        bce = F.binary_cross_entropy_with_logits(logits, mask_t, reduction="none") * inside
-        loss_mask = loss_mask + (bce.sum(dim=(1, 2)) / area).sum() * (n_all / pos_idx.numel())
-        if maskiou_net is not None:
-            keep = mask_t.sum(dim=(1, 2)) > discard_mask_area
-            if bool(keep.any()):
-                pred = torch.sigmoid(logits[keep]) * inside[keep]
-                with torch.no_grad():
-                    binary = (pred > 0.5).float()
-                    inter = (binary * mask_t[keep]).sum(dim=(1, 2))
-                    union = binary.sum(dim=(1, 2)) + mask_t[keep].sum(dim=(1, 2)) - inter
-                iou_inputs.append(pred[:, None])
-                iou_targets.append(inter / union)
-                iou_labels.append(t["gt_classes"].to(device=device, dtype=torch.int64).reshape(-1)[gt_idx][keep])
+        logits = mask_logits(proto[b], coef[b, sample["pos_idx"]])
+        bce = F.binary_cross_entropy_with_logits(logits, sample["mask_t"], reduction="none") * sample["inside"]
+        loss_mask = loss_mask + (bce.sum(dim=(1, 2)) / sample["area"]).sum() * (
+            sample["n_all"] / sample["pos_idx"].numel())
     loss_mask = loss_mask * mask_alpha
 
     # semantic segmentation loss on P3
@@ -271,12 +355,7 @@ def yolact_loss(
         "loss_mask": loss_mask / num_pos,
         "loss_semantic": loss_semantic,
     }
-    if maskiou_net is not None:
-        loss_maskiou = zero + sum(p.sum() for p in maskiou_net.parameters()) * 0.0
-        if iou_inputs:
-            dtype = next(maskiou_net.parameters()).dtype
-            pred_iou = maskiou_net(torch.cat(iou_inputs).to(dtype)).float()
-            pred_iou = pred_iou.gather(1, torch.cat(iou_labels)[:, None]).squeeze(1)
-            loss_maskiou = F.smooth_l1_loss(pred_iou, torch.cat(iou_targets), reduction="sum") * maskiou_alpha
-        losses["loss_maskiou"] = loss_maskiou / num_pos
+    if "maskiou" in outputs:
+        pred_iou, iou_t = outputs["maskiou"]["pred"].float(), outputs["maskiou"]["target"].float()
+        losses["loss_maskiou"] = F.smooth_l1_loss(pred_iou, iou_t, reduction="sum") * maskiou_alpha / num_pos
     return losses

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from ..fpn import FPN
+from .loss import mask_logits, maskiou_samples, yolact_match
+from .postprocess import yolact_detect
 from .priors import YOLACT_ASPECT_RATIOS, YOLACT_PRED_SCALES_550, PriorCache
 
 __all__ = ["Yolact", "PredictionHead", "FastMaskIoUNet", "make_protonet", "PIXEL_MEAN_RGB", "PIXEL_STD_RGB"]
@@ -53,10 +55,16 @@ class FastMaskIoUNet(nn.Module):
 
     Input ``[D, 1, Hp, Wp]`` float cropped sigmoid masks at prototype resolution; output
     ``[D, K]`` float predicted mask IoU per class. Layers: five 3x3 stride-2 convs without padding
-    (8, 16, 32, 64, 128 channels), a 1x1 conv to K, ReLU after every conv (the last one too),
-    global max-pool. Source: YOLACT++ paper section 3.1; official ``FastMaskIoUNet``
-    (``yolact.py``) with ``maskiou_net`` of ``yolact_plus_base_config`` and ``make_net(...,
-    include_last_relu=True)``; indices with weights ``maskiou_net.{0,2,4,6,8,10}``.
+    (8, 16, 32, 64, 128 channels) with ReLU, a 1x1 conv to K, a final ReLU, global max-pool.
+    Source: YOLACT++ paper section 3.1; official ``FastMaskIoUNet`` (``yolact.py``) with
+    ``maskiou_net`` of ``yolact_plus_base_config`` and ``make_net(..., include_last_relu=True)``;
+    indices with weights ``maskiou_net.{0,2,4,6,8,10}``.
+
+    ``forward(masks, activate=True)``: ``activate=False`` returns the output before the final
+    ReLU (max over space of the 1x1 conv; ``relu(max(x)) = max(relu(x))``, so ``activate=True``
+    is the official output exactly). Training regresses the pre-activation (segcore deviation):
+    with the official ReLU a class channel whose output starts negative gets no gradient and
+    stays at 0 for good, which on small data zeroes every mask score of that class.
     """
 
     def __init__(self, num_classes: int, channels: Sequence[int] = (8, 16, 32, 64, 128)):
@@ -66,12 +74,12 @@ class FastMaskIoUNet(nn.Module):
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, stride=2), nn.ReLU(inplace=True)]
             c_in = c
-        layers += [nn.Conv2d(c_in, num_classes, 1), nn.ReLU(inplace=True)]
+        layers += [nn.Conv2d(c_in, num_classes, 1)]
         self.maskiou_net = nn.Sequential(*layers)
 
-    def forward(self, masks: Tensor) -> Tensor:
-        x = self.maskiou_net(masks)
-        return torch.amax(x, dim=(2, 3))
+    def forward(self, masks: Tensor, activate: bool = True) -> Tensor:
+        x = torch.amax(self.maskiou_net(masks), dim=(2, 3))  # [D, K]
+        return torch.relu(x) if activate else x
 
 
 class PredictionHead(nn.Module):
@@ -117,10 +125,14 @@ class Yolact(nn.Module):
         use_maskiou: add the YOLACT++ :class:`FastMaskIoUNet` as ``maskiou_net``.
         pixel_mean, pixel_std: RGB 0..255 input normalisation (ImageNet statistics by default;
             DarkNet uses mean 0, std 255).
+        nms_iou_threshold, top_k, max_detections: inference (official ``nms_thresh 0.5``,
+            ``top_k 200``, ``max_num_detections 100``).
+        masks_to_train, discard_mask_area: training (official ``masks_to_train 100``,
+            ``discard_mask_area 5*5`` proto pixels for the re-scoring net's samples).
 
     Attributes:
         pixel_mean, pixel_std: ``[1, 3, 1, 1]`` float32 non-persistent buffers (RGB, 0..255).
-        arch_name, arch_kwargs: set by the registry builders.
+        info: :class:`segcore.modeling.registry.ModelInfo`, set by the registry builders.
     """
 
     def __init__(
@@ -137,6 +149,11 @@ class Yolact(nn.Module):
         use_maskiou: bool = False,
         pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
         pixel_std: Sequence[float] = PIXEL_STD_RGB,
+        nms_iou_threshold: float = 0.5,
+        top_k: int = 200,
+        max_detections: int = 100,
+        masks_to_train: int = 100,
+        discard_mask_area: float = 25.0,
     ):
         super().__init__()
         if len(pred_scales) != 5:
@@ -144,8 +161,11 @@ class Yolact(nn.Module):
         self.num_classes = int(num_classes)
         self.input_size = int(input_size)
         self.num_prototypes = int(num_prototypes)
-        self.arch_name = "yolact"
-        self.arch_kwargs: dict = {}
+        self.nms_iou_threshold = float(nms_iou_threshold)
+        self.top_k = int(top_k)
+        self.max_detections = int(max_detections)
+        self.masks_to_train = int(masks_to_train)
+        self.discard_mask_area = float(discard_mask_area)
         self.priors = PriorCache(pred_scales, aspect_ratios, self.input_size, square_anchors=square_anchors)
 
         self.backbone = backbone
@@ -175,8 +195,8 @@ class Yolact(nn.Module):
         """Device of the model (of its ``pixel_mean`` buffer)."""
         return self.pixel_mean.device
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        """Run the network.
+    def network(self, images: Tensor) -> dict[str, Tensor]:
+        """The dense network: raw per-prior outputs (what the ONNX graph and the loss start from).
 
         Args:
             images: ``[B, 3, S, S]`` float, RGB, 0..255, already resized to S x S.
@@ -185,11 +205,7 @@ class Yolact(nn.Module):
             dict with ``loc`` ``[B, P, 4]`` (SSD encoding), ``conf`` ``[B, P, K+1]`` logits
             (index 0 = background), ``mask_coef`` ``[B, P, k]`` (tanh), ``proto``
             ``[B, Hp, Wp, k]`` (ReLU), ``priors`` ``[P, 4]`` float32 relative cxcywh, and in
-            training mode ``segm`` ``[B, K, H3, W3]`` semantic logits on P3. YOLACT++ models add
-            ``maskiou_net``: the :class:`FastMaskIoUNet` module itself (not a tensor; callable
-            ``[D, 1, Hp, Wp] -> [D, K]``), used by :func:`~.postprocess.yolact_postprocess`
-            (mask re-scoring) and :func:`~.loss.yolact_loss` (mask-IoU loss), as the official
-            code passes ``net`` to ``postprocess`` and ``MultiBoxLoss``.
+            training mode ``segm`` ``[B, K, H3, W3]`` semantic logits on P3.
 
         Raises:
             ValueError: if ``images`` is not ``[B, 3, S, S]``.
@@ -220,6 +236,55 @@ class Yolact(nn.Module):
         }
         if self.training:
             out["segm"] = self.semantic_seg_conv(feats[0])
-        if self.maskiou_net is not None:
-            out["maskiou_net"] = self.maskiou_net
+        return out
+
+    def forward(self, images: Tensor, targets: list[dict] | None = None, *,
+                image_sizes: Sequence[tuple[int, int]] | None = None, score_threshold: float = 0.05) -> dict:
+        """The whole network, every trainable module included (the model contract of
+        :mod:`segcore.modeling.registry`).
+
+        Args:
+            images: ``[B, 3, S, S]`` float, RGB, 0..255, already resized to S x S.
+            targets: training: B target dicts (:func:`~.loss.yolact_loss`); required for YOLACT++
+                (the re-scoring net trains on the matched positives' masks), optional for v1.
+            image_sizes: ignored (every image fills the S x S input).
+            score_threshold: inference: the candidate pre-filter of :func:`~.postprocess.yolact_detect`.
+
+        Returns:
+            :meth:`network`'s dict, plus in training with targets ``match``
+            (:class:`~.loss.YolactMatch`) and for YOLACT++ ``maskiou`` (``{"pred" [D] float32
+            pre-activation IoU of the gt class, "target" [D] float32}``); in eval mode
+            ``detections`` (:func:`~.postprocess.yolact_detect` with this model's NMS settings
+            and, for YOLACT++, its re-scoring net).
+
+        Raises:
+            ValueError: bad ``images`` shape, or a YOLACT++ model in training mode without targets.
+        """
+        out = self.network(images)
+        if self.training:
+            if targets is None:
+                if self.maskiou_net is not None:
+                    raise ValueError("YOLACT++ in training mode needs targets: model(images, targets)")
+                return out
+            out["match"] = match = yolact_match(out, targets, input_size=self.input_size,
+                                                masks_to_train=self.masks_to_train)
+            if self.maskiou_net is not None:
+                masks, iou_t, classes = [], [], []
+                for b, sample in enumerate(match.samples):
+                    if sample is not None:
+                        logits = mask_logits(out["proto"][b], out["mask_coef"][b, sample["pos_idx"]])
+                        m, t, c = maskiou_samples(logits, sample, discard_mask_area=self.discard_mask_area)
+                        masks.append(m)
+                        iou_t.append(t)
+                        classes.append(c)
+                hp, wp = out["proto"].shape[1:3]
+                x = torch.cat(masks) if masks else out["proto"].new_zeros((0, 1, hp, wp))  # D may be 0
+                pred = self.maskiou_net(x, activate=False)  # [D, K]
+                cls = torch.cat(classes) if classes else torch.zeros(0, dtype=torch.int64, device=x.device)
+                out["maskiou"] = {"pred": pred.gather(1, cls[:, None]).squeeze(1),
+                                  "target": torch.cat(iou_t) if iou_t else x.new_zeros(0)}
+            return out
+        out["detections"] = yolact_detect(
+            out, score_threshold=score_threshold, nms_iou_threshold=self.nms_iou_threshold, top_k=self.top_k,
+            max_detections=self.max_detections, maskiou=self.maskiou_net)
         return out

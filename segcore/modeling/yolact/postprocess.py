@@ -5,12 +5,13 @@ Hp x Wp prototype map, H x W original image size.
 Source: YOLACT paper sections 3.3 (mask assembly, crop) and 5 (Fast NMS); official
 ``layers/functions/detection.py`` (``Detect``, ``fast_nms``) and ``layers/output_utils.py``
 (``postprocess``: crop at proto resolution, bilinear upsample, threshold 0.5; YOLACT++ mask
-re-scoring with ``net.maskiou_net``, ``rescore_mask=True``, ``rescore_bbox=False``).
+re-scoring with ``net.maskiou_net``, ``rescore_mask=True``, ``rescore_bbox=False``, which runs
+inside the model's forward here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +21,78 @@ from ...ops.boxes import crop_masks, decode_boxes
 from ...ops.nms import fast_nms
 from ...structures import Instances
 
-__all__ = ["yolact_postprocess"]
+__all__ = ["yolact_postprocess", "yolact_detect"]
 
 _MASK_CHUNK = 16  # masks upsampled to full resolution at a time (bounds float memory)
+
+
+@torch.no_grad()
+def yolact_detect(
+    outputs: dict[str, Tensor],
+    *,
+    score_threshold: float = 0.05,
+    nms_iou_threshold: float = 0.5,
+    top_k: int = 200,
+    max_detections: int = 100,
+    second_score_threshold: bool = False,
+    maskiou: Callable[[Tensor], Tensor] | None = None,
+) -> list[dict[str, Tensor]]:
+    """Detections of every image at prototype resolution (official ``Detect`` + the crop of
+    ``postprocess``).
+
+    Per image: decode boxes against the priors, softmax the class logits, keep priors whose best
+    foreground score is ``> score_threshold``, per-class Fast NMS (``top_k`` per class,
+    ``nms_iou_threshold``), keep the ``max_detections`` best, assemble the masks
+    ``sigmoid(proto @ coef^T)`` and zero them outside the predicted box (+1 proto px).
+
+    As in the official code the score threshold is only a pre-filter on each prior's best class:
+    after NMS a prior may also be reported for other classes with lower scores. Pass
+    ``second_score_threshold=True`` to drop every detection with score ``<= score_threshold``.
+
+    YOLACT++ (``maskiou``: the model's re-scoring net, called by its forward): the cropped masks go
+    through it and each detection's score becomes the mask score ``class score x predicted IoU of
+    its class`` (official ``postprocess`` returns ``[scores, scores * maskiou_p]`` and COCO mask AP
+    uses the latter); detections are then re-sorted by that score (stable). Thresholds and NMS act
+    on the class scores, as officially.
+
+    Args:
+        outputs: :class:`~.model.Yolact` raw outputs (``loc``, ``conf``, ``mask_coef``, ``proto``,
+            ``priors``), any float dtype (computed in float32).
+        maskiou: ``[D, 1, Hp, Wp]`` float32 masks -> ``[D, K]`` predicted IoUs, or None.
+
+    Returns:
+        B dicts: ``boxes`` ``[D, 4]`` float32 relative XYXY (corners as decoded), ``scores``
+        ``[D]`` float32 (mask scores with ``maskiou``), ``classes`` ``[D]`` int64 ``0..K-1``,
+        ``masks`` ``[D, Hp, Wp]`` float32 probabilities (0 outside the box + 1 px); sorted by
+        descending score.
+    """
+    loc = outputs["loc"].float()
+    conf = outputs["conf"].float()
+    coef = outputs["mask_coef"].float()
+    proto = outputs["proto"].float()
+    priors = outputs["priors"].float()
+    hp, wp = proto.shape[1:3]
+    detections = []
+    for b in range(loc.shape[0]):
+        scores = F.softmax(conf[b], dim=-1)[:, 1:]  # [P, K]
+        candidates = scores.max(dim=1).values > score_threshold
+        boxes = decode_boxes(loc[b][candidates], priors[candidates])  # relative XYXY
+        idx, classes, det_scores = fast_nms(
+            boxes, scores[candidates], iou_threshold=nms_iou_threshold, top_k=top_k,
+            max_detections=max_detections,
+            score_threshold=score_threshold if second_score_threshold else None,
+        )
+        boxes = boxes[idx]
+        masks = torch.sigmoid(torch.einsum("hwk,dk->dhw", proto[b], coef[b][candidates][idx]))
+        masks = crop_masks(masks, boxes, padding=1).reshape(-1, hp, wp)  # [D, Hp, Wp]
+        if maskiou is not None and idx.numel():
+            iou = maskiou(masks[:, None]).float()
+            det_scores = det_scores * iou.gather(1, classes.to(torch.int64)[:, None]).squeeze(1)
+            order = torch.sort(det_scores, descending=True, stable=True).indices
+            det_scores, classes, boxes, masks = det_scores[order], classes[order], boxes[order], masks[order]
+        detections.append({"boxes": boxes.float(), "scores": det_scores.float(),
+                           "classes": classes.to(torch.int64), "masks": masks})
+    return detections
 
 
 @torch.no_grad()
@@ -36,31 +106,22 @@ def yolact_postprocess(
     max_detections: int = 100,
     mask_threshold: float = 0.5,
     second_score_threshold: bool = False,
-    rescore_mask: bool = True,
+    input_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[Instances]:
-    """Turn raw YOLACT outputs into per-image :class:`~segcore.structures.Instances`.
+    """Turn YOLACT outputs into per-image :class:`~segcore.structures.Instances`.
 
-    Per image: decode boxes against the priors, softmax the class logits, keep priors whose best
-    foreground score is ``> score_threshold``, per-class Fast NMS (``top_k`` per class,
-    ``nms_iou_threshold``), keep the ``max_detections`` best, assemble masks
-    ``sigmoid(proto @ coef^T)``, zero them outside the predicted box (+1 proto px), upsample
-    bilinearly to ``(H, W)`` and threshold at ``mask_threshold``.
-
-    As in the official code the score threshold is only a pre-filter on each prior's best class:
-    after NMS a prior may also be reported for other classes with lower scores. Pass
-    ``second_score_threshold=True`` to drop every detection with score ``<= score_threshold``
-    (what an interactive tool usually wants).
-
-    YOLACT++ (``outputs["maskiou_net"]`` present, ``rescore_mask=True``): the cropped masks at
-    prototype resolution go through the fast mask re-scoring network and each detection's score
-    becomes the mask score ``class score x predicted IoU of its class`` (official ``postprocess``
-    returns ``[scores, scores * maskiou_p]`` and COCO mask AP uses the latter); detections are then
-    re-sorted by that score (stable). Thresholds and NMS act on the class scores, as officially.
+    Outputs of the model's eval-mode forward carry ``detections`` (:func:`yolact_detect`, run
+    there with the forward's ``score_threshold`` and the model's NMS settings, YOLACT++ mask
+    re-scoring included); they are used as they are and the detection keyword arguments here
+    are not. Raw outputs alone (e.g. a training-mode forward) are detected here with them,
+    without re-scoring. Then, as the official ``postprocess``: masks upsampled bilinearly to
+    ``(H, W)`` and thresholded at ``mask_threshold``, boxes scaled to pixels, corners ordered and
+    clipped to the image (``sanitize_coordinates``).
 
     Args:
-        outputs: :class:`~.model.Yolact` outputs (``loc``, ``conf``, ``mask_coef``, ``proto``,
-            ``priors``), any float dtype (computed in float32).
+        outputs: :class:`~.model.Yolact` outputs, any float dtype (computed in float32).
         image_sizes: B original ``(H, W)`` sizes in pixels; boxes and masks are returned there.
+        input_sizes: ignored (the S x S input fills the image; the family contract's argument).
 
     Returns:
         B :class:`Instances`, ``pred_boxes`` float32 XYXY pixels clipped to the image, ``scores``
@@ -70,37 +131,21 @@ def yolact_postprocess(
     Raises:
         ValueError: if ``len(image_sizes)`` differs from the batch size.
     """
-    loc = outputs["loc"].float()
-    conf = outputs["conf"].float()
-    coef = outputs["mask_coef"].float()
-    proto = outputs["proto"].float()
-    priors = outputs["priors"].float()
-    if len(image_sizes) != loc.shape[0]:
-        raise ValueError(f"yolact_postprocess: {len(image_sizes)} image sizes for a batch of {loc.shape[0]}")
-
+    batch = outputs["loc"].shape[0]
+    if len(image_sizes) != batch:
+        raise ValueError(f"yolact_postprocess: {len(image_sizes)} image sizes for a batch of {batch}")
+    detections = outputs.get("detections")
+    if detections is None:
+        detections = yolact_detect(outputs, score_threshold=score_threshold, nms_iou_threshold=nms_iou_threshold,
+                                   top_k=top_k, max_detections=max_detections,
+                                   second_score_threshold=second_score_threshold)
     results = []
-    for b, (height, width) in enumerate(image_sizes):
+    for det, (height, width) in zip(detections, image_sizes):
         height, width = int(height), int(width)
-        scores = F.softmax(conf[b], dim=-1)[:, 1:]  # [P, K]
-        candidates = scores.max(dim=1).values > score_threshold
-        boxes = decode_boxes(loc[b][candidates], priors[candidates])  # relative XYXY
-        idx, classes, det_scores = fast_nms(
-            boxes, scores[candidates], iou_threshold=nms_iou_threshold, top_k=top_k,
-            max_detections=max_detections,
-            score_threshold=score_threshold if second_score_threshold else None,
-        )
-        if idx.numel() == 0:
-            results.append(Instances.empty((height, width), device=loc.device))
+        masks, boxes = det["masks"], det["boxes"]
+        if masks.shape[0] == 0:
+            results.append(Instances.empty((height, width), device=masks.device))
             continue
-        boxes = boxes[idx]
-        masks = torch.sigmoid(torch.einsum("hwk,dk->dhw", proto[b], coef[b][candidates][idx]))
-        masks = crop_masks(masks, boxes, padding=1)  # [D, Hp, Wp]
-        maskiou_net = outputs.get("maskiou_net")
-        if maskiou_net is not None and rescore_mask:
-            maskiou = maskiou_net(masks[:, None].to(next(maskiou_net.parameters()).dtype)).float()
-            det_scores = det_scores * maskiou.gather(1, classes.to(torch.int64)[:, None]).squeeze(1)
-            order = torch.sort(det_scores, descending=True, stable=True).indices
-            det_scores, classes, boxes, masks = det_scores[order], classes[order], boxes[order], masks[order]
         full = torch.empty((masks.shape[0], height, width), dtype=torch.bool, device=masks.device)
         for start in range(0, masks.shape[0], _MASK_CHUNK):
             chunk = masks[start:start + _MASK_CHUNK, None]
@@ -116,8 +161,8 @@ def yolact_postprocess(
         results.append(Instances(
             image_size=(height, width),
             pred_boxes=pixel_boxes.float(),
-            scores=det_scores.float(),
-            pred_classes=classes.to(torch.int64),
+            scores=det["scores"].float(),
+            pred_classes=det["classes"].to(torch.int64),
             pred_masks=full,
         ))
     return results

@@ -29,13 +29,12 @@ from pathlib import Path
 
 from torch import nn
 
-from . import ImportReport, WeightImportError, register_importer
-from ._detectron2 import load_by_name, num_classes_of, rename_key
+from ...importers import ImportReport, WeightImportError
+from ...importers._detectron2 import load_by_name, num_classes_of, rename_key
 
 __all__ = ["import_blendmask", "rename_key"]
 
 
-@register_importer("blendmask_")
 def import_blendmask(state_dict: dict, arch: str, *, source: Path | str = "<state_dict>"
                      ) -> tuple[nn.Module, ImportReport]:
     """Build ``arch`` with the file's class count and copy every tensor into it.
@@ -52,9 +51,7 @@ def import_blendmask(state_dict: dict, arch: str, *, source: Path | str = "<stat
     Raises:
         WeightImportError: no ``cls_logits.weight``, unknown keys, or a shape mismatch.
     """
-    from segcore.modeling.registry import build_model
-
-    import segcore.modeling  # noqa: F401  (registers the architectures)
+    from ..registry import build_model
 
     sd = {rename_key(k): v for k, v in state_dict.items()}
     num_classes = num_classes_of(sd, source, "BlendMask")

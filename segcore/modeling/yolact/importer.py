@@ -27,10 +27,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from . import ImportReport, WeightImportError, register_importer
+from ...importers import ImportReport, WeightImportError
 
 __all__ = ["import_yolact", "is_legacy_key", "MMDET_REFUSAL"]
 
@@ -69,7 +68,6 @@ def _num_classes(state_dict: dict, source: Path) -> int:
     return conf.shape[0] // a - 1
 
 
-@register_importer("yolact_")
 def import_yolact(state_dict: dict, arch: str, *, source: Path) -> tuple[nn.Module, ImportReport]:
     """Build ``arch`` (K read off ``conf_layer``) and fill it from an official YOLACT state_dict.
 
@@ -87,7 +85,7 @@ def import_yolact(state_dict: dict, arch: str, *, source: Path) -> tuple[nn.Modu
         WeightImportError: mmdetection checkpoint, unknown keys (listed), shape mismatches
             (key and shapes), or an unknown ``arch``.
     """
-    from segcore.modeling import build_model
+    from ..registry import build_model
 
     source = Path(source)
     if any(k.startswith(("neck.", "bbox_head.", "mask_head.", "segm_head.")) for k in state_dict):

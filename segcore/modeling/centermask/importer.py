@@ -86,8 +86,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import ImportReport, WeightImportError, register_importer
-from ._detectron2 import listing, load_by_name, num_classes_of, rename_key
+from ...importers import ImportReport, WeightImportError
+from ...importers._detectron2 import listing, load_by_name, num_classes_of, rename_key
 
 __all__ = ["import_centermask", "rename_key", "is_maskrcnn_benchmark", "convert_maskrcnn_benchmark_state_dict",
            "MRCNN_RULES", "MRCNN_UNSUPPORTED"]
@@ -234,7 +234,6 @@ def convert_maskrcnn_benchmark_state_dict(state_dict: dict, *, source: Path | st
     return out
 
 
-@register_importer("centermask_")
 def import_centermask(state_dict: dict, arch: str, *, source: Path | str = "<state_dict>"
                       ) -> tuple[nn.Module, ImportReport]:
     """Build ``arch`` (FrozenBN) with the file's class count and copy every tensor into it.
@@ -255,9 +254,7 @@ def import_centermask(state_dict: dict, arch: str, *, source: Path | str = "<sta
             maskrcnn-benchmark file also missing keys, the layouts of :data:`MRCNN_UNSUPPORTED`,
             and finally the FCOS box regression.
     """
-    from segcore.modeling.registry import build_model
-
-    import segcore.modeling  # noqa: F401  (registers the architectures)
+    from ..registry import build_model
 
     mrcnn = is_maskrcnn_benchmark(state_dict)
     if mrcnn:

@@ -1,0 +1,83 @@
+"""The BlendMask family: everything segcore and the annotator know about it, in one
+:class:`segcore.modeling.registry.Family` registered when this package is imported.
+
+- input: detectron2 short side S, long side <= max_size, padded to 32 (``ModelInfo``);
+- optimiser: SGD lr ``0.01`` at batch 16, weight decay 1e-4 (AdelaiDet ``Base-BlendMask.yaml``
+  with detectron2's defaults; lr scaled linearly to the batch);
+- loss / post-processing: :func:`.loss.blendmask_loss`, :func:`.postprocess.blendmask_postprocess`
+  with the model's FCOS settings bound;
+- official weights: AdelaiDet files through :mod:`.importer`;
+- ImageNet backbones: detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` on disk (never downloaded);
+- box prompts: :mod:`.box_prompt` (bases blended with the attentions at the box's FCOS location).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from torch import nn
+
+from ..registry import BoxPromptSupport, Family, ImagenetBackbone, LatencyTarget, Licence, register_family
+
+__all__ = ["BLENDMASK_FAMILY"]
+
+
+def _loss(model: nn.Module):
+    from .loss import blendmask_loss
+
+    return functools.partial(blendmask_loss, sizes_of_interest=model.sizes_of_interest,
+                             center_sample_radius=model.center_sample_radius,
+                             bottom_resolution=model.bottom_resolution)
+
+
+def _postprocess(model: nn.Module):
+    from .postprocess import blendmask_postprocess
+
+    return functools.partial(blendmask_postprocess, thresh_with_ctr=model.thresh_with_ctr,
+                             bottom_resolution=model.bottom_resolution)
+
+
+def _import_weights(state_dict: dict, arch: str, *, source):
+    from .importer import import_blendmask
+
+    return import_blendmask(state_dict, arch, source=source)
+
+
+def _find_backbone(arch: str) -> Path | None:
+    from ...importers.backbone import msra_resnet_file
+
+    depth = 101 if "r101" in arch else 50 if "r50" in arch else None
+    return None if depth is None else msra_resnet_file(depth)
+
+
+def _load_backbone(model: nn.Module, path: Path) -> list[str]:
+    from ...importers.backbone import load_backbone_file
+
+    return load_backbone_file(model, path)
+
+
+def _box_prompt(model: nn.Module, outputs: dict, boxes, image_hw, input_hw, *, classes=None, cache=None,
+                autocast_dtype=None, locations=None) -> dict:
+    from .box_prompt import blendmask_box_prompt
+
+    res = blendmask_box_prompt(outputs, boxes, image_hw, input_hw, sizes_of_interest=model.sizes_of_interest,
+                               locations=locations, bottom_resolution=model.bottom_resolution)
+    return {"masks": res["masks"], "classes": res["classes"], "scores": None}
+
+
+BLENDMASK_FAMILY = register_family(Family(
+    name="blendmask",
+    make_loss=_loss,
+    make_postprocess=_postprocess,
+    default_optim=lambda batch_size: (0.01 * batch_size / 16, 1e-4),
+    licence=Licence("BlendMask (blendmask_*)", "Chen et al., CVPR 2020", "aim-uofa/AdelaiDet",
+                    "2-clause BSD for non-commercial purposes only (commercial use: licence from the authors)",
+                    "LICENSE and README 'License' @ 3672122"),
+    tiny_arch="blendmask_tiny",
+    import_weights=_import_weights,
+    imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=_load_backbone),
+    box_prompt=BoxPromptSupport(run=_box_prompt, takes_locations=True),
+    latency_target=lambda arch: LatencyTarget("<=", 0.8, "<= 0.8 (paper)",
+                                              "BlendMask <= 0.8 of Mask R-CNN latency (paper figure)"),
+))

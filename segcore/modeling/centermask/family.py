@@ -1,0 +1,90 @@
+"""The CenterMask family: everything segcore and the annotator know about it, in one
+:class:`segcore.modeling.registry.Family` registered when this package is imported.
+
+- input: detectron2 short side S, long side <= max_size, padded to 32 (``ModelInfo``);
+- optimiser: SGD lr ``0.01`` at batch 16, weight decay 1e-4 (centermask2
+  ``Base-CenterMask-VoVNet.yaml`` with detectron2's defaults; lr scaled linearly to the batch);
+- loss / post-processing: :func:`.loss.centermask_loss`, :func:`.postprocess.centermask_postprocess`
+  (the RoI heads run in the model's forward);
+- official weights: centermask2 files through :mod:`.importer` (maskrcnn-benchmark files are
+  recognised and refused there);
+- ImageNet backbones: detectron2's MSRA ``R-50.pkl`` for ``centermask_r50`` (never downloaded);
+- box prompts: :mod:`.box_prompt` (SAG-Mask + MaskIoU on the user's box).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from torch import nn
+
+from ..registry import BoxPromptSupport, Family, ImagenetBackbone, LatencyTarget, Licence, register_family
+
+__all__ = ["CENTERMASK_FAMILY"]
+
+
+def _loss(model: nn.Module):
+    from .loss import centermask_loss
+
+    return functools.partial(centermask_loss, sizes_of_interest=model.sizes_of_interest,
+                             center_sample_radius=model.center_sample_radius)
+
+
+def _postprocess(model: nn.Module):
+    from .postprocess import centermask_postprocess
+
+    return centermask_postprocess
+
+
+def _import_weights(state_dict: dict, arch: str, *, source):
+    from .importer import import_centermask
+
+    return import_centermask(state_dict, arch, source=source)
+
+
+def _find_backbone(arch: str) -> Path | None:
+    from ...importers.backbone import msra_resnet_file
+
+    return msra_resnet_file(50) if arch == "centermask_r50" else None  # VoVNets: no MSRA file
+
+
+def _load_backbone(model: nn.Module, path: Path) -> list[str]:
+    from ...importers.backbone import load_backbone_file
+
+    return load_backbone_file(model, path)
+
+
+def _box_prompt(model: nn.Module, outputs: dict, boxes, image_hw, input_hw, *, classes=None, cache=None,
+                autocast_dtype=None, locations=None) -> dict:
+    from .box_prompt import centermask_box_prompt
+
+    if locations is not None:
+        raise ValueError("locations: only BlendMask prompts take FCOS locations")
+    cache = {} if cache is None else cache
+    res = centermask_box_prompt(outputs, model.roi_heads, boxes, image_hw, input_hw, classes=classes,
+                                detections=cache.get("detections"), max_detections=model.max_detections,
+                                autocast_dtype=autocast_dtype)
+    cache["detections"] = res["detections"]
+    return {"masks": res["masks"], "classes": res["classes"], "scores": res["scores"]}
+
+
+def _latency_target(arch: str) -> LatencyTarget | None:
+    if arch == "centermask_lite_v19":
+        return LatencyTarget("<", 0.5, "< 1/2", "CenterMask-Lite V-19 < 1/2 of Mask R-CNN latency")
+    return None
+
+
+CENTERMASK_FAMILY = register_family(Family(
+    name="centermask",
+    make_loss=_loss,
+    make_postprocess=_postprocess,
+    default_optim=lambda batch_size: (0.01 * batch_size / 16, 1e-4),
+    licence=Licence("CenterMask (centermask_*)", "Lee and Park, CVPR 2020", "youngwanLEE/centermask2",
+                    "Creative Commons Attribution-NonCommercial 4.0 (CC BY-NC 4.0)", "LICENSE @ 6adabd6"),
+    tiny_arch="centermask_tiny",
+    import_weights=_import_weights,
+    imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=_load_backbone),
+    box_prompt=BoxPromptSupport(run=_box_prompt, has_scores=lambda model: model.roi_heads.maskiou_head is not None),
+    latency_target=_latency_target,
+))
