@@ -94,8 +94,8 @@ def about_markdown(info: dict | None = None, *, qt_version: str | None = None) -
     lines = [
         f"# annotator {info['annotator']}",
         "",
-        "Desktop annotation assistant for instance segmentation (YOLACT, BlendMask, CenterMask via segcore). "
-        "Licence: Apache-2.0.",
+        "Desktop annotation assistant for instance segmentation ("
+        + ", ".join(lic.family.split(" (")[0] for lic in model_licences()) + " via segcore). Licence: Apache-2.0.",
         "",
         "## Runtime",
         "",
