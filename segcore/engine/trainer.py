@@ -46,6 +46,7 @@ from segcore.data.dataset import InstanceDataset, collate
 from segcore.device import resolve_device
 
 __all__ = ["TrainResult", "TrainState", "TrainHook", "CheckpointHook", "EvalHook", "DivergenceHook", "train",
+           "sync_batchnorm_where_official",
            "lr_at", "freeze_batchnorm", "make_dataset", "FINAL_NAME", "LATEST_NAME", "BEST_NAME", "EVAL_STATE_NAME"]
 
 FINAL_NAME = "model_final.pth"
@@ -307,6 +308,18 @@ def make_dataset(model: nn.Module, records: list[dict], categories: list[dict], 
     return dataset, functools.partial(collate, size_divisibility=info.size_divisibility)
 
 
+def sync_batchnorm_where_official(model: nn.Module, device: torch.device, *, freeze_bn: bool) -> nn.Module:
+    """The module a multi-process run wraps in DDP: ``model`` with its ``BatchNorm`` layers turned
+    into ``nn.SyncBatchNorm`` (in place; same parameters, buffers and state_dict keys) when its
+    official configuration trains with SyncBN (``model.info.sync_bn``, e.g. AdelaiDet's
+    ``*_syncbn_*`` BlendMask-RT), BN is trained (not ``freeze_bn``) and the device is CUDA
+    (PyTorch's SyncBN kernel is CUDA-only; on the CPU the statistics stay per process). Otherwise
+    ``model`` unchanged. Only called with more than one process."""
+    if model.info.sync_bn and device.type == "cuda" and not freeze_bn:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
 class _ResumableSampler(DistributedSampler):
     """``DistributedSampler`` that can leave out the first ``skip`` indices of the next epoch it
     yields (a resumed run continues mid-epoch with the data order of the interrupted one)."""
@@ -452,9 +465,8 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        if info.sync_bn and dev.type == "cuda" and not freeze_bn:
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameters, SyncBN modules
-        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+        net = DistributedDataParallel(sync_batchnorm_where_official(model, dev, freeze_bn=freeze_bn),
+                                      device_ids=[dev.index] if dev.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if resume_optimizer is not None:

@@ -222,3 +222,29 @@ def test_nonfinite_storm_is_an_error(project_dir, monkeypatch):
             run_train_job(p, iterations=100, log=lambda m: None, **TINY)
         assert p.model_versions() == []
     assert len(calls) == 20  # stopped at the 20th non-finite step, not at 100
+
+
+def test_train_spec_is_validated_on_load(project_dir, tmp_path):
+    """OUT/train_spec.json round-trips; a missing, unknown or mistyped field is one AnnotatorError
+    naming the field (pydantic), not a TypeError deep in the run."""
+    from annotator.errors import AnnotatorError
+    from annotator.jobs.train import TrainSpec
+
+    with Project.open(project_dir) as p:
+        spec = prepare_train_job(p, out_dir=tmp_path / "run", log=lambda m: None, **{
+            k: v for k, v in TINY.items() if k != "batch_size"})
+    path = Path(spec.out_dir) / "train_spec.json"
+    assert TrainSpec.load(path) == spec
+    good = json.loads(path.read_text())
+    for change, field in ((lambda d: d.pop("iterations"), "iterations"),
+                          (lambda d: d.update(bogus=1), "bogus"),
+                          (lambda d: d.update(batch_size="many"), "batch_size"),
+                          (lambda d: d.update(categories={"not": "a list"}), "categories")):
+        bad = dict(good)
+        change(bad)
+        path.write_text(json.dumps(bad))
+        with pytest.raises(AnnotatorError, match=rf"train_spec\.json: {field}"):
+            TrainSpec.load(path)
+    path.write_text("{not json")
+    with pytest.raises(AnnotatorError, match="cannot read the training plan"):
+        TrainSpec.load(path)

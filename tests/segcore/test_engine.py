@@ -114,3 +114,26 @@ def test_bad_arguments(data, tmp_path):
         train(_model(k=3), records, categories, iterations=1, out_dir=tmp_path)
     with pytest.raises(ValueError, match="no training records"):
         train(_model(), [], categories, iterations=1, out_dir=tmp_path)
+
+
+def test_syncbn_only_for_official_syncbn_configs_on_cuda():
+    """blendmask_rt_r50 (AdelaiDet RT_R_50_4x_bn-head_syncbn_shtw) trains with SyncBN when several
+    CUDA processes train BN; other configs, the CPU and frozen BN keep nn.BatchNorm2d."""
+    from segcore.engine.trainer import sync_batchnorm_where_official
+    from segcore.modeling.registry import build_model
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    with torch.device("meta"):
+        rt = build_model("blendmask_rt_r50", num_classes=3)
+        r50 = build_model("blendmask_r50", num_classes=3)
+    assert rt.info.sync_bn and not r50.info.sync_bn
+    keys = list(rt.state_dict())
+    assert sync_batchnorm_where_official(rt, cpu, freeze_bn=False) is rt
+    assert sync_batchnorm_where_official(rt, cuda, freeze_bn=True) is rt
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in rt.modules())
+    assert sync_batchnorm_where_official(r50, cuda, freeze_bn=False) is r50
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in r50.modules())
+    converted = sync_batchnorm_where_official(rt, cuda, freeze_bn=False)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
+    assert list(converted.state_dict()) == keys  # checkpoints load either way
