@@ -1,6 +1,6 @@
-"""The bundled sample project (``annotator/resources/samples``): five COCO val2017 photos whose
-licences allow redistribution, with their original COCO annotations (see
-``annotator/resources/samples/LICENSES.md``).
+"""The bundled sample project (``resources/samples``, the package data ``annotator.resources``):
+five COCO val2017 photos whose licences allow redistribution, with their original COCO
+annotations (see ``resources/samples/LICENSES.md``).
 
 The files are package data read through ``importlib.resources`` (:func:`samples_dir`), never
 through a path relative to the repository. :func:`ensure_sample_project` copies them into the
@@ -54,7 +54,7 @@ def ensure_sample_project(dest: Path | None = None) -> Path:
     bundle = samples_dir()
     annotations = bundle / "annotations.json"
     if not annotations.is_file():
-        raise AnnotatorError(f"{annotations}: sample bundle not found (annotator/resources/samples missing "
+        raise AnnotatorError(f"{annotations}: sample bundle not found (annotator.resources samples missing "
                              "from the installation)")
     if dest.exists() and any(dest.iterdir()):
         raise AnnotatorError(f"{dest}: exists and is not a sample project; remove it or choose another folder")

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 DATA="${XDG_DATA_HOME:-$HOME/.local/share}"
 APPS="$DATA/applications"
 ICONS="$DATA/icons/hicolor"
-SRC=annotator/resources/icons
+SRC=resources/icons
 
 if [ "${1:-}" = "--uninstall" ]; then
     rm -f "$APPS/annotator.desktop" "$ICONS/scalable/apps/annotator.svg"

@@ -1,7 +1,7 @@
-"""Render the app icon ``annotator/resources/icons/annotator.svg`` to PNGs with Qt's SVG renderer.
+"""Render the app icon ``resources/icons/annotator.svg`` to PNGs with Qt's SVG renderer.
 
 Usage: ``QT_QPA_PLATFORM=offscreen .venv/bin/python packaging/make_icons.py`` writes
-``annotator/resources/icons/annotator-<N>.png`` for N in 48, 128, 256 (committed; run again
+``resources/icons/annotator-<N>.png`` for N in 48, 128, 256 (committed; run again
 after editing the SVG). The PNGs are what the ``.desktop`` entry's hicolor theme folders and
 the window icon use.
 """
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 SIZES = (48, 128, 256)
-ICONS = Path(__file__).resolve().parents[1] / "annotator" / "resources" / "icons"
+ICONS = Path(__file__).resolve().parents[1] / "resources" / "icons"
 
 
 def render(svg: Path, out_dir: Path, sizes=SIZES) -> list[Path]:

@@ -66,3 +66,13 @@ def test_self_check_passes_in_process(qapp):
     assert selfcheck.run_self_check(lines.append) == 0, lines
     assert [ln.split(":")[0] for ln in lines[:-1]] == [f"ok   {name}" for name, _ in selfcheck.CHECKS]
     assert lines[-1].startswith("self-check passed")
+
+
+def test_resources_come_from_the_top_level_folder_in_a_checkout():
+    """A checkout reads resources/ beside the code (the wheel test covers the installed case)."""
+    from pathlib import Path
+
+    res = annotator.resources()
+    assert Path(str(res)) == Path(annotator.__file__).resolve().parents[1] / "resources"
+    assert (res / "samples" / "annotations.json").is_file() and (res / "icons" / "annotator.svg").is_file()
+    assert callable(annotator.resources)  # never shadowed by a subpackage of the same name

@@ -29,7 +29,7 @@ def test_desktop_entry_keys():
     assert e["Icon"] == "annotator" and e["Terminal"] == "false"
     assert {"Graphics", "Science"} <= set(filter(None, e["Categories"].split(";")))
     assert e["Categories"].endswith(";") and e["Keywords"].endswith(";")
-    icons = REPO / "annotator" / "resources" / "icons"
+    icons = REPO / "resources" / "icons"
     assert (icons / "annotator.svg").is_file() and (icons / "annotator-256.png").is_file()
 
 

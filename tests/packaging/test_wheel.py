@@ -39,7 +39,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "annotator", "segcore")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "annotator", "segcore", "resources")
 RESOURCES = {
     "annotator/resources/samples/annotations.json", "annotator/resources/samples/LICENSES.md",
     "annotator/resources/samples/000000261888.jpg", "annotator/resources/samples/000000311303.jpg",
