@@ -119,12 +119,14 @@ def test_category_mapping(project):
 
 
 def test_prelabel_with_real_yolact_tiny(project):
-    torch = pytest.importorskip("torch")
-    registry = pytest.importorskip("segcore.modeling.registry")
-    predictor_mod = pytest.importorskip("segcore.predictor")
+    import torch
+
+    from segcore.modeling.registry import build_model
+    from segcore.predictor import Predictor
+
     torch.manual_seed(0)
-    model = registry.build_model("yolact_tiny", num_classes=2)
-    predictor = predictor_mod.Predictor(model, categories=CATS)
+    model = build_model("yolact_tiny", num_classes=2)
+    predictor = Predictor(model, categories=CATS)
     summary = prelabel(project, predictor, score_threshold=0.0)
     assert summary.images == 3 and summary.instances > 0
     anns = project.annotations()
@@ -227,7 +229,8 @@ def test_batched_prelabel_matches_single_with_real_yolact_tiny(tmp_path, coco_ti
     import json
     import shutil
 
-    torch = pytest.importorskip("torch")
+    import torch
+
     from segcore.modeling.registry import build_model
     from segcore.predictor import Predictor
 

@@ -126,7 +126,18 @@ def test_loop_train_prelabel_keeps_reviewed_work(project_dir):
     try:
         v2 = p.model_version(2)
         assert v2.parent == 1 and v2.arch == "yolact_tiny" and v2.checkpoint.is_file()
-        assert set(v2.metrics) >= {"segm", "bbox", "iteration"} and 0.0 <= v2.metrics["segm"]["AP"] <= 1.0
+        assert set(v2.metrics) >= {"segm", "bbox", "iteration"}
+        # the registered checkpoint is the best evaluation's, and its stored AP is what it scores
+        assert v2.metrics["segm"]["AP"] == max(h["segm_AP"] for h in v2.metrics["history"])
+        from segcore.evaluation import evaluate_predictions
+        from segcore.predictor import Predictor
+
+        records, cats = p.training_records()
+        val = [r for r in records if p.image_splits()[r["image_id"]] == "val"]
+        assert len(val) == v2.metrics["val_images"] >= 1
+        again = evaluate_predictions(Predictor.from_checkpoint(v2.checkpoint, device="cpu"), val, cats)
+        assert again["segm"]["AP"] == pytest.approx(v2.metrics["segm"]["AP"], abs=1e-6)
+        assert again["bbox"]["AP"] == pytest.approx(v2.metrics["bbox"]["AP"], abs=1e-6)
         trained = set(v2.data_snapshot["annotation_ids"])
         assert {a0[0].id, a1[0].id} <= trained and a2[0].id not in trained and not trained & predicted_before
         assert p.image_splits().items() >= splits.items()  # same split as round 1
