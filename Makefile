@@ -1,5 +1,5 @@
-# Two commands: `make run` (desktop app on the bundled sample project) and `make test` (whole suite,
-# including the wheel test tests/packaging/test_wheel.py). `make package` builds the PyInstaller
+# Two commands: `make run` (desktop app on the bundled sample project) and `make test` (ruff, then the
+# whole suite, including the wheel test tests/packaging/test_wheel.py). `make package` builds the PyInstaller
 # one-folder bundle dist/annotator/ and runs its self-check (large and slow: not part of `make test`).
 PYTHON ?= python3
 VENV := .venv
@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) main.py --sample
 
+# ruff first (pyproject [tool.ruff]: line length 120, pycodestyle + pyflakes), then the suite
 test: $(STAMP)
+	$(PY) -m ruff check annotator segcore tests packaging main.py setup.py
 	$(PY) -m pytest
 
 bench: $(STAMP)

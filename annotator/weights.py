@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Callable
 
 from annotator.errors import AnnotatorError
+from segcore.modeling import FAMILIES
+from segcore.modeling.registry import OfficialWeights as WeightsEntry
 
 __all__ = ["WeightsEntry", "WEIGHTS", "DownloadResult", "WeightsDownloadError", "OfflineError",
            "ChecksumError", "default_cache_dir", "lookup", "download_weights", "sha256_of", "list_lines",
@@ -47,27 +49,8 @@ _CHUNK = 1 << 20  # bytes read per step
 NOT_PUBLISHED = "sha256 not published; printed after download for you to check"
 
 
-def _registry() -> dict:
-    """name -> :class:`WeightsEntry` of every family's ``official_weights`` (built on first use:
-    importing segcore loads torch, which building the CLI parser must not)."""
-    if not _REGISTRY:
-        from segcore.modeling import FAMILIES
-
-        _REGISTRY.update({e.name: e for fam in FAMILIES.values() for e in fam.official_weights})
-    return _REGISTRY
-
-
-_REGISTRY: dict = {}
-
-
-def __getattr__(name: str):
-    if name == "WEIGHTS":  # module attribute, filled on first access (see _registry)
-        return _registry()
-    if name == "WeightsEntry":
-        from segcore.modeling.registry import OfficialWeights
-
-        return OfficialWeights
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: name -> entry: every model family's ``official_weights`` (the family packages own them).
+WEIGHTS: dict[str, WeightsEntry] = {e.name: e for fam in FAMILIES.values() for e in fam.official_weights}
 
 
 class WeightsDownloadError(AnnotatorError):
@@ -113,7 +96,7 @@ def lookup(name: str, registry: dict[str, WeightsEntry] | None = None) -> Weight
     Raises:
         AnnotatorError: unknown name (the message lists the known ones).
     """
-    registry = _registry() if registry is None else registry
+    registry = WEIGHTS if registry is None else registry
     key = name[:-4] if name.endswith(".pth") else name
     if key not in registry:
         raise AnnotatorError(f"NAME: unknown weights {name!r}; known: {', '.join(sorted(registry))} "
@@ -262,7 +245,7 @@ def download_weights(name: str, *, cache_dir: str | Path | None = None,
 
 def list_lines(registry: dict[str, WeightsEntry] | None = None, cache_dir: str | Path | None = None) -> list[str]:
     """Human-readable registry listing, one block of lines per entry (``--list``)."""
-    registry = _registry() if registry is None else registry
+    registry = WEIGHTS if registry is None else registry
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     lines = []
     for entry in registry.values():

@@ -308,7 +308,8 @@ def _run_cpu(models: dict, categories: list[dict], image: np.ndarray, runs: int,
     say(f"{'arch':<28}{'variant':<26}{'input':>10}{'ms/image':>10}{'dets':>6}{'vs MaskRCNN':>13}  target")
     for r in rows:
         tgt = f"{r['target']} {'MET' if r['met'] else 'NOT MET'}" if r["met"] is not None else ""
-        say(f"{r['arch']:<28}{r['variant']:<26}{r['input']:>10}{r['ms']:>10.1f}{r['dets']:>6d}{r['ratio']:>13.3f}  {tgt}")
+        say(f"{r['arch']:<28}{r['variant']:<26}{r['input']:>10}{r['ms']:>10.1f}{r['dets']:>6d}"
+            f"{r['ratio']:>13.3f}  {tgt}")
     for name, res in archs.items():
         if res["target"] is None:
             continue
@@ -382,7 +383,8 @@ def _run_gpu(models: dict, categories: list[dict], images: list[np.ndarray], dev
     for name, model in models.items():
         res = entry(name)
         target = _gpu_fps_target(name)
-        res.update({"arch": name, "input": _input_desc(model, images[0].shape[:2]), "maskrcnn": _mrcnn_label(keys[name]),
+        res.update({"arch": name, "input": _input_desc(model, images[0].shape[:2]),
+                    "maskrcnn": _mrcnn_label(keys[name]),
                     "fps_target": target,
                     "fps_target_met": (max(res["fps_batch1"].values()) >= target) if target else None})
         archs[name] = res

@@ -107,7 +107,8 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a segcore checkpoint (top level is {type(ckpt).__name__}, not dict)")
     if "format" not in ckpt:
-        hint = " (looks like a bare state_dict, e.g. an official checkpoint: 'annotator import-weights' converts it)" if all(
+        hint = (" (looks like a bare state_dict, e.g. an official checkpoint: 'annotator import-weights' "
+                "converts it)") if all(
             isinstance(v, torch.Tensor) for v in ckpt.values()) else ""
         raise CheckpointError(f"{path}: key 'format' missing: not a segcore checkpoint{hint}")
     if ckpt["format"] != FORMAT:

@@ -46,7 +46,8 @@ ResNet in the torch hub cache (``~/.cache/torch/hub/checkpoints``); for the dete
 BlendMask / CenterMask ResNets detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` in
 ``$XDG_CACHE_HOME/annotator/weights`` or detectron2's own cache
 (``~/.torch/iopath_cache/detectron2/ImageNetPretrained/MSRA``), random init. ``--init`` also
-takes such a backbone file (``.pkl`` / ``.pth``; :mod:`segcore.importers.backbone`). Class-dependent tensors whose shape differs (different
+takes such a backbone file (``.pkl`` / ``.pth``; :mod:`segcore.importers.backbone`). Class-dependent
+tensors whose shape differs (different
 category list) are left at random init and reported, as dbolya/yolact #36 advises.
 """
 

@@ -57,7 +57,8 @@ class ModelsMixin:
 
     def model_versions(self) -> list[ModelVersion]:
         """All model versions, oldest first."""
-        return [self._model_version(r) for r in self._conn.execute(f"SELECT {_MV_COLS} FROM model_versions ORDER BY id")]
+        rows = self._conn.execute(f"SELECT {_MV_COLS} FROM model_versions ORDER BY id")
+        return [self._model_version(r) for r in rows]
 
     def model_version(self, id: int) -> ModelVersion:
         """One model version. Raises AnnotatorError when there is none with that id."""

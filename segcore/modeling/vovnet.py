@@ -212,7 +212,12 @@ class VoVNet(nn.Module):
         _norm(norm, 1)  # validate early
         stem_ch, dw = spec["stem"], spec["dw"]
         stem = _conv_unit("stem_1", in_channels, stem_ch[0], norm, stride=2)
-        unit = (lambda p, a, b, s: _dw_unit(p, a, b, norm, s)) if dw else (lambda p, a, b, s: _conv_unit(p, a, b, norm, stride=s))
+        if dw:
+            def unit(p, a, b, s):
+                return _dw_unit(p, a, b, norm, s)
+        else:
+            def unit(p, a, b, s):
+                return _conv_unit(p, a, b, norm, stride=s)
         stem += unit("stem_2", stem_ch[0], stem_ch[1], 1) + unit("stem_3", stem_ch[1], stem_ch[2], 2)
         self.stem = nn.Sequential(OrderedDict(stem))
         self.out_channels = {"stem": stem_ch[2]}

@@ -36,13 +36,15 @@ def test_coco_tiny_roundtrip_ap_is_one(tmp_path, coco_tiny):
         out = tmp_path / "export" / "instances.json"
         counts = export_coco(project, out, include="human")
         assert counts["annotations"] == len(original["annotations"])
-        assert export_coco(project, tmp_path / "accepted.json", include="accepted")["annotations"] == counts["annotations"]
+        accepted = export_coco(project, tmp_path / "accepted.json", include="accepted")
+        assert accepted["annotations"] == counts["annotations"]
 
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(src))
         exported = COCO(str(out))  # the export is valid COCO for pycocotools
     assert sorted(exported.getImgIds()) == sorted(gt.getImgIds())
-    assert {c["id"]: c["name"] for c in exported.dataset["categories"]} == {c["id"]: c["name"] for c in original["categories"]}
+    names = {c["id"]: c["name"] for c in original["categories"]}
+    assert {c["id"]: c["name"] for c in exported.dataset["categories"]} == names
     by_id = {a["id"]: a for a in original["annotations"]}
     for ann in exported.dataset["annotations"]:  # ids, bbox, area, crowd flags kept
         ref = by_id[ann["id"]]

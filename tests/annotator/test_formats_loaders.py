@@ -3,7 +3,8 @@
 * YOLO-seg: Ultralytics' own ``check_det_dataset`` (data.yaml) and ``verify_image_label`` (every
   label file). ``make test`` installs ``ultralytics`` with ``pip install --no-deps`` (its
   requirements pull ``opencv-python``, which clashes with our ``opencv-python-headless``), so it
-  is not in the dev extra; without it the test fails and says how to install it. Its ``check_font`` (downloads a plotting
+  is not in the dev extra; without it the test fails and says how to install it. Its ``check_font``
+  (downloads a plotting
   font, needs matplotlib) is replaced by a no-op; the dataset checks themselves are untouched.
 * labelme: labelme 6 cannot be imported here (its package imports onnxruntime, imgviz, cmap and
   Qt), so the test re-reads the files the way ``labelme.label_file.LabelFile.load`` does (the

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -72,7 +71,8 @@ def test_prelabel_stores_predictions(project):
     assert [(c.id, c.name) for c in project.categories()] == [(1, "person"), (3, "car")]  # created
     assert {im.state for im in project.images()} == {"predicted"}
     anns = project.annotations(project.images()[0].id)
-    assert [(a.category_id, a.source, a.review_state) for a in anns] == [(1, "model", "predicted"), (3, "model", "predicted")]
+    assert [(a.category_id, a.source, a.review_state) for a in anns] == [(1, "model", "predicted"),
+                                                                         (3, "model", "predicted")]
     assert anns[0].score == pytest.approx(0.9) and anns[0].bbox == [2.0, 2.0, 6.0, 6.0] and anns[0].area == 36
 
 

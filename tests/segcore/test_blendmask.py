@@ -26,7 +26,8 @@ def _naive_blend(bases, boxes, attns, r=56, m=14):
                 y, x = y0 + (i + 0.5) * bh, x0 + (j + 0.5) * bw  # sampling ratio 1: bin centres
                 gy, gx = (y + 0.5) / bases.shape[1] * 2 - 1, (x + 0.5) / bases.shape[2] * 2 - 1
                 grid = torch.tensor([[[[gx, gy]]]], dtype=torch.float32)
-                pooled[:, i, j] = F.grid_sample(bases[None], grid, align_corners=False, padding_mode="zeros")[0, :, 0, 0]
+                sample = F.grid_sample(bases[None], grid, align_corners=False, padding_mode="zeros")
+                pooled[:, i, j] = sample[0, :, 0, 0]
         a = F.interpolate(att.view(1, k, m, m), size=(r, r), mode="bilinear", align_corners=False)[0].softmax(0)
         out.append((pooled * a).sum(0))
     return torch.stack(out)

@@ -59,7 +59,8 @@ def test_pooler_uses_assigned_level_and_roi_align_v2():
     torch.manual_seed(0)
     feats = [torch.randn(2, 4, 256 // s, 256 // s) for s in (8, 16, 32)]
     pooler = MultiLevelRoIAlign(14, (8, 16, 32))
-    boxes = [torch.tensor([[10.0, 10.0, 40.0, 50.0], [0.0, 0.0, 250.0, 200.0]]), torch.tensor([[30.0, 20.0, 190.0, 180.0]])]
+    boxes = [torch.tensor([[10.0, 10.0, 40.0, 50.0], [0.0, 0.0, 250.0, 200.0]]),
+             torch.tensor([[30.0, 20.0, 190.0, 180.0]])]
     sizes = [(256, 256), (256, 256)]
     out = pooler(feats, boxes, sizes)
     assert out.shape == (3, 4, 14, 14)
@@ -114,7 +115,8 @@ def test_head_keys_and_shapes(lite):
         "roi_heads.mask_head.spatialAtt.conv.weight": (1, 2, 3, 3),
         "roi_heads.mask_head.deconv.weight": (ch, ch, 2, 2), "roi_heads.mask_head.deconv.bias": (ch,),
         "roi_heads.mask_head.predictor.weight": (80, ch, 1, 1), "roi_heads.mask_head.predictor.bias": (80,),
-        "roi_heads.maskiou_head.maskiou_fc1.weight": (1024, ch * 49), "roi_heads.maskiou_head.maskiou_fc1.bias": (1024,),
+        "roi_heads.maskiou_head.maskiou_fc1.weight": (1024, ch * 49),
+        "roi_heads.maskiou_head.maskiou_fc1.bias": (1024,),
         "roi_heads.maskiou_head.maskiou_fc2.weight": (1024, 1024), "roi_heads.maskiou_head.maskiou_fc2.bias": (1024,),
         "roi_heads.maskiou_head.maskiou.weight": (80, 1024), "roi_heads.maskiou_head.maskiou.bias": (80,),
     })

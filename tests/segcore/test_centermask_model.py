@@ -15,7 +15,8 @@ NAMES = ["centermask_v39", "centermask_v57", "centermask_v99", "centermask_r50",
 
 def test_registered_with_paper_defaults():
     assert set(NAMES) <= set(list_architectures())
-    for name, size, ch in [("centermask_v39", 800, 256), ("centermask_lite_v19", 600, 128), ("centermask_r50", 800, 256)]:
+    for name, size, ch in [("centermask_v39", 800, 256), ("centermask_lite_v19", 600, 128),
+                           ("centermask_r50", 800, 256)]:
         with torch.device("meta"):
             m = build_model(name, num_classes=80)
         assert m.info.input_size == size and m.backbone.out_channels == ch and m.max_detections == 50

@@ -34,7 +34,8 @@ def msra_r50_blobs(seed: int = 0) -> dict:
             p = f"res{stage}_{b}_"
             c_in = in_ch if b == 0 else out
             for branch, shape in (("branch2a", (mid, c_in, 1, 1)), ("branch2b", (mid, mid, 3, 3)),
-                                  ("branch2c", (out, mid, 1, 1))) + ((("branch1", (out, c_in, 1, 1)),) if b == 0 else ()):
+                                  ("branch2c", (out, mid, 1, 1))) \
+                    + ((("branch1", (out, c_in, 1, 1)),) if b == 0 else ()):
                 blobs[p + branch + "_w"] = arr(*shape)
                 blobs[p + branch + "_bn_s"] = arr(shape[0])
                 blobs[p + branch + "_bn_b"] = arr(shape[0])

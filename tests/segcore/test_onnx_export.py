@@ -133,7 +133,8 @@ def _export_and_compare(arch: str, images: list[np.ndarray], tmp_path: Path) -> 
     ops = {n.op_type for n in proto.graph.node}
     assert "TopK" in ops and ("DeformConv" in ops) == arch.startswith("yolact_plus")
 
-    runner = OnnxYolact(out, threads=2)
+    runner = open_onnx(out, threads=2)  # the family is read from the file's segcore.arch
+    assert isinstance(runner, OnnxYolact)
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     figures = {"export_s": export_s, "max_score_diff": 0.0, "min_mask_iou": 1.0, "detections": []}
     for image in images:
@@ -236,7 +237,13 @@ def test_export_errors(tmp_path, capsys):
         export_yolact_onnx(build_model("yolact_tiny", num_classes=2), tmp_path / "c.onnx", categories=CATEGORIES)
     with pytest.raises(OnnxExportError, match="yolact"):
         YolactInference(torch.nn.Conv2d(3, 3, 1))
+    with pytest.raises(OnnxExportError, match="blendmask family has no ONNX export"):
+        export_onnx(build_model("blendmask_tiny", num_classes=K), tmp_path / "b.onnx", categories=CATEGORIES)
     assert not list(tmp_path.iterdir())
+    (tmp_path / "junk.onnx").write_bytes(b"no protobuf")
+    with pytest.raises(OnnxExportError, match="not an ONNX file exported by segcore"):
+        open_onnx(tmp_path / "junk.onnx")
+    (tmp_path / "junk.onnx").unlink()
 
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")

@@ -216,5 +216,6 @@ def test_benchmark_gpu_table_logic(monkeypatch):
     assert r["detections_batch1"]["fp32"] == 100 and r["fps_target"] is None
     assert res["maskrcnn"]["maskrcnn_r50_fpn@96"]["detections_batch1"]["fp16"] == 3
     assert [(x["arch"], x["variant"]) for x in res["rows"]] == [
-        ("yolact_tiny", "fp32"), ("yolact_tiny", "fp16"), ("maskrcnn_r50_fpn@96", "fp32"), ("maskrcnn_r50_fpn@96", "fp16")]
+        ("yolact_tiny", "fp32"), ("yolact_tiny", "fp16"),
+        ("maskrcnn_r50_fpn@96", "fp32"), ("maskrcnn_r50_fpn@96", "fp16")]
     assert any("img/s b3" in line for line in lines)

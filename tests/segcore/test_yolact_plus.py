@@ -31,7 +31,8 @@ def test_plus_priors_three_scales_three_ratios_no_square():
     pri = model.priors([(40, 40), (20, 20), (10, 10), (5, 5), (3, 3)], "cpu")
     s = int(24 / 550 * 320)
     first = pri[:9, 2:] * 320  # cell (0, 0) of P3: for scale, for ratio
-    expected = [(s * 2 ** (j / 3) * math.sqrt(r), s * 2 ** (j / 3) / math.sqrt(r)) for j in range(3) for r in (1, .5, 2)]
+    expected = [(s * 2 ** (j / 3) * math.sqrt(r), s * 2 ** (j / 3) / math.sqrt(r))
+                for j in range(3) for r in (1, .5, 2)]
     assert torch.allclose(first, torch.tensor(expected), atol=1e-4)
     rebuilt = build_model("yolact_plus_tiny", num_classes=3, **model.info.arch_kwargs)
     rebuilt.load_state_dict(model.state_dict())

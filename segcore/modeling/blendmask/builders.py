@@ -57,7 +57,8 @@ def build_blendmask(arch_name: str, arch_kwargs: dict, *, num_classes: int, inpu
                          bottleneck_channels=bottleneck_channels, norm=backbone_norm, freeze_at=freeze_at)
     backbone = D2FPN(bottom_up, out_channels=fpn_channels, top_levels=top_levels)
     if len(sizes_of_interest) != len(backbone.strides) - 1:
-        raise ValueError(f"{arch_name}: {len(backbone.strides)} levels need {len(backbone.strides) - 1} sizes_of_interest")
+        raise ValueError(f"{arch_name}: {len(backbone.strides)} levels need {len(backbone.strides) - 1} "
+                         "sizes_of_interest")
     gen = FCOSProposalGenerator(backbone.strides, in_channels=fpn_channels, num_classes=num_classes,
                                 num_cls_convs=num_cls_convs, num_box_convs=num_box_convs,
                                 num_share_convs=num_share_convs, norm=head_norm, use_scale=use_scale)

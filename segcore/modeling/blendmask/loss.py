@@ -94,7 +94,8 @@ def blendmask_loss(outputs: dict, targets: list[dict], *, sizes_of_interest=(64,
         rois = pool_bases(bases, boxes, r)[a.gt_inds[pos]]
         attns = top.reshape(-1, top.shape[-1])[pos]
         logits = merge_bases(rois, attns, attn_size=m, top_interp=top_interp)
-        gt = torch.cat([mask_targets(t["gt_masks"].to(bases.device), b, r) for t, b in zip(targets, boxes)])[a.gt_inds[pos]]
+        gt = torch.cat([mask_targets(t["gt_masks"].to(bases.device), b, r)
+                        for t, b in zip(targets, boxes)])[a.gt_inds[pos]]
         per = F.binary_cross_entropy_with_logits(logits, gt, reduction="none").mean(dim=(1, 2))
         losses["loss_mask"] = (per * a.ctr_targets).sum() / a.loss_denorm * mask_weight
     if "seg_logits" in outputs:

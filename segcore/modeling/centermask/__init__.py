@@ -30,7 +30,8 @@ __all__ = [
     "SAGMaskHead", "SpatialAttention", "mask_rcnn_loss", "mask_rcnn_targets",
     "select_class_masks", "MaskIoUHead", "mask_scores", "maskiou_loss", "maskiou_targets",
     "MultiLevelRoIAlign", "assign_boxes_to_levels_by_ratio", "assign_boxes_to_levels_fpn",
-    "CENTERMASK_FAMILY", "CenterMaskRoIHeads", "roi_losses", "select_positive_proposals", "CenterMask", "centermask_loss", "centermask_proposals",
+    "CENTERMASK_FAMILY", "CenterMaskRoIHeads", "roi_losses", "select_positive_proposals", "CenterMask",
+    "centermask_loss", "centermask_proposals",
     "centermask_postprocess", "build_centermask", "centermask_v39", "centermask_v57", "centermask_v99",
     "centermask_r50", "centermask_lite_v19", "centermask_lite_v39", "centermask_tiny",
 ]

@@ -69,9 +69,10 @@ def build_centermask(arch_name: str, arch_kwargs: dict, *, num_classes: int, inp
                                strides=(8, 16, 32), pooler_resolution=14, maskiou=maskiou)
     model = CenterMask(backbone, gen, heads, sizes_of_interest=sizes_of_interest, center_sample_radius=1.5,
                        max_detections=max_detections)
-    model.info = ModelInfo(arch=arch_name, family="centermask", num_classes=int(num_classes), input_size=int(input_size),
-                           arch_kwargs=dict(arch_kwargs), input_policy="short_side", max_size=int(max_size),
-                           train_sizes=tuple(int(s) for s in train_sizes), size_divisibility=model.size_divisibility)
+    model.info = ModelInfo(arch=arch_name, family="centermask", num_classes=int(num_classes),
+                           input_size=int(input_size), arch_kwargs=dict(arch_kwargs), input_policy="short_side",
+                           max_size=int(max_size), train_sizes=tuple(int(s) for s in train_sizes),
+                           size_divisibility=model.size_divisibility)
     return model
 
 

@@ -80,7 +80,8 @@ def fcos_targets(locations: list[torch.Tensor], strides: list[int], gt_boxes: to
     reg = torch.stack((xs - boxes[None, :, 0], ys - boxes[None, :, 1],
                        boxes[None, :, 2] - xs, boxes[None, :, 3] - ys), dim=2)  # [L, N, 4]
     if center_sample_radius is not None:
-        stride_per_loc = torch.tensor(strides, dtype=torch.float32, device=device)[level][:, None] * center_sample_radius
+        stride_per_loc = torch.tensor(strides, dtype=torch.float32, device=device)[level][:, None] \
+            * center_sample_radius
         cx = (boxes[:, 0] + boxes[:, 2]) * 0.5
         cy = (boxes[:, 1] + boxes[:, 3]) * 0.5
         x0 = torch.maximum(cx[None] - stride_per_loc, boxes[None, :, 0])

@@ -201,8 +201,8 @@ def yolact_match(outputs: dict[str, Tensor], targets: list[dict[str, Tensor]], *
         boxes = gt_rel[b][gt_idx]
         area = ((boxes[:, 2] - boxes[:, 0]) * wp).clamp(min=1.0) * ((boxes[:, 3] - boxes[:, 1]) * hp).clamp(min=1.0)
         samples.append({"pos_idx": pos_idx, "gt_idx": gt_idx, "n_all": n_all, "classes": classes_b[b][gt_idx],
-                        "mask_t": (down > 0.5).float()[gt_idx], "inside": box_crop_mask(boxes, hp, wp, padding=1).float(),
-                        "area": area})
+                        "mask_t": (down > 0.5).float()[gt_idx],
+                        "inside": box_crop_mask(boxes, hp, wp, padding=1).float(), "area": area})
     return YolactMatch(conf_t=conf_t, matched=matched, gt_rel=gt_rel, samples=samples)
 
 
