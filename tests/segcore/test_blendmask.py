@@ -71,4 +71,4 @@ def test_blendmask_tiny_overfits_four_images(overfit_set, tmp_path):
     assert result.skipped_nonfinite == 0
     metrics = evaluate_predictions(Predictor.from_checkpoint(result.checkpoint_path, device="cpu"), chosen, cats)
     print(f"blendmask overfit: {train_s:.1f} s, losses {result.final_losses}, segm {metrics['segm']}")
-    assert metrics["segm"]["AP50"] >= 0.5, metrics
+    assert metrics["segm"]["AP50"] >= 0.85, metrics  # measured 1.0 (120 iterations, 40-190 s by machine load)

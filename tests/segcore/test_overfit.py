@@ -1,4 +1,4 @@
-"""Acceptance: yolact_tiny and yolact_plus_tiny overfit 4 real COCO images (segm AP50 >= 0.5 on
+"""Acceptance: yolact_tiny and yolact_plus_tiny overfit 4 real COCO images (segm AP50 >= 0.85 on
 them) on the CPU.
 
 Images: from coco-tiny train2017, those with 1..3 annotations, no crowd region and every instance
@@ -9,22 +9,18 @@ Settings (and why): input 256 (a 320 step costs ~2x on 2 cores), batch 4 = the 4
 augment=False, SGD lr 1e-3 (official; 1e-2 diverged to NaN) with a 20-iteration warmup,
 100 iterations. BatchNorm is trained (freeze_bn=False): the official rule freezes BN for batches
 < 6, which assumes ImageNet-pretrained BN statistics; this random-init network (nothing can be
-downloaded) trains unstably with identity BN. Measured on the 2-core dev machine: ~1-2 min
-(quiet machine, 2 threads: 46 s training, segm AP50 0.90).
+downloaded) trains unstably with identity BN. Measured on the shared 2-core dev machine: 46 s
+training when quiet, 270 s under the other sessions' load; segm AP50 0.90 (bbox 1.0).
 
 YOLACT++ (``yolact_plus_tiny``: DCNv2 in the last block of C3-C5, 3 x 3 priors, MaskIoU re-scoring;
 input 256 is its minimum, the MaskIoU net needs it): one step costs 1.4 s on 2 quiet cores against
-0.42 s for v1, 1.0 s of it in torchvision's CPU ``deform_conv2d`` backward (single-threaded; 875 ms
-of backward for the three DCN layers against 40 ms for plain 3x3 convs of the same shapes). So it
-gets fewer, larger steps: 60 iterations at lr 2e-3 (10-iteration warmup, x0.1 at 45; lr 4e-3 and
-larger mask-loss weights made the mask loss oscillate). The evaluated score is the re-scored one
-(class score x predicted mask IoU), as the app sees it. Measured (2 quiet cores): ~85 s training,
-segm AP50 0.57 (bbox AP50 0.77); v1's recipe (100 x 1e-3) gives 0.64 in ~140 s.
-Why not higher: with only 4 images, the MaskIoU net's final ReLU starts (and stays) negative for
-some class channels (cat, teddy bear here), so those classes' mask scores are 0 although their
-class scores are 0.99 (class-score-only AP50 of the same model: 0.90). Training through the
-pre-activation and a grid_sample-based DCN on the CPU (both outside this test) give AP50 1.0 in
-~35 s with this recipe.
+0.42 s for v1, most of it in torchvision's single-threaded CPU ``deform_conv2d`` backward. So it
+gets fewer, larger steps: 60 iterations at lr 2e-3 (10-iteration warmup, x0.1 at 45). The
+evaluated score is the re-scored one (class score x predicted mask IoU), as the app sees it.
+Measured: 75 s training, segm AP50 1.0 (bbox 1.0). Before the MaskIoU net was trained on its
+pre-activation (``FastMaskIoUNet``), the official final ReLU left the channels of two classes
+(cat, teddy bear) at 0 from the start, their mask scores were 0 and segm AP50 was 0.57; the test
+checks that every class keeps a usable mask score.
 """
 
 from __future__ import annotations
@@ -62,7 +58,7 @@ def test_yolact_tiny_overfits_four_images(overfit_set, tmp_path):
     print(f"overfit: {ITERATIONS} iterations in {train_s:.1f} s, final losses "
           f"{ {k: round(v, 3) for k, v in result.final_losses.items()} }, segm {metrics['segm']}, "
           f"bbox {metrics['bbox']}")
-    assert metrics["segm"]["AP50"] >= 0.5, metrics
+    assert metrics["segm"]["AP50"] >= 0.85, metrics
 
 
 @pytest.mark.slow
@@ -83,4 +79,14 @@ def test_yolact_plus_tiny_overfits_four_images(overfit_set, tmp_path):
     print(f"overfit ++: {PLUS_ITERATIONS} iterations in {train_s:.1f} s wall, {cpu_s:.1f} s CPU, final losses "
           f"{ {k: round(v, 3) for k, v in result.final_losses.items()} }, segm {metrics['segm']}, "
           f"bbox {metrics['bbox']}")
-    assert metrics["segm"]["AP50"] >= 0.5, metrics
+    assert metrics["segm"]["AP50"] >= 0.85, metrics
+    # the re-scored (mask) score of every class stays usable: no class zeroed by the MaskIoU net
+    from segcore.data import read_image_rgb
+
+    best = {}
+    for rec in chosen:
+        pred = predictor.predict(read_image_rgb(rec["file_name"]))
+        for a in rec["annotations"]:
+            hits = pred.scores[pred.category_ids == a["category_id"]]
+            best[a["category_id"]] = max(best.get(a["category_id"], 0.0), float(hits.max()) if len(hits) else 0.0)
+    assert len(best) == len(cats) and min(best.values()) >= 0.3, best
