@@ -18,6 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ...importers.backbone import load_backbone_file, msra_resnet_file
 from ..registry import BoxPromptSupport, Family, ImagenetBackbone, LatencyTarget, Licence, register_family
 
 __all__ = ["BLENDMASK_FAMILY"]
@@ -45,16 +46,8 @@ def _import_weights(state_dict: dict, arch: str, *, source):
 
 
 def _find_backbone(arch: str) -> Path | None:
-    from ...importers.backbone import msra_resnet_file
-
     depth = 101 if "r101" in arch else 50 if "r50" in arch else None
     return None if depth is None else msra_resnet_file(depth)
-
-
-def _load_backbone(model: nn.Module, path: Path) -> list[str]:
-    from ...importers.backbone import load_backbone_file
-
-    return load_backbone_file(model, path)
 
 
 def _box_prompt(model: nn.Module, outputs: dict, boxes, image_hw, input_hw, *, classes=None, cache=None,
@@ -76,7 +69,7 @@ BLENDMASK_FAMILY = register_family(Family(
                     "LICENSE and README 'License' @ 3672122"),
     tiny_arch="blendmask_tiny",
     import_weights=_import_weights,
-    imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=_load_backbone),
+    imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, takes_locations=True),
     latency_target=lambda arch: LatencyTarget("<=", 0.8, "<= 0.8 (paper)",
                                               "BlendMask <= 0.8 of Mask R-CNN latency (paper figure)"),

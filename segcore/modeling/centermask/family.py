@@ -19,6 +19,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ...importers.backbone import load_backbone_file, msra_resnet_file
 from ..registry import BoxPromptSupport, Family, ImagenetBackbone, LatencyTarget, Licence, register_family
 
 __all__ = ["CENTERMASK_FAMILY"]
@@ -44,15 +45,7 @@ def _import_weights(state_dict: dict, arch: str, *, source):
 
 
 def _find_backbone(arch: str) -> Path | None:
-    from ...importers.backbone import msra_resnet_file
-
     return msra_resnet_file(50) if arch == "centermask_r50" else None  # VoVNets: no MSRA file
-
-
-def _load_backbone(model: nn.Module, path: Path) -> list[str]:
-    from ...importers.backbone import load_backbone_file
-
-    return load_backbone_file(model, path)
 
 
 def _box_prompt(model: nn.Module, outputs: dict, boxes, image_hw, input_hw, *, classes=None, cache=None,
@@ -84,7 +77,7 @@ CENTERMASK_FAMILY = register_family(Family(
                     "Creative Commons Attribution-NonCommercial 4.0 (CC BY-NC 4.0)", "LICENSE @ 6adabd6"),
     tiny_arch="centermask_tiny",
     import_weights=_import_weights,
-    imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=_load_backbone),
+    imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, has_scores=lambda model: model.roi_heads.maskiou_head is not None),
     latency_target=_latency_target,
 ))
