@@ -24,6 +24,7 @@ IMAGE_STATE_COLORS: dict[str, RGB] = {
     "unlabeled": (150, 150, 150),
     "predicted": (230, 140, 20),
     "reviewed": (40, 170, 70),
+    "unreadable": (200, 40, 40),
 }
 
 #: Instance review state -> colour used in the instance list.

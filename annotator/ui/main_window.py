@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator.errors import AnnotatorError
-from annotator.tools import review, tiles
+from annotator.tools import tiles
 from annotator.tools.overlay import InstanceLayer, MaskCache, build_layer
 from annotator.tools.selection import step_selection
 from annotator.ui import dialogs
@@ -40,7 +40,9 @@ from annotator.ui.image_list import ImageList
 from annotator.ui.instance_panel import InstancePanel
 from annotator.ui.prelabeling import PrelabelMixin
 from annotator.ui.reviewing import ReviewMixin
-from annotator.ui.workers import PrelabelController, device_description, prepare_project, run_in_thread
+from annotator.ui.workers import (
+    FileCheckController, PrelabelController, device_description, prepare_project, run_in_thread,
+)
 from annotator.ui.dialogs import user_action
 
 
@@ -113,6 +115,8 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.prelabel_jobs.finished.connect(self._on_prelabel_finished)
         self.prelabel_jobs.failed.connect(self._on_prelabel_failed)
         self.prelabel_jobs.recorded.connect(self._on_prelabel_recorded)
+        self.file_check = FileCheckController(self)
+        self.file_check.finished.connect(self._on_file_check)
         self.class_menu = None
         self.actions_by_name: dict[str, QAction] = {}
         self._init_editing()
@@ -170,6 +174,8 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.current_image_id = None
         self.setWindowTitle(f"Annotator - {project.root}")
         self.image_list.set_project(project)
+        if not project.read_only:  # hash new images, find changed / vanished files, off the GUI thread
+            self.file_check.start(str(project.db_path))
         self._refresh_categories()
         ids = self.image_list.image_ids()
         if ids:
@@ -179,10 +185,22 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
             self.instance_panel.set_instances([], [])
         self.project_opened.emit(str(project.root))
 
+    def _on_file_check(self, check) -> None:
+        """Background file check done: say what changed on disk and show the marked images."""
+        if self.project is None or not (check.changed or check.unreadable):
+            return
+        parts = []
+        if check.changed:
+            parts.append(f"{len(check.changed)} image file(s) changed on disk since they were added")
+        if check.unreadable:
+            parts.append(f"{len(check.unreadable)} cannot be read (filter 'Unreadable' in the Images list)")
+        self.status_label.setText("; ".join(parts))
+        self.image_list.refresh()
+
     def notify(self, message: str) -> None:
         """An information notice (dialog via ``dialogs.show_info``), kept in ``notices``."""
         self.notices.append(message)
-        self.status_label.setText(message)
+        self.status_label.setText(message.splitlines()[0] if message else "")
         dialogs.show_info(self, message)
 
     def _take_session(self, project):
@@ -221,11 +239,17 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         (folder scan off the GUI thread); emits ``project_opened`` when shown."""
         from annotator.project import Project
 
-        def done(p: str) -> None:
+        def done(result: tuple[str, list[str]]) -> None:
+            p, skipped = result
             try:
                 self.set_project(Project.open(Path(p), create_if_folder=False))
             except AnnotatorError as exc:
                 self.report_error(str(exc))
+                return
+            self.status_label.setText(f"Opened {p}: {self.image_list.count()} images")
+            if skipped:
+                shown = "\n".join(skipped[:20]) + (f"\n... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+                self.notify(f"{len(skipped)} file(s) in {p} could not be read and were left out:\n{shown}")
 
         self.status_label.setText(f"Opening {path}...")
         run_in_thread(prepare_project, str(path), on_done=done, on_error=self.report_error)
@@ -250,9 +274,24 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         changed = image_id != self.current_image_id
         if changed:
             rec = self.project.image(image_id)
-            preview = tiles.load_preview(self.project.image_path(image_id), rec.height, rec.width) \
-                if rec.height * rec.width > tiles.BIG_IMAGE_PIXELS else None
-            rgb = load_rgb(self.project.image_path(image_id)) if preview is None else None  # AnnotatorError
+            try:
+                preview = tiles.load_preview(self.project.image_path(image_id), rec.height, rec.width) \
+                    if rec.height * rec.width > tiles.BIG_IMAGE_PIXELS else None
+                rgb = load_rgb(self.project.image_path(image_id)) if preview is None else None
+                if (rgb is not None and rgb.shape[:2] != (rec.height, rec.width)):
+                    raise AnnotatorError(f"{rec.file_name}: cannot read image: changed on disk: now {rgb.shape[1]} "
+                                         f"x {rgb.shape[0]} px, its annotations are {rec.width} x {rec.height}")
+            except AnnotatorError as exc:  # a bad file is a state of the image, not an error dialog
+                reason = str(exc).split(": cannot read image: ", 1)[-1]
+                if not self.project.read_only:
+                    self.project.mark_unreadable(image_id, reason)
+                self.image_list.update_state(image_id)
+                preview, rgb = None, None
+                self.status_label.setText(f"{rec.file_name}: cannot read image: {reason}")
+            else:
+                if rec.error is not None and not self.project.read_only:
+                    self.project.mark_readable(image_id)
+                    self.image_list.update_state(image_id)
             self.cancel_gesture()
             self.canvas.set_image(rgb if preview is None else preview[0], factor=1 if preview is None else preview[1])
             self.canvas_image = rgb
@@ -310,7 +349,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self._step_image(-1)
 
     def _step_image(self, step: int) -> None:
-        target = review.step_image(self.image_list.image_ids(), self.current_image_id, step)
+        target = self.image_list.neighbour(self.current_image_id, step)
         if target is not None and target != self.current_image_id:
             self.show_image(target)
 
@@ -398,6 +437,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
             self.select_instance(None)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.file_check.stop()
         self.prelabel_jobs.shutdown()
         if getattr(self, "training_dialog", None) is not None:
             self.training_dialog.shutdown()

@@ -96,7 +96,10 @@ class PrelabelMixin:
         self._set_busy(False)
         n, k = getattr(summary, "images", "?"), getattr(summary, "instances", "?")
         stopped = " (cancelled)" if getattr(summary, "stopped", False) else ""
-        self.status_label.setText(f"Pre-labelled {n} image(s), {k} instance(s){stopped}")
+        bad = tuple(getattr(summary, "unreadable", ()))
+        names = ", ".join(line.split(": ")[0] for line in bad[:3]) + ("..." if len(bad) > 3 else "")
+        unreadable = f"; {len(bad)} unreadable image(s) skipped, marked in the Images list: {names}" if bad else ""
+        self.status_label.setText(f"Pre-labelled {n} image(s), {k} instance(s){stopped}{unreadable}")
         self._after_prelabel()
         self.prelabel_finished.emit(summary)
 

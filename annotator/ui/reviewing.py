@@ -16,7 +16,7 @@ from annotator.errors import AnnotatorError
 from annotator.tools import commands, review
 
 IMAGE_FILTERS = (("All images", None), ("Unlabeled", "unlabeled"), ("Predicted", "predicted"),
-                 ("Reviewed", "reviewed"))
+                 ("Reviewed", "reviewed"), ("Unreadable", "unreadable"))
 
 
 def _user(fn):
@@ -156,14 +156,10 @@ class ReviewMixin:
         """U: the next image (wrapping) that is not reviewed."""
         if self.project is None:
             return
-        pending = review.unreviewed_image_ids(self.project.images())
-        if not pending:
+        target = self.project.next_image_id(self.current_image_id, exclude_states=("reviewed", "unreadable"))
+        if target is None:
             self.status_label.setText("Every image is reviewed")
             return
-        ids = [im.id for im in self.project.images()]
-        start = ids.index(self.current_image_id) + 1 if self.current_image_id in ids else 0
-        order = ids[start:] + ids[:start]
-        target = next(i for i in order if i in set(pending))
-        if self.image_list.state_of(target) is None or self.image_list.is_hidden(target):
+        if self.image_list.is_hidden(target):
             self.set_image_filter(None)
         self.show_image(target)
