@@ -295,13 +295,14 @@ def export_coco(project, out_path: Path, *, include: str = "accepted") -> dict:
     images, skipped = readable_images(project, images)
     keep = {im.id for im in images}
     ids = _coco_image_ids(project)
-    paths = {im.id: str(project.abs_path(im.file_name)) for im in images}
+    # plain strings, not Path objects: pathlib interns every part of every name (100,000 images)
+    paths = {im.id: os.path.normpath(os.path.join(project.root, im.file_name)) for im in images}
     root = Path(os.path.commonpath([os.path.dirname(p) for p in paths.values()])) if paths else project.root
     head = {
         "info": {"description": "exported by annotator", "version": annotator.__version__,
                  "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "licenses": [],
-        "images": [{"id": ids[im.id], "file_name": Path(os.path.relpath(paths[im.id], root)).as_posix(),
+        "images": [{"id": ids[im.id], "file_name": os.path.relpath(paths[im.id], root).replace(os.sep, "/"),
                     "width": im.width, "height": im.height} for im in images],
         "categories": [{"id": c.id, "name": c.name, "supercategory": c.supercategory}
                        for c in project.categories()],

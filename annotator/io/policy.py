@@ -115,7 +115,7 @@ def readable_images(project, images) -> tuple[list, list[str]]:
     for im in images:
         if im.error is not None:
             skipped.append(f"{im.file_name}: {im.error}")
-        elif not project.abs_path(im.file_name).is_file():
+        elif not os.path.isfile(os.path.join(project.root, im.file_name)):
             skipped.append(f"{im.file_name}: file not found")
         else:
             keep.append(im)
