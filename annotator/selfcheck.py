@@ -12,7 +12,10 @@ Checks, in order (one line each: ``ok   <check>: <detail>``):
 5. ``sample``    the sample project is created from the bundled data in a temporary folder;
 6. ``qt``        the Qt binding does not drop references to ``None`` on void calls (the
    PySide6 6.12.0 fault that aborts the app on Python < 3.12; see pyproject.toml);
-7. ``gui``       the main window opens on that project and closes again, offscreen
+7. ``desktop``   with a display set (``DISPLAY`` / ``WAYLAND_DISPLAY``): the platform plugin the
+   user will get (xcb / wayland) starts in a child process, or the missing system libraries and
+   their Debian packages are named (:mod:`annotator.desktop`); skipped without a display;
+8. ``gui``       the main window opens on that project and closes again, offscreen
    (``QT_QPA_PLATFORM=offscreen`` is set when no display is available).
 
 The first failing check prints ``FAILED <check>: <error>`` (one line, no traceback) and the run
@@ -148,6 +151,22 @@ def check_qt_binding(state: dict) -> str:
     return f"PySide6 {pyside_version}: no reference to None lost over 1,000 void calls"
 
 
+def check_desktop(state: dict) -> str:
+    """The user's Qt platform plugin starts (only with a display; the other checks run offscreen).
+
+    Raises:
+        RuntimeError: Qt cannot open a window (missing xcb libraries are named with their packages).
+    """
+    from annotator.desktop import display_set, probe_platform
+
+    if not display_set():
+        return "no display set: skipped (the window check below runs offscreen)"
+    ok, message = probe_platform()
+    if not ok:
+        raise RuntimeError(message)
+    return f"a window can open here (Qt platform {message})"
+
+
 def check_gui(state: dict) -> str:
     """Open the main window on the sample project, process events, close it (offscreen without
     a display)."""
@@ -184,6 +203,7 @@ CHECKS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("forward", check_forward),
     ("sample", check_sample),
     ("qt", check_qt_binding),
+    ("desktop", check_desktop),
     ("gui", check_gui),
 )
 

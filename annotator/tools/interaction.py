@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import commands, mask_ops
 
 TOOLS = ("select", "polygon", "brush", "eraser", "box", "wand", "refine", "vertex")
@@ -352,7 +352,7 @@ def box_mask_job(ctx: Context, box: Sequence[float], model: BoxModel | None = No
 
 def _need_selection(ctx: Context, what: str) -> int:
     if ctx.selected_id is None:
-        raise AnnotatorError(f"{what}: select an instance first (click it with the Select tool, V)")
+        raise Refusal(f"{what}: select an instance first (click it with the Select tool, V)")
     return int(ctx.selected_id)
 
 
@@ -420,7 +420,7 @@ def command_for(edit: Edit, ctx: Context, project=None):
         sel = _need_selection(ctx, "vertex edit")
         poly = ctx.selected_polygon
         if not poly:
-            raise AnnotatorError("vertex edit: the selected instance has no polygon (it is a painted mask)")
+            raise Refusal("vertex edit: the selected instance has no polygon (it is a painted mask)")
         part, index = edit.data["part"], edit.data["index"]
         if edit.kind == "move_vertex":
             new = mask_ops.move_vertex(poly, part, index, *edit.points[0])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QSpinBox
 
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import commands
 from annotator.tools.interaction import (TOOLS, BoxModel, Context, Job, Tool, command_for, is_box_model_arch,
                                         model_category_for, result_mask)
@@ -103,7 +103,7 @@ class EditingMixin:
             from annotator.project.images import load_rgb   # big image still decoding: wait for it
             self.canvas_image = load_rgb(self.project.image_path(self.current_image_id))
         if self.project is None or self.current_image_id is None or self.canvas_image is None:
-            raise AnnotatorError("no image shown: open a folder or project first")
+            raise Refusal("no image shown: open a folder or project first")
         cats = [int(c.id) for c in self.project.categories()]
         cat = self.current_category_id if self.current_category_id in cats else (cats[0] if cats else None)
         rec = next((a for a in self._annotations if a.id == self.selected_id), None)
@@ -151,7 +151,7 @@ class EditingMixin:
             elif result is not None:
                 self.execute(result)
         except AnnotatorError as exc:
-            self.report_error(str(exc))
+            self.report_error(exc)
 
     def _tool_press(self, x, y, button, mods) -> None:
         self._handle(self.tool.press(x, y, button, mods))
@@ -199,12 +199,12 @@ class EditingMixin:
             text = getattr(result, "text", None) or job.text   # e.g. GrabCut after a model fallback
             try:
                 if not result_mask(result).any():
-                    raise AnnotatorError(f"{text}: no foreground found; try a tighter box or more strokes")
+                    raise Refusal(f"{text}: no foreground found; try a tighter box or more strokes")
                 self.execute(job.finish(result), image_id=image_id)
                 if not note:
                     self.status_label.setText(f"{text}: done")
             except AnnotatorError as exc:
-                self.report_error(str(exc))
+                self.report_error(exc)
 
         def failed(message: str) -> None:
             self.pending_jobs -= 1
@@ -217,7 +217,7 @@ class EditingMixin:
         """Run a command (one transaction, committed on return) and push it on the image's
         undo stack; refreshes the view when it is the shown image. Returns ``cmd.result``."""
         if self.project is None:
-            raise AnnotatorError("no project open")
+            raise Refusal("no project open")
         self.history.execute(self.project, cmd)
         self._after_edit(cmd.image_id if image_id is None else image_id)
         if isinstance(cmd.result, int) and cmd.image_id == self.current_image_id \
@@ -257,7 +257,7 @@ class EditingMixin:
         try:
             cmd = fn(self.project, self.current_image_id)
         except AnnotatorError as exc:
-            self.report_error(str(exc))
+            self.report_error(exc)
             return
         if cmd is not None:
             self.status_label.setText(cmd.text)
@@ -268,14 +268,14 @@ class EditingMixin:
         sel = self._require_selection()
         other = self.previous_selected_id
         if other is None or other == sel or other not in {a.id for a in self._annotations}:
-            raise AnnotatorError(f"{what}: select the other instance first, then this one")
+            raise Refusal(f"{what}: select the other instance first, then this one")
         return other, sel
 
     def _run(self, build) -> None:
         try:
             self.execute(build())
         except AnnotatorError as exc:
-            self.report_error(str(exc))
+            self.report_error(exc)
 
     def merge_instances(self) -> None:
         """M: merge the previously selected instance into the selected one."""

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QComboBox, QDockWidget, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import tiles
 from annotator.tools.overlay import InstanceLayer, MaskCache, build_layer
 from annotator.tools.selection import step_selection
@@ -76,6 +76,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.about_dialog = None
         self.project = None
         self.last_error: str | None = None
+        self.last_refusal: str | None = None
         self.score_threshold = float(score_threshold)
         self.model_choice: int | str | None = None
         self.show_rejected = False
@@ -150,8 +151,15 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self._set_busy(False)
 
     # ---------------------------------------------------------------- errors / status
-    def report_error(self, message: str) -> None:
-        """Show a user error (dialog via ``dialogs.show_error``) and keep it in ``last_error``."""
+    def report_error(self, error: str | AnnotatorError) -> None:
+        """Show a user error (dialog via ``dialogs.show_error``) and keep it in ``last_error``;
+        a routine :class:`~annotator.errors.Refusal` (nothing selected, no image shown, a job
+        already running) goes to the status bar only and to ``last_refusal``."""
+        message = str(error)
+        if isinstance(error, Refusal):
+            self.last_refusal = message
+            self.status_label.setText(message)
+            return
         self.last_error = message
         self.status_label.setText(f"Error: {message}")
         dialogs.show_error(self, message)
@@ -244,7 +252,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
             try:
                 self.set_project(Project.open(Path(p), create_if_folder=False))
             except AnnotatorError as exc:
-                self.report_error(str(exc))
+                self.report_error(exc)
                 return
             self.status_label.setText(f"Opened {p}: {self.image_list.count()} images")
             if skipped:

@@ -12,24 +12,12 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QSlider
 
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import commands, review
+from annotator.ui.dialogs import user_action
 
 IMAGE_FILTERS = (("All images", None), ("Unlabeled", "unlabeled"), ("Predicted", "predicted"),
                  ("Reviewed", "reviewed"), ("Unreadable", "unreadable"))
-
-
-def _user(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return fn(self, *args, **kwargs)
-        except AnnotatorError as exc:
-            self.report_error(str(exc))
-            return None
-    return wrapper
 
 
 class ReviewMixin:
@@ -85,26 +73,26 @@ class ReviewMixin:
     # ---------------------------------------------------------------- per instance
     def _require_selection(self) -> int:
         if self.project is None or self.selected_id is None:
-            raise AnnotatorError("no instance selected: click one on the image or in the list")
+            raise Refusal("no instance selected: click one on the image or in the list")
         return self.selected_id
 
     def _advance(self, current: int | None) -> None:
         visible = [a for a in self._annotations if not self.hidden_by_threshold(a)]
         self.select_instance(review.next_pending(visible, current))
 
-    @_user
+    @user_action
     def accept_selected(self) -> None:
         sel = self._require_selection()
         self.execute(commands.accept(self.current_image_id, [sel]))
         self._advance(sel)
 
-    @_user
+    @user_action
     def reject_selected(self) -> None:
         sel = self._require_selection()
         self.execute(commands.reject(self.current_image_id, [sel]))
         self._advance(sel)
 
-    @_user
+    @user_action
     def delete_selected(self) -> None:
         """Del: delete the selected instance (Backspace while drawing a polygon: drop its last vertex)."""
         if self.tool.name == "polygon" and self.tool.points:
@@ -114,7 +102,7 @@ class ReviewMixin:
         self.execute(commands.delete(self.current_image_id, [sel]))
         self._advance(sel)
 
-    @_user
+    @user_action
     def set_selected_category(self, category_id: int) -> None:
         """Give the selected instance category ``category_id`` (COCO id); predicted -> edited.
         With nothing selected it becomes the category of new instances."""
@@ -131,18 +119,18 @@ class ReviewMixin:
             self.set_selected_category(int(cat.id))
 
     # ---------------------------------------------------------------- per image
-    @_user
+    @user_action
     def accept_all_predicted(self) -> None:
         """Shift+A: accept every prediction of the shown image scored at or above the threshold."""
         if self.current_image_id is None:
-            raise AnnotatorError("no image shown")
+            raise Refusal("no image shown")
         self.execute(commands.accept_above(self.current_image_id, self.display_threshold))
 
-    @_user
+    @user_action
     def mark_done(self, remaining: str = "rejected") -> None:
         """Mark the shown image done; remaining predictions become ``remaining``."""
         if self.current_image_id is None:
-            raise AnnotatorError("no image shown")
+            raise Refusal("no image shown")
         self.execute(commands.mark_done(self.current_image_id, remaining))
         self.image_list.refresh()
 
