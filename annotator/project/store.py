@@ -13,7 +13,6 @@ a write blocked by another writer past the busy timeout raises ``ProjectLockedEr
 
 from __future__ import annotations
 
-import colorsys
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -28,14 +27,15 @@ from annotator.project._annotations import AnnotationsMixin
 from annotator.project._images import AddedImages, ImagesMixin
 from annotator.project._models import ModelsMixin
 from annotator.project.records import Category
+from annotator.palette import PALETTE, hex_color
 
 DB_NAME = "annotator.sqlite"
 BUSY_TIMEOUT_S = 10.0
 
 def default_color(category_id: int) -> str:
-    """Deterministic, well-spread ``#rrggbb`` colour for a category id (golden-ratio hues)."""
-    r, g, b = colorsys.hsv_to_rgb((category_id * 0.618033988749895) % 1.0, 0.65, 0.95)
-    return "#{:02x}{:02x}{:02x}".format(int(r * 255), int(g * 255), int(b * 255))
+    """``#rrggbb`` of a new category: :data:`annotator.palette.PALETTE` by id (Kelly's
+    maximum-contrast colours, so consecutive ids never get near-identical colours)."""
+    return hex_color(PALETTE[int(category_id) % len(PALETTE)])
 
 
 def _connect(db_path: Path, *, read_only: bool) -> sqlite3.Connection:

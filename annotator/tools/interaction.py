@@ -356,9 +356,15 @@ def _need_selection(ctx: Context, what: str) -> int:
     return int(ctx.selected_id)
 
 
+class NeedsCategory(AnnotatorError):
+    """A new instance was drawn while the project has no category. The window asks for a class
+    name and runs the same edit again (:meth:`annotator.ui.editing.EditingMixin._handle`): the
+    drawn shape is never thrown away."""
+
+
 def _need_category(ctx: Context) -> int:
     if ctx.category_id is None:
-        raise AnnotatorError("no category: add one in the class manager first")
+        raise NeedsCategory("no class yet: name the class of this shape")
     return int(ctx.category_id)
 
 

@@ -38,6 +38,12 @@ def user_action(method):
     return wrapper
 
 
+def ask_class_name(parent: QWidget | None, label: str, default: str = "") -> str | None:
+    """A class name typed by the person (``None`` when cancelled)."""
+    text, ok = QInputDialog.getText(parent, "Class", label, QLineEdit.Normal, default)
+    return text if ok else None
+
+
 def show_error(parent: QWidget | None, message: str, title: str = "Error") -> None:
     """Show a user error (one line, no traceback) in a modal message box."""
     QMessageBox.critical(parent, title, message)

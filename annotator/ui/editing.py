@@ -20,8 +20,8 @@ from PySide6.QtWidgets import QLabel, QSpinBox
 
 from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import commands
-from annotator.tools.interaction import (TOOLS, BoxModel, Context, Job, Tool, command_for, is_box_model_arch,
-                                        model_category_for, result_mask)
+from annotator.tools.interaction import (TOOLS, BoxModel, Context, Job, NeedsCategory, Tool, command_for,
+                                        is_box_model_arch, model_category_for, result_mask)
 from annotator.ui.workers import BoxPrompterCache, run_in_thread
 
 BRUSH_MIN, BRUSH_MAX = 1, 200
@@ -54,9 +54,8 @@ class EditingMixin:
         self.tolerance_spin.valueChanged.connect(lambda v: setattr(self, "wand_tolerance", float(v)))
 
     def tool_widgets(self) -> list:
-        """Widgets placed on the toolbar after the tools."""
-        return [QLabel(" r", self), self.radius_spin, QLabel(" tol", self), self.tolerance_spin,
-                self.threshold_label, self.threshold_slider]
+        """Widgets placed on the tool palette after the tools: brush radius, wand tolerance."""
+        return [QLabel("Radius", self), self.radius_spin, QLabel("Tolerance", self), self.tolerance_spin]
 
     # ---------------------------------------------------------------- tools
     def set_tool(self, name: str) -> None:
@@ -145,13 +144,48 @@ class EditingMixin:
             ctx = self._context()
             if edit.kind == "box":
                 ctx.box_model = self.box_model()
-            result = command_for(edit, ctx, self.project)
+            try:
+                result = command_for(edit, ctx, self.project)
+            except NeedsCategory:   # the first shape of a project without classes: name it, keep it
+                ctx.category_id = self._first_category()
+                result = command_for(edit, ctx, self.project)
             if isinstance(result, Job):
                 self._start_job(result)
             elif result is not None:
                 self.execute(result)
         except AnnotatorError as exc:
             self.report_error(exc)
+
+    def _first_category(self) -> int:
+        """Ask for the name of the project's first class (in place, as labelme does) and add it.
+        Cancelling or an empty name still keeps the shape, under the class "object"."""
+        from annotator.ui import dialogs
+
+        name = (dialogs.ask_class_name(self, "This project has no classes yet. Class of this shape:", "object")
+                or "").strip()
+        kept = not name
+        cat = self.add_category(name or "object")
+        if cat is None:  # a name the store refused: fall back so the shape is not lost
+            cat = self.add_category("object") if self.project.categories() == [] else self.project.categories()[0]
+        self.current_category_id = int(cat.id)
+        self.status_label.setText(f"Class {cat.name!r} added" + (" (no name given: the shape is kept as 'object'; "
+                                                                 "rename it in the class manager)" if kept else ""))
+        return int(cat.id)
+
+    def add_class_dialog(self) -> None:
+        """Class > Add class... (Ctrl+Shift+K): a new class, which new instances then get."""
+        from annotator.ui import dialogs
+
+        if self.project is None:
+            self.report_error(Refusal("no project open"))
+            return
+        name = (dialogs.ask_class_name(self, "Name of the new class:", "") or "").strip()
+        if name:
+            cat = self.add_category(name)
+            if cat is not None:
+                self.current_category_id = int(cat.id)
+                self._sync_category_combo()
+                self.status_label.setText(f"Class {cat.name!r} added; new instances get it")
 
     def _tool_press(self, x, y, button, mods) -> None:
         self._handle(self.tool.press(x, y, button, mods))

@@ -13,13 +13,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from annotator.tools.colors import REVIEW_STATE_COLORS, category_color
 
 COLUMNS = ("#", "Category", "Score", "Source", "Review", "Model")
 ID_ROLE = Qt.UserRole
+
+
+def _swatch(rgb: tuple[int, int, int]) -> QIcon:
+    """A 12 x 12 colour square with a dark border (visible for pale colours on white)."""
+    pix = QPixmap(12, 12)
+    pix.fill(QColor(*rgb))
+    p = QPainter(pix)
+    p.setPen(QColor(60, 60, 60))
+    p.drawRect(0, 0, 11, 11)
+    p.end()
+    return QIcon(pix)
 
 
 class InstanceTableModel(QAbstractTableModel):
@@ -30,7 +41,7 @@ class InstanceTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.records: list = []
         self._names: dict[int, str] = {}
-        self._cat_brush: dict[int, QBrush] = {}
+        self._cat_icon: dict[int, QIcon] = {}
         self._row: dict[int, int] = {}
         self._state_brush = {s: QBrush(QColor(*rgb)) for s, rgb in REVIEW_STATE_COLORS.items()}
 
@@ -38,8 +49,7 @@ class InstanceTableModel(QAbstractTableModel):
         self.beginResetModel()
         self.records = list(annotations)
         self._names = {int(c.id): c.name for c in categories}
-        self._cat_brush = {int(c.id): QBrush(QColor(*category_color(c.id, getattr(c, "color", None))))
-                           for c in categories}
+        self._cat_icon = {int(c.id): _swatch(category_color(c.id, getattr(c, "color", None))) for c in categories}
         self._row = {int(a.id): row for row, a in enumerate(self.records)}
         self.endResetModel()
 
@@ -80,12 +90,10 @@ class InstanceTableModel(QAbstractTableModel):
             return self.text(row, col)
         if role == ID_ROLE:
             return int(self.records[row].id)
-        if role == Qt.ForegroundRole:
-            a = self.records[row]
-            if col == 1:
-                return self._cat_brush.get(int(a.category_id))
-            if col == 4:
-                return self._state_brush.get(str(a.review_state))
+        if role == Qt.DecorationRole and col == 1:   # a colour swatch beside black text: readable
+            return self._cat_icon.get(int(self.records[row].category_id))
+        if role == Qt.ForegroundRole and col == 4:
+            return self._state_brush.get(str(self.records[row].review_state))
         if role == Qt.ToolTipRole and col == 0:
             return f"annotation id {self.records[row].id}"
         return None
@@ -105,10 +113,11 @@ class InstancePanel(QTableView):
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)  # uniform rows: no per-row sizing
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.Interactive)
         header.setStretchLastSection(True)
-        for col, width in enumerate((36, 110, 48, 56, 70)):
+        for col, width in enumerate((30, 104, 42, 52, 64)):
             self.setColumnWidth(col, width)
         self.setFocusPolicy(Qt.ClickFocus)
         self._quiet = False

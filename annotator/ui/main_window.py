@@ -22,14 +22,14 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
-    QComboBox, QDockWidget, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget,
+    QComboBox, QDockWidget, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
 from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import tiles
 from annotator.tools.overlay import InstanceLayer, MaskCache, build_layer
 from annotator.tools.selection import step_selection
-from annotator.ui import dialogs
+from annotator.ui import dialogs, settings
 from annotator.tools.session import SessionLock, describe
 from annotator.ui.actions import build_actions
 from annotator.ui.canvas import Canvas
@@ -101,14 +101,27 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         box.addWidget(self.filter_combo)
         box.addWidget(self.sort_combo)
         box.addWidget(self.image_list)
+        instances_box = QWidget(self)
+        box = QVBoxLayout(instances_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Show predictions", self))
+        row.addWidget(self.threshold_slider, 1)
+        row.addWidget(self.threshold_label)
+        box.addLayout(row)
+        box.addWidget(self.instance_panel)
         for title, widget, area in (("Images", images_box, Qt.LeftDockWidgetArea),
-                                    ("Instances", self.instance_panel, Qt.RightDockWidgetArea)):
+                                    ("Instances", instances_box, Qt.RightDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(title)
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
         self.category_combo = QComboBox(self)
-        self.category_combo.setToolTip("Change class of the selected instance (1-9)")
+        self.category_combo.setToolTip("Class of the selected instance, or of the next one you draw (1-9)")
+        self.category_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.category_combo.setMinimumContentsLength(14)
+        self.category_label = QLabel(" Class: ", self)
+        self.category_label.setBuddy(self.category_combo)
         self.category_combo.activated.connect(lambda i: self.set_selected_category(self.category_combo.itemData(i)))
         self._build_status_bar()
         self.prelabel_jobs = PrelabelController(self)
@@ -121,7 +134,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.class_menu = None
         self.actions_by_name: dict[str, QAction] = {}
         self._init_editing()
-        self.actions_by_name.update(build_actions(self, self.category_combo))
+        self.actions_by_name.update(build_actions(self, (self.category_label, self.category_combo)))
         self.set_tool("select")
         self._update_undo_actions()
         self.canvas.clicked.connect(self._on_canvas_click)
@@ -172,7 +185,9 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
 
     # ---------------------------------------------------------------- project / images
     def set_project(self, project) -> None:
-        """Show ``project`` (the window owns it from now on and closes the previous one)."""
+        """Show ``project`` (the window owns it from now on and closes the previous one), on the
+        image and view where it was left last time (:mod:`annotator.ui.settings`), else its first image."""
+        self.save_view()
         if self.project is not None and self.project is not project:
             self.project.close()
         self._release_session()
@@ -186,7 +201,13 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
             self.file_check.start(str(project.db_path))
         self._refresh_categories()
         ids = self.image_list.image_ids()
-        if ids:
+        last = settings.load_view(project.root)
+        if last is not None and not self.image_list.is_hidden(int(last["image_id"])):
+            self.show_image(int(last["image_id"]))
+            self.canvas.restore_view(last.get("view") or {})
+            # again once the window is laid out (the view's size decides where its centre is)
+            QTimer.singleShot(0, functools.partial(self._restore_view, int(last["image_id"]), last.get("view") or {}))
+        elif ids:
             self.show_image(ids[0])
         else:
             self.canvas.set_image(None)
@@ -263,14 +284,41 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         run_in_thread(prepare_project, str(path), on_done=done, on_error=self.report_error)
 
     def _refresh_categories(self) -> None:
+        """Class picker and Class menu from the project's categories: a colour swatch and the
+        name (digit key 1-9 for the first nine), then "Add class..." and "Class manager..."."""
+        from annotator.tools.colors import category_color
+        from annotator.ui.image_list import _dot_icon
+
         cats = self.project.categories() if self.project is not None else []
+        self.category_combo.blockSignals(True)
         self.category_combo.clear()
         self.class_menu.clear()
         for i, c in enumerate(cats):
-            self.category_combo.addItem(f"{i + 1}: {c.name}" if i < 9 else c.name, int(c.id))
-            if i < 9:
-                self.class_menu.addAction(self.actions_by_name[f"class_{i + 1}"])
-                self.actions_by_name[f"class_{i + 1}"].setText(f"{c.name}")
+            icon = _dot_icon(category_color(c.id, c.color))
+            self.category_combo.addItem(icon, f"{i + 1}: {c.name}" if i < 9 else c.name, int(c.id))
+            act = self.actions_by_name[f"class_{i + 1}"] if i < 9 else QAction(self)
+            act.setText(c.name)
+            act.setIcon(icon)
+            if i >= 9:
+                act.triggered.connect(functools.partial(self.set_selected_category, int(c.id)))
+            self.class_menu.addAction(act)
+        if not cats:
+            self.category_combo.addItem("(no classes yet)", None)
+        self.category_combo.blockSignals(False)
+        self.class_menu.addSeparator()
+        self.class_menu.addAction(self.actions_by_name["add_class"])
+        self.class_menu.addAction(self.actions_by_name["classes"])
+        self._sync_category_combo()
+
+    def _sync_category_combo(self) -> None:
+        """The class picker shows the selected instance's class, else the class new instances get."""
+        rec = next((a for a in self._annotations if a.id == self.selected_id), None)
+        cat = rec.category_id if rec is not None else self.current_category_id
+        index = self.category_combo.findData(int(cat)) if cat is not None else -1
+        if index >= 0 and index != self.category_combo.currentIndex():
+            self.category_combo.blockSignals(True)
+            self.category_combo.setCurrentIndex(index)
+            self.category_combo.blockSignals(False)
 
     @user_action
     def show_image(self, image_id: int) -> None:
@@ -375,6 +423,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.selected_id = new
         self._sync_vertex_polygon()
         self.instance_panel.select(self.selected_id)
+        self._sync_category_combo()
         self._redraw()
         self.selection_changed.emit(-1 if self.selected_id is None else self.selected_id)
 
@@ -444,7 +493,17 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         else:
             self.select_instance(None)
 
+    def _restore_view(self, image_id: int, view: dict) -> None:
+        if self.current_image_id == image_id:
+            self.canvas.restore_view(view)
+
+    def save_view(self) -> None:
+        """Remember the shown image and the canvas view of the open project (for the next start)."""
+        if self.project is not None and self.current_image_id is not None:
+            settings.save_view(self.project.root, self.current_image_id, self.canvas.view_state())
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.save_view()
         self.file_check.stop()
         self.prelabel_jobs.shutdown()
         if getattr(self, "training_dialog", None) is not None:

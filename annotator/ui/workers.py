@@ -383,9 +383,13 @@ class _Task(QRunnable):
         try:
             result = self._fn(*self._args)
         except Exception as exc:  # noqa: BLE001
-            self.signals.failed.emit(_message(exc))
+            emit, value = self.signals.failed.emit, _message(exc)
         else:
-            self.signals.done.emit(result)
+            emit, value = self.signals.done.emit, result
+        try:
+            emit(value)
+        except RuntimeError:  # the app is shutting down and the receiver is gone: nothing to deliver
+            pass
 
 
 _live_tasks: set[_TaskSignals] = set()
