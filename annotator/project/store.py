@@ -170,6 +170,12 @@ class Project(ImagesMixin, AnnotationsMixin, ModelsMixin):
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when *another* connection (the CLI, a
+        training child process, a background thread) commits to this project; this
+        connection's own writes leave it unchanged. The app polls it to show others' changes."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
     @contextmanager
     def transaction(self) -> Iterator["Project"]:
         """One write transaction (``BEGIN IMMEDIATE``); nested calls become savepoints.

@@ -56,6 +56,10 @@ def _decode_pyramid(path) -> tuple:
 
 
 
+#: How often the window looks for changes written by other processes (``PRAGMA data_version``).
+EXTERNAL_POLL_MS = 1000
+
+
 class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, FormatsMixin, QMainWindow):
     """The annotation window. ``project``: an open ``annotator.project.Project`` or ``None``."""
 
@@ -131,6 +135,10 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.prelabel_jobs.recorded.connect(self._on_prelabel_recorded)
         self.file_check = FileCheckController(self)
         self.file_check.finished.connect(self._on_file_check)
+        self._data_version: int | None = None
+        self.external_timer = QTimer(self)   # others' writes (CLI, training process) appear within ~1 s
+        self.external_timer.setInterval(EXTERNAL_POLL_MS)
+        self.external_timer.timeout.connect(self.check_external_changes)
         self.class_menu = None
         self.actions_by_name: dict[str, QAction] = {}
         self._init_editing()
@@ -196,6 +204,8 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.history.clear()
         self.current_image_id = None
         self.setWindowTitle(f"Annotator - {project.root}")
+        self._data_version = project.data_version()
+        self.external_timer.start()
         self.image_list.set_project(project)
         if not project.read_only:  # hash new images, find changed / vanished files, off the GUI thread
             self.file_check.start(str(project.db_path))
@@ -213,6 +223,22 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
             self.canvas.set_image(None)
             self.instance_panel.set_instances([], [])
         self.project_opened.emit(str(project.root))
+
+    def check_external_changes(self) -> bool:
+        """Show what another process wrote to the project since the last look (the timer calls
+        this every :data:`EXTERNAL_POLL_MS`): image states, the shown image's instances (the
+        selection and the undo history are kept), classes. True when something changed."""
+        if self.project is None:
+            return False
+        version = self.project.data_version()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        self.image_list.refresh()
+        self._refresh_categories()
+        if self.current_image_id is not None and self.project.annotations(self.current_image_id) != self._annotations:
+            self.reload_annotations(keep_selection=True)
+        return True
 
     def _on_file_check(self, check) -> None:
         """Background file check done: say what changed on disk and show the marked images."""
@@ -452,7 +478,9 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         if self.project is None:
             raise AnnotatorError("no project open: nothing to export")
         counts = export_coco(self.project, Path(path), include=include)
-        self.status_label.setText(f"Exported {path}: {counts}")
+        skipped = f"; {len(counts['skipped'])} unreadable image(s) left out" if counts["skipped"] else ""
+        self.status_label.setText(f"Exported {counts['images']} images, {counts['annotations']} instances, "
+                                  f"{counts['categories']} classes to {path}{skipped}")
         return counts
 
     def export_coco_dialog(self) -> None:
@@ -503,6 +531,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
             settings.save_view(self.project.root, self.current_image_id, self.canvas.view_state())
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.external_timer.stop()
         self.save_view()
         self.file_check.stop()
         self.prelabel_jobs.shutdown()

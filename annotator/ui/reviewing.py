@@ -128,11 +128,20 @@ class ReviewMixin:
 
     @user_action
     def mark_done(self, remaining: str = "rejected") -> None:
-        """Mark the shown image done; remaining predictions become ``remaining``."""
+        """Mark the shown image done (remaining predictions become ``remaining``), say so in the
+        status bar and go on to the next image that is not done (Ctrl+Z on the done image undoes it)."""
         if self.current_image_id is None:
             raise Refusal("no image shown")
-        self.execute(commands.mark_done(self.current_image_id, remaining))
+        done_id = self.current_image_id
+        pending = sum(1 for a in self._annotations if a.review_state == "predicted")
+        name = self.project.image(done_id).file_name.rsplit("/", 1)[-1]
+        self.execute(commands.mark_done(done_id, remaining))
         self.image_list.refresh()
+        message = f"{name} done" + (f" ({pending} remaining prediction(s) {remaining})" if pending else "")
+        self.next_unreviewed_image()
+        if self.current_image_id != done_id:
+            message += f"; next: {self.project.image(self.current_image_id).file_name.rsplit('/', 1)[-1]}"
+        self.status_label.setText(message)
 
     def mark_done_reject_rest(self) -> None:
         self.mark_done("rejected")

@@ -190,3 +190,34 @@ def test_sigterm_ends_cleanly_and_next_start_reports_nothing(project_dir, tmp_pa
     status = SessionLock(project_dir).acquire()
     assert not status.locked and not status.unclean
 
+
+
+def test_predictions_written_by_another_process_appear(qtbot, win, seen, tmp_path):
+    """`annotator prelabel` from a terminal while the app is open: the window shows the new
+    predictions within the poll interval, keeping its selection and undo history."""
+    import json
+
+    cat = win.add_category("cell")
+    win.current_category_id = cat.id
+    _polygon(qtbot, win)
+    (mine,) = win.annotations()
+    win.select_instance(mine.id)
+    assert win.actions_by_name["undo"].isEnabled()
+    ids = win.image_list.image_ids()
+    ckpt = tmp_path / "tiny.pth"
+    import torch
+
+    from segcore.checkpoints import save_checkpoint
+    from segcore.modeling.registry import build_model
+
+    torch.manual_seed(0)
+    save_checkpoint(ckpt, build_model("yolact_tiny", num_classes=1, input_size=128),
+                    categories=[{"id": cat.id, "name": "cell"}])
+    proc = subprocess.run([sys.executable, "-m", "annotator.cli", "prelabel", str(win.project.root), "--model",
+                           str(ckpt), "--score-threshold", "0"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    qtbot.waitUntil(lambda: win.image_list.state_of(ids[1]) == "predicted", timeout=5000)
+    qtbot.waitUntil(lambda: len(win.annotations()) > 1, timeout=5000)
+    assert win.selected_id == mine.id and win.actions_by_name["undo"].isEnabled()
+    assert win.instance_panel.rowCount() == len(win.project.annotations(win.current_image_id))
+    assert seen["errors"] == []  # no dialog on the way
