@@ -16,7 +16,7 @@ Widgets stay thin: all decisions are in the pure modules
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QSpinBox
+from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox
 
 from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import commands
@@ -52,10 +52,31 @@ class EditingMixin:
         self.tolerance_spin = QSpinBox(self, minimum=0, maximum=255, value=int(self.wand_tolerance))
         self.tolerance_spin.setToolTip("Magic wand colour tolerance (0-255 per channel)")
         self.tolerance_spin.valueChanged.connect(lambda v: setattr(self, "wand_tolerance", float(v)))
+        self.box_engine = "model"
+        self.box_engine_combo = QComboBox(self)
+        self.box_engine_combo.addItem("Model", "model")
+        self.box_engine_combo.addItem("GrabCut", "grabcut")
+        self.box_engine_combo.setToolTip("Box to mask (X) engine: the active model's mask head (BlendMask / "
+                                         "CenterMask; GrabCut when there is none or its mask is poor), or "
+                                         "always OpenCV GrabCut")
+        self.box_engine_combo.currentIndexChanged.connect(
+            lambda i: self.set_box_engine(self.box_engine_combo.itemData(i)))
 
     def tool_widgets(self) -> list:
         """Widgets placed on the tool palette after the tools: brush radius, wand tolerance."""
-        return [QLabel("Radius", self), self.radius_spin, QLabel("Tolerance", self), self.tolerance_spin]
+        return [QLabel("Radius", self), self.radius_spin, QLabel("Tolerance", self), self.tolerance_spin,
+                QLabel("Box engine", self), self.box_engine_combo]
+
+    def set_box_engine(self, engine: str) -> None:
+        """``"model"`` (the active version's box-conditioned mask head, GrabCut when there is
+        none or its mask is poor) or ``"grabcut"`` (always GrabCut)."""
+        if engine not in ("model", "grabcut"):
+            raise ValueError(f"unknown box engine {engine!r}")
+        self.box_engine = engine
+        index = self.box_engine_combo.findData(engine)
+        if index != self.box_engine_combo.currentIndex():
+            self.box_engine_combo.setCurrentIndex(index)
+        self.status_label.setText(f"Box to mask: {'model, GrabCut as fallback' if engine == 'model' else 'GrabCut'}")
 
     # ---------------------------------------------------------------- tools
     def set_tool(self, name: str) -> None:
@@ -114,7 +135,7 @@ class EditingMixin:
         has a box-conditioned mask head (BlendMask, CenterMask), else None (GrabCut). Cheap (two
         SQLite reads): the checkpoint is only loaded when a box job runs, off the GUI thread."""
         project = self.project
-        if project is None:
+        if project is None or self.box_engine == "grabcut":
             return None
         try:
             version = project.active_model_version()
@@ -224,8 +245,8 @@ class EditingMixin:
             if self.project is None:
                 return
             note = getattr(result, "note", None)
-            if note:   # the model was not used: say why (a dialog the first time, then the status bar)
-                if note in self._box_notes_shown:
+            if note:   # the model was not used: say why (a failure: a dialog the first time, then the status bar)
+                if note in self._box_notes_shown or getattr(result, "routine", False):
                     self.status_label.setText(note)
                 else:
                     self._box_notes_shown.add(note)
