@@ -90,29 +90,31 @@ def deform_conv2d_cpu(input: Tensor, offset: Tensor, weight: Tensor, bias: Tenso
                          f"stride {(sh, sw)}, padding {(ph, pw)}, dilation {(dh, dw)}")
     dev, dtype = input.device, input.dtype
     cdt = torch.float64 if offset.dtype == torch.float64 else torch.float32
-    # sampling positions p = (output position * stride - pad + tap * dilation) + (dy, dx): one rounding, as
-    # torchvision's; layout [B, H', W', kh, kw, G, 2 (y, x)], so the bags below come out as im2col rows
-    by = (torch.arange(Ho, device=dev) * sh - ph).view(Ho, 1, 1, 1) + (torch.arange(kh, device=dev) * dh).view(kh, 1)
-    bx = (torch.arange(Wo, device=dev) * sw - pw).view(Wo, 1, 1) + (torch.arange(kw, device=dev) * dw).view(kw, 1)
-    base = torch.stack(torch.broadcast_tensors(by.view(Ho, 1, kh, 1, 1), bx.view(1, Wo, 1, kw, 1)), -1).to(cdt)
-    off = offset.view(B, G, kh, kw, 2, Ho, Wo).permute(0, 5, 6, 2, 3, 1, 4).to(cdt).contiguous()
-    p = base + off
-    low = p.floor()
-    frac = p - low  # floor has zero gradient: d/dp reaches the bilinear weights through frac only
-    corner = low.clamp(-2, max(H, W)).long().unsqueeze(-1) + torch.tensor([0, 1], device=dev)  # [.., 2, 2 (lo, hi)]
-    size = torch.tensor([[H], [W]], device=dev)
-    inside = (corner >= 0) & (corner < size)
-    corner = torch.minimum(corner.clamp_min(0), size - 1)
-    lerp = torch.stack((1 - frac, frac), -1)  # [.., 2 (y, x), 2 (lo, hi)]
-    # four corners in (y, x) order: [B, H', W', kh, kw, G, 2, 2]
-    w4 = lerp[..., 0, :, None] * lerp[..., 1, None, :] * (inside[..., 0, :, None] & inside[..., 1, None, :])
+    # sampling positions (output position * stride - pad + tap * dilation) + offset, one rounding as in
+    # torchvision, per axis in offset's own layout [B, G, kh, kw, H', W']; clamped to [-2, H] (x: [-2, W])
+    # because the table below has zero rows / columns at -2, -1, H, H + 1: a corner outside [0, H) then reads
+    # 0, and positions beyond the clamp (all four corners outside) read 0 with zero gradient, as in torchvision.
+    # -2, not -1: torch.clamp passes no gradient at its bounds, and at y = -1 the offset gradient is not 0
+    off = offset.view(B, G, kh, kw, 2, Ho, Wo).to(cdt)
+    by = (torch.arange(Ho, device=dev) * sh - ph).view(Ho, 1) + (torch.arange(kh, device=dev) * dh).view(kh, 1, 1, 1)
+    bx = (torch.arange(Wo, device=dev) * sw - pw) + (torch.arange(kw, device=dev) * dw).view(kw, 1, 1)
+    y = (by.to(cdt) + off[:, :, :, :, 0]).clamp(-2, H)
+    x = (bx.to(cdt) + off[:, :, :, :, 1]).clamp(-2, W)
+    y0, x0 = y.floor(), x.floor()
+    ly, lx = y - y0, x - x0  # floor has zero gradient: d/d(offset) reaches the weights through these only
+    hy, hx = 1 - ly, 1 - lx
     if mask is not None:
-        w4 = w4 * mask.view(B, G, kh, kw, Ho, Wo).permute(0, 4, 5, 2, 3, 1).to(cdt)[..., None, None]
-    # rows of the channels-last table [B * H * W * G, C / G]: ((b * H + y) * W + x) * G + g
-    bg = (torch.arange(B, device=dev) * (H * W * G)).view(B, 1, 1, 1, 1, 1) + torch.arange(G, device=dev)
-    rows = (corner[..., 0, :, None] * W + corner[..., 1, None, :]) * G + bg[..., None, None]
-    table = input.permute(0, 2, 3, 1).contiguous().view(B * H * W * G, C // G)  # contiguous: fbgemm fast path
-    rows, w4 = rows.view(-1, 4), w4.reshape(-1, 4).to(dtype)
+        m = mask.view(B, G, kh, kw, Ho, Wo).to(cdt)
+        hy, ly = hy * m, ly * m
+    # rows of the zero-bordered channels-last table [B * (H + 4) * (W + 4) * G, C / G]; the bags, one per
+    # (b, output position, tap, group) in that order, are the rows of the im2col columns [B * L, K * C]
+    Hp, Wp = H + 4, W + 4
+    bg = torch.arange(B * G, device=dev).view(B, G, 1, 1, 1, 1)
+    r = ((y0.long() + 2) * Wp + x0.long() + 2) * G + (bg // G) * (Hp * Wp * G) + bg % G
+    im2col = (0, 4, 5, 2, 3, 1)  # [B, G, kh, kw, H', W'] -> [B, H', W', kh, kw, G]
+    rows = torch.stack([t.permute(im2col) for t in (r, r + G, r + Wp * G, r + (Wp + 1) * G)], -1).view(-1, 4)
+    w4 = torch.stack([t.permute(im2col) for t in (hy * hx, hy * lx, ly * hx, ly * lx)], -1).view(-1, 4).to(dtype)
+    table = F.pad(input.permute(0, 2, 3, 1), (0, 0, 2, 2, 2, 2)).contiguous().view(-1, C // G)  # contiguous: fbgemm
     wt = _grouped_weight(weight, C // Cw)
     per = Wo * K * G  # bags per output row
     step = max(1, COLUMN_CHUNK // (Wo * K * C))  # output rows (of all B * H' rows) per chunk
@@ -152,7 +154,7 @@ def _columns_times_weight(cols: Tensor, wt: Tensor, bias: Tensor | None, taps: i
 
 
 def _tracing() -> bool:
-    """True while tracing or exporting, where the graph must hold ``torchvision::deform_conv2d`` (ONNX ``DeformConv``)."""
+    """True while tracing or exporting: the graph must hold ``torchvision::deform_conv2d`` (ONNX ``DeformConv``)."""
     return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
 
 
