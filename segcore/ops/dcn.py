@@ -143,6 +143,8 @@ def _columns_times_weight(cols: Tensor, wt: Tensor, bias: Tensor | None, taps: i
         out = torch.bmm(wt, cols.transpose(1, 2)).view(1, -1, nr, Wo)
         return out if bias is None else out + bias[:, None, None]
     image = cols.view(1, nr, Wo, kc).permute(0, 3, 1, 2)  # channels-last [1, K * C, r, W']: a 1 x 1 convolution
+    if torch.compiler.is_compiling():  # torch.compile: mkldnn_convolution has no fake-tensor kernel
+        return F.conv2d(image, wt[0, :, :, None, None], bias)
     if (nr > 1 and Wo > 1 and cols.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled):
         # oneDNN's 1 x 1 convolution (keeps channels-last; not chosen by F.conv2d for one image on one thread)

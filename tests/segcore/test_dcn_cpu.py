@@ -190,3 +190,13 @@ def test_module_uses_cpu_op_and_bfloat16():
     for y, tol in ((low, 0.01), (auto, 0.06)):
         assert y.dtype == torch.bfloat16
         assert (y.float() - ref).abs().max() <= tol * ref.abs().max()
+
+
+def test_torch_compile_traces_the_cpu_op():
+    # torch.compile (inductor, CPU) traces the op (the product becomes F.conv2d) instead of breaking the graph
+    c = _case(C=16, Cout=8, H=10, W=9, dtype=torch.float32)
+    args = [c[k] for k in ("input", "offset", "weight", "bias")]
+    compiled = torch.compile(lambda *a: deform_conv2d_cpu(*a, 1, 1, 1, c["mask"]), fullgraph=True)
+    with torch.no_grad():
+        ref = torchvision.ops.deform_conv2d(*args, padding=1, mask=c["mask"])
+        assert (compiled(*args) - ref).abs().max() <= 1e-5 * ref.abs().max()
