@@ -58,8 +58,9 @@ def deform_conv2d_cpu(input: Tensor, offset: Tensor, weight: Tensor, bias: Tenso
     ``[floor(y), floor(y) + 1)``, as torchvision's.
 
     Args:
-        input: ``[B, C, H, W]`` float64 / float32 / bfloat16 / float16; the computation runs in this
-            dtype (gather and matrix product; under CPU autocast the product runs in the autocast dtype).
+        input: ``[B, C, H, W]`` float64 / float32 / bfloat16 / float16; the gather and the product run
+            in this dtype (float32 accumulation for bfloat16), also under autocast, which this op leaves
+            alone (:class:`ModulatedDeformConv2d` passes its inputs in the autocast dtype).
         offset: ``[B, 2 * G * K, H', W']`` any float dtype; positions and bilinear weights are computed
             in ``float64`` for float64 offsets, else ``float32``.
         weight: ``[C_out, C / Gw, kh, kw]``, ``input``'s dtype.
@@ -119,10 +120,11 @@ def deform_conv2d_cpu(input: Tensor, offset: Tensor, weight: Tensor, bias: Tenso
     per = Wo * K * G  # bags per output row
     step = max(1, COLUMN_CHUNK // (Wo * K * C))  # output rows (of all B * H' rows) per chunk
     outs = []
-    for r in range(0, B * Ho, step):
-        e = min(B * Ho, r + step)
-        cols = F.embedding_bag(rows[r * per:e * per], table, mode="sum", per_sample_weights=w4[r * per:e * per])
-        outs.append(_columns_times_weight(cols.view(e - r, Wo, K * C), wt, bias, K))
+    for a in range(0, B * Ho, step):
+        e = min(B * Ho, a + step)
+        cols = F.embedding_bag(rows[a * per:e * per], table, mode="sum", per_sample_weights=w4[a * per:e * per])
+        with torch.autocast("cpu", enabled=False):
+            outs.append(_columns_times_weight(cols.view(e - a, Wo, K * C), wt, bias, K))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, 2)  # [1, C_out, B * H', W']
     out = out[0].view(Cout, B, Ho, Wo).transpose(0, 1)
     channels_last = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
@@ -172,6 +174,8 @@ def deform_conv2d(input: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | 
         return deform_conv2d_cpu(input, offset, weight, bias, stride, padding, dilation, mask)
     return torchvision.ops.deform_conv2d(input, offset, weight, bias, stride=stride, padding=padding,
                                          dilation=dilation, mask=mask)
+
+
 class ModulatedDeformConv2d(nn.Module):
     """DCNv2 layer: ``y = deform_conv2d(x, offset, weight, bias, mask=sigmoid(m))`` with
     ``(offset, m)`` predicted from ``x`` by the plain conv ``conv_offset_mask``.

@@ -190,6 +190,11 @@ def test_module_uses_cpu_op_and_bfloat16():
     for y, tol in ((low, 0.01), (auto, 0.06)):
         assert y.dtype == torch.bfloat16
         assert (y.float() - ref).abs().max() <= tol * ref.abs().max()
+    # the op itself computes in its input's dtype under autocast, with either product backend
+    for flags in (True, False):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), torch.backends.mkldnn.flags(enabled=flags):
+            y = deform_conv2d_cpu(x, off_mask[:, :18], m.weight, m.bias, 2, 1, 1, off_mask[:, 18:].sigmoid())
+        assert y.dtype == torch.float32 and (y - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
 def test_torch_compile_traces_the_cpu_op():
