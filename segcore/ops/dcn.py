@@ -189,6 +189,10 @@ class ModulatedDeformConv2d(nn.Module):
     Shapes: ``[B, C_in, H, W] -> [B, C_out, H', W']`` (as ``nn.Conv2d``), float32 / float16 /
     bfloat16. Offsets and mask are zero-initialised (a fresh layer starts as a plain conv whose
     taps are weighted 0.5), as in the official ``DCN.init_offset``.
+
+    Runs :func:`deform_conv2d`: :func:`deform_conv2d_cpu` on CPU, torchvision's op elsewhere. Compute
+    dtype: the weight's; on CPU under autocast the autocast dtype (bfloat16 gather and product with
+    float32 accumulation, as autocast runs ``nn.Conv2d``; torchvision has no bfloat16 CPU kernel).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int] = 3,
@@ -217,8 +221,7 @@ class ModulatedDeformConv2d(nn.Module):
         out = self.conv_offset_mask(x)
         taps = 2 * self.deformable_groups * self.kernel_size[0] * self.kernel_size[1]
         offset, mask = out[:, :taps], torch.sigmoid(out[:, taps:])
-        # compute dtype: the weight's; on CPU under autocast the autocast dtype (the gather and the product
-        # then run in bfloat16, as autocast runs nn.Conv2d; positions and bilinear weights stay float32)
+        # compute dtype (class docstring); positions and bilinear weights stay float32 inside deform_conv2d_cpu
         dtype = self.weight.dtype
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _tracing():
             dtype = torch.get_autocast_dtype("cpu")
