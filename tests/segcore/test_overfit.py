@@ -15,7 +15,8 @@ downloaded) trains unstably with identity BN. Measured on the 2-core dev machine
 YOLACT++ (``yolact_plus_tiny``: DCNv2 in the last block of C3-C5, 3 x 3 priors, MaskIoU re-scoring;
 input 256 is its minimum, the MaskIoU net needs it): one step costs 1.4 s on 2 quiet cores against
 0.42 s for v1, 1.0 s of it in torchvision's CPU ``deform_conv2d`` backward (single-threaded; 875 ms
-of backward for the three DCN layers against 40 ms for plain 3x3 convs of the same shapes). So it
+of backward for the three DCN layers against 40 ms for plain 3x3 convs of the same shapes; measured
+before DCNv2 ran on ``segcore.ops.dcn.deform_conv2d_cpu``, with which this test gave segm AP50 0.90). So it
 gets fewer, larger steps: 60 iterations at lr 2e-3 (10-iteration warmup, x0.1 at 45; lr 4e-3 and
 larger mask-loss weights made the mask loss oscillate). The evaluated score is the re-scored one
 (class score x predicted mask IoU), as the app sees it. Measured (2 quiet cores): ~85 s training,
