@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --no-deps "ultralytics>=8.3"
 	touch $(STAMP)
 
+# annotator.desktop: one line naming the missing system libraries / Debian packages when Qt
+# cannot open a window on this desktop (README "Quick start"), instead of Qt's abort.
 run: $(STAMP)
+	$(PY) -m annotator.desktop
 	$(PY) main.py --sample
 
 # ruff first (pyproject [tool.ruff]: line length 120, pycodestyle + pyflakes), then the suite

@@ -22,8 +22,11 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator --self-check               # headless installation check (annotator.selfcheck), exit 0 / 1
 
 User errors (bad file, bad field, missing path) print one line ``error: ...`` naming the file
-and the field and exit with status 2; the project is left as it was. Long work shows a tqdm
-progress bar with ETA when stderr is a terminal.
+and the field and exit with status 2; the project is left as it was. ``new``, ``prelabel``,
+``train`` and ``export`` skip image files that cannot be read (empty, truncated, not an image,
+deleted since the project was made), finish the rest, name the skipped files and exit with
+status 3 (:data:`EXIT_SKIPPED`). Long work shows a tqdm progress bar with ETA when stderr is a
+terminal.
 """
 
 from __future__ import annotations
@@ -37,6 +40,17 @@ from annotator.cli_models import add_subcommands as add_model_subcommands
 from annotator.errors import AnnotatorError
 
 EXIT_USER_ERROR = 2
+#: Exit status when the work was done for every readable image but some image files were skipped.
+EXIT_SKIPPED = 3
+
+
+def _report_skipped(skipped, what: str = "skipped (unreadable)") -> int:
+    """Print one ``skipped: <file>: <reason>`` line per skipped file; the exit status."""
+    for line in skipped:
+        print(f"skipped: {line}")
+    if skipped:
+        print(f"warning: {len(skipped)} image file{'s' * (len(skipped) != 1)} {what}", file=sys.stderr)
+    return EXIT_SKIPPED if skipped else 0
 
 
 def _progress_bar(total: int, desc: str, unit: str):
@@ -70,10 +84,11 @@ def cmd_new(args) -> int:
         raise AnnotatorError(f"--images: folder not found: {images}")
     project = Project.create(Path(args.project), images_dir=images)
     try:
-        print(f"created project {project.root} with {len(project.images())} images")
+        print(f"created project {project.root} with {project.scan.added} images"
+              + (f" ({len(project.scan.skipped)} files skipped)" if project.scan.skipped else ""))
     finally:
         project.close()
-    return 0
+    return _report_skipped([s.line() for s in project.scan.skipped], "not registered (unreadable)")
 
 
 def _format_io(fmt: str, direction: str):
@@ -230,8 +245,9 @@ def cmd_prelabel(args) -> int:
             bar.close()
         project.close()
     print(f"pre-labelled {summary.images} images: {summary.instances} predictions stored, "
-          f"{summary.skipped} images skipped (reviewed){', stopped early' if summary.stopped else ''}")
-    return 0
+          f"{summary.skipped} images skipped (reviewed){', stopped early' if summary.stopped else ''}"
+          + (f", {len(summary.unreadable)} unreadable" if summary.unreadable else ""))
+    return _report_skipped(summary.unreadable)
 
 
 def cmd_export(args) -> int:
@@ -242,22 +258,25 @@ def cmd_export(args) -> int:
     if not args.coco and not args.results and not args.format:
         raise AnnotatorError("export: give --coco OUT.json and/or --results OUT.json and/or --format FORMAT --out PATH")
     project = _open_project(args.project)
+    skipped: list[str] = []
     try:
         if args.format:
             kwargs = {"val_fraction": args.val_fraction} if args.format == "yolo" else {}
             report = _format_io(args.format, "export")(project, Path(args.out), include=args.include, **kwargs)
             print(f"wrote {args.out}: {report.line()}")
+            skipped = report.skipped
         if args.coco:
             counts = export_coco(project, Path(args.coco), include=args.include)
             print(f"wrote {args.coco}: {counts['images']} images, {counts['annotations']} annotations, "
                   f"{counts['categories']} categories")
+            skipped = skipped or counts["skipped"]
         if args.results:
             gt = _existing_file(args.gt, "--gt") if args.gt else None
             n = export_results(project, Path(args.results), gt_json=gt)
             print(f"wrote {args.results}: {n} predictions")
     finally:
         project.close()
-    return 0
+    return _report_skipped(skipped)
 
 
 def cmd_evaluate(args) -> int:
@@ -441,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 when ``--self-check`` fails, 2 for a user error
-        (one line ``error: ...`` on stderr), 130 when interrupted.
+        (one line ``error: ...`` on stderr), 3 when unreadable image files were skipped
+        (:data:`EXIT_SKIPPED`), 130 when interrupted.
     """
     parser = build_parser()
     args = parser.parse_args(argv)

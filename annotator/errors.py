@@ -25,5 +25,11 @@ class AnnotatorError(Exception):
         return self.message
 
 
+class Refusal(AnnotatorError):
+    """A routine refusal of a user action (nothing selected, no image shown, a job already
+    running): the GUI says it in the status bar, not in a dialog; the CLI treats it as any
+    :class:`AnnotatorError`."""
+
+
 class ProjectLockedError(AnnotatorError):
     """The project is open for writing in another process; this one is read-only."""

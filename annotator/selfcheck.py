@@ -10,7 +10,12 @@ Checks, in order (one line each: ``ok   <check>: <detail>``):
 4. ``forward``   one tiny CPU forward of each family (its ``Family.tiny_arch``: ``yolact_tiny``, ``blendmask_tiny``,
    ``centermask_tiny``, random init, 64 px input) through :class:`segcore.predictor.Predictor`;
 5. ``sample``    the sample project is created from the bundled data in a temporary folder;
-6. ``gui``       the main window opens on that project and closes again, offscreen
+6. ``qt``        the Qt binding does not drop references to ``None`` on void calls (the
+   PySide6 6.12.0 fault that aborts the app on Python < 3.12; see pyproject.toml);
+7. ``desktop``   with a display set (``DISPLAY`` / ``WAYLAND_DISPLAY``): the platform plugin the
+   user will get (xcb / wayland) starts in a child process, or the missing system libraries and
+   their Debian packages are named (:mod:`annotator.desktop`); skipped without a display;
+8. ``gui``       the main window opens on that project and closes again, offscreen
    (``QT_QPA_PLATFORM=offscreen`` is set when no display is available).
 
 The first failing check prints ``FAILED <check>: <error>`` (one line, no traceback) and the run
@@ -122,6 +127,52 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def check_qt_binding(state: dict) -> str:
+    """1,000 void Qt calls must not lower ``sys.getrefcount(None)`` (Python < 3.12; from 3.12
+    None is immortal). Few enough calls that a faulty binding is caught before it aborts.
+
+    Raises:
+        RuntimeError: the binding drops references to None (an excluded PySide6 release).
+    """
+    if not _has_display():
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import __version__ as pyside_version
+    from PySide6.QtWidgets import QApplication, QLabel
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    if sys.version_info >= (3, 12):
+        return f"PySide6 {pyside_version} (Python >= 3.12: None is immortal, nothing to check)"
+    label = QLabel()
+    before = sys.getrefcount(None)
+    for _ in range(500):
+        label.setText("x")
+        label.setToolTip("y")
+    after = sys.getrefcount(None)
+    label.deleteLater()
+    app.processEvents()
+    if after < before:
+        raise RuntimeError(f"PySide6 {pyside_version} drops a reference to None on every void Qt call "
+                           f"({before} -> {after} over 1,000 calls); a long session would abort. Install "
+                           "PySide6-Essentials < 6.12 (pyproject.toml)")
+    return f"PySide6 {pyside_version}: no reference to None lost over 1,000 void calls"
+
+
+def check_desktop(state: dict) -> str:
+    """The user's Qt platform plugin starts (only with a display; the other checks run offscreen).
+
+    Raises:
+        RuntimeError: Qt cannot open a window (missing xcb libraries are named with their packages).
+    """
+    from annotator.desktop import display_set, probe_platform
+
+    if not display_set():
+        return "no display set: skipped (the window check below runs offscreen)"
+    ok, message = probe_platform()
+    if not ok:
+        raise RuntimeError(message)
+    return f"a window can open here (Qt platform {message})"
+
+
 def check_gui(state: dict) -> str:
     """Open the main window on the sample project, process events, close it (offscreen without
     a display)."""
@@ -157,6 +208,8 @@ CHECKS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("models", check_models),
     ("forward", check_forward),
     ("sample", check_sample),
+    ("qt", check_qt_binding),
+    ("desktop", check_desktop),
     ("gui", check_gui),
 )
 

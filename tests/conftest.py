@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 COCO_TINY = REPO.parent / "shared" / "datasets" / "coco-tiny"
 
 
+@pytest.fixture(autouse=True)
+def _user_config(tmp_path_factory, monkeypatch):
+    """Each test gets its own user config folder (the app's per-user settings, e.g. where a
+    project was left), so tests neither read nor write the developer's ~/.config."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
 @pytest.fixture(scope="session")
 def coco_tiny() -> Path:
     """Path of ``../shared/datasets/coco-tiny`` (80 train2017 + 80 val2017 COCO images).

@@ -15,12 +15,13 @@ import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import annotator
 from annotator import masks
 from annotator.errors import AnnotatorError
 from annotator.io.coco_schema import CocoRLE, parse_instances
+from annotator.io.policy import readable_images
 from annotator.project.images import ImageInfo, read_image_info
 
 INCLUDE = {  # include= -> (review states, sources)
@@ -231,18 +232,33 @@ def _coco_image_ids(project) -> dict[int, int]:
     return out
 
 
-def _write_json_atomic(out_path: Path, payload) -> None:
+def _write_json_atomic(out_path: Path, head, items: Optional[Iterable] = None, key: str = "annotations") -> int:
+    """Write JSON to a temporary file, then rename it to ``out_path``: ``head`` alone when
+    ``items`` is None; else ``head`` (a dict) with ``items`` as its last member ``key``, or, with
+    ``head=None``, a JSON list of ``items``. ``items`` is consumed one at a time (a generator
+    keeps memory flat). Returns the number of items written."""
     out_path = Path(os.path.abspath(out_path))
-    tmp = None
+    tmp, n = None, 0
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh)
+            if items is None:
+                fh.write(json.dumps(head))
+            elif head is not None:
+                fh.write(json.dumps(head)[:-1] + f", {json.dumps(key)}: [")
+            else:
+                fh.write("[")
+            for item in items or ():
+                fh.write(("," if n else "") + json.dumps(item))
+                n += 1
+            if items is not None:
+                fh.write("]}" if head is not None else "]")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out_path)
         tmp = None
+        return n
     except OSError as exc:
         raise AnnotatorError(f"{out_path}: cannot write: {exc.strerror or exc}") from exc
     finally:
@@ -260,8 +276,12 @@ def export_coco(project, out_path: Path, *, include: str = "accepted") -> dict:
     images' deepest common folder (returned as ``image_root``). Segmentation: the original
     polygon when kept, else RLE with counts str; bbox (XYWH) and area as stored.
 
+    Images whose file cannot be read (marked unreadable, or gone) are left out with their
+    annotations and listed in ``skipped``. Annotations are streamed from the store to the file.
+
     Returns:
-        ``{"images": n, "annotations": n, "categories": n, "image_root": str}``.
+        ``{"images": n, "annotations": n, "categories": n, "image_root": str, "skipped": ["<file>:
+        <reason>", ...]}``.
 
     Raises:
         AnnotatorError: unknown ``include`` or an unwritable ``out_path`` (no file is left).
@@ -269,32 +289,38 @@ def export_coco(project, out_path: Path, *, include: str = "accepted") -> dict:
     if include not in INCLUDE:
         raise AnnotatorError(f"{out_path}: include: {include!r} is not one of {sorted(INCLUDE)}")
     states, sources = INCLUDE[include]
-    anns = project.annotations(review_states=states, sources=sources)
-    with_anns = {a.image_id for a in anns}
+    with_anns = project.annotated_image_ids(review_states=states, sources=sources)
     images = [im for im in project.images() if im.id in with_anns or im.state == "reviewed"]
+    images, skipped = readable_images(project, images)
+    keep = {im.id for im in images}
     ids = _coco_image_ids(project)
-    paths = {im.id: str(project.abs_path(im.file_name)) for im in images}
+    # plain strings, not Path objects: pathlib interns every part of every name (100,000 images)
+    paths = {im.id: os.path.normpath(os.path.join(project.root, im.file_name)) for im in images}
     root = Path(os.path.commonpath([os.path.dirname(p) for p in paths.values()])) if paths else project.root
-    payload = {
+    head = {
         "info": {"description": "exported by annotator", "version": annotator.__version__,
                  "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "licenses": [],
-        "images": [{"id": ids[im.id], "file_name": Path(os.path.relpath(paths[im.id], root)).as_posix(),
+        "images": [{"id": ids[im.id], "file_name": os.path.relpath(paths[im.id], root).replace(os.sep, "/"),
                     "width": im.width, "height": im.height} for im in images],
         "categories": [{"id": c.id, "name": c.name, "supercategory": c.supercategory}
                        for c in project.categories()],
-        "annotations": [],
     }
-    for a in anns:
-        entry = {"id": a.id, "image_id": ids[a.image_id], "category_id": a.category_id,
-                 "segmentation": a.polygon if a.polygon is not None else a.rle,
-                 "area": a.area, "bbox": list(a.bbox), "iscrowd": a.iscrowd}
-        if a.source == "model" and a.score is not None:
-            entry["score"] = a.score
-        payload["annotations"].append(entry)
-    _write_json_atomic(out_path, payload)
-    return {"images": len(images), "annotations": len(anns), "categories": len(payload["categories"]),
-            "image_root": str(root)}
+
+    def entries():
+        for a in project.iter_annotations(review_states=states, sources=sources):
+            if a.image_id not in keep:
+                continue
+            entry = {"id": a.id, "image_id": ids[a.image_id], "category_id": a.category_id,
+                     "segmentation": a.polygon if a.polygon is not None else a.rle,
+                     "area": a.area, "bbox": list(a.bbox), "iscrowd": a.iscrowd}
+            if a.source == "model" and a.score is not None:
+                entry["score"] = a.score
+            yield entry
+
+    n = _write_json_atomic(out_path, head, entries())
+    return {"images": len(images), "annotations": n, "categories": len(head["categories"]),
+            "image_root": str(root), "skipped": skipped}
 
 
 def _ids_from_reference(project, gt_json: Path) -> dict[int, int]:
@@ -330,15 +356,15 @@ def export_results(project, out_path: Path, *, gt_json: Optional[Path] = None) -
         AnnotatorError: an unwritable ``out_path`` (no file is left), or a malformed ``gt_json``
             / one that matches none of the predicted images.
     """
-    anns = project.annotations(review_states=("predicted", "accepted", "edited"), sources=("model",))
+    states, sources = ("predicted", "accepted", "edited"), ("model",)
     if gt_json is None:
         ids = _coco_image_ids(project)
     else:
         ids = _ids_from_reference(project, Path(gt_json))
-        if anns and not any(a.image_id in ids for a in anns):
+        predicted = project.annotated_image_ids(review_states=states, sources=sources)
+        if predicted and not predicted & set(ids):
             raise AnnotatorError(f"{Path(gt_json).name}: images: no file_name matches a predicted project image")
-    results = [{"image_id": ids[a.image_id], "category_id": a.category_id, "segmentation": a.rle,
+    results = ({"image_id": ids[a.image_id], "category_id": a.category_id, "segmentation": a.rle,
                 "bbox": list(a.bbox), "score": a.score if a.score is not None else 1.0}
-               for a in anns if a.image_id in ids]
-    _write_json_atomic(out_path, results)
-    return len(results)
+               for a in project.iter_annotations(review_states=states, sources=sources) if a.image_id in ids)
+    return _write_json_atomic(out_path, None, results)

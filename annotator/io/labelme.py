@@ -209,10 +209,10 @@ def export_labelme(project, out_dir: Path, *, include: str = "accepted") -> Form
     Raises:
         AnnotatorError: an unwritable ``out_dir`` or two exported images with the same stem.
     """
-    images, by_image, categories = export_selection(project, include)
+    report = FormatReport("exported", "labelme")
+    images, by_image, categories = export_selection(project, include, report)
     names = {c.id: c.name for c in categories}
     out_dir = Path(os.path.abspath(out_dir))
-    report = FormatReport("exported", "labelme")
     used: set[str] = set()
     with staged_output(out_dir) as tmp:
         for im in images:

@@ -154,11 +154,11 @@ def export_masks(project, out_dir: Path, *, include: str = "accepted", order: st
     """
     if order not in ("area", "drawing"):
         raise AnnotatorError(f"order: {order!r} is not 'area' or 'drawing'")
-    images, by_image, categories = export_selection(project, include)
+    report = FormatReport("exported", "masks")
+    images, by_image, categories = export_selection(project, include, report)
     bad = [c.id for c in categories if not 0 < c.id <= 65535]
     if bad:
         raise AnnotatorError(f"{project.db_path}: categories.id: {bad[0]} cannot be a class PNG value (1..65535)")
-    report = FormatReport("exported", "masks")
     used: set[str] = set()
     with staged_output(out_dir) as tmp:
         write_json(tmp / "categories.json", [{"id": c.id, "name": c.name} for c in categories])

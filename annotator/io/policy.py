@@ -79,6 +79,7 @@ class FormatReport:
     new_images: int = 0
     new_categories: int = 0
     notes: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # "<file>: <reason>" of images left out
 
     def note(self, key: str, n: int = 1) -> None:
         if n:
@@ -94,7 +95,43 @@ class FormatReport:
         if self.action == "imported":
             text += f"; {self.new_images} new images, {self.new_categories} new categories"
         extra = self.policy_line()
-        return text + (f"; {extra}" if extra else "")
+        text += f"; {extra}" if extra else ""
+        return text + skipped_line(self.skipped)
+
+
+def skipped_line(skipped: list[str], shown: int = 5) -> str:
+    """``"; 2 images skipped (unreadable): a.jpg: empty file, b.jpg: ..."`` or ``""``."""
+    if not skipped:
+        return ""
+    more = f", and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"; {len(skipped)} image{'s' * (len(skipped) != 1)} skipped (unreadable): " + \
+        ", ".join(skipped[:shown]) + more
+
+
+def readable_images(project, images) -> tuple[list, list[str]]:
+    """Split image records into those whose file can be read and ``"<file>: <reason>"`` lines
+    for the others (marked unreadable, or the file is gone: a stat each, no decoding)."""
+    keep, skipped = [], []
+    for im in images:
+        if im.error is not None:
+            skipped.append(f"{im.file_name}: {im.error}")
+        elif not os.path.isfile(os.path.join(project.root, im.file_name)):
+            skipped.append(f"{im.file_name}: file not found")
+        else:
+            keep.append(im)
+    return keep, skipped
+
+
+class AnnotationsByImage:
+    """``get(image_id, default)`` of the selected annotations of one image, read from the store
+    when asked, so an export holds one image's annotations at a time (flat memory)."""
+
+    def __init__(self, project, states, sources):
+        self.project, self.states, self.sources = project, states, sources
+
+    def get(self, image_id: int, default=None) -> list:
+        return self.project.annotations(image_id, review_states=self.states, sources=self.sources) or (
+            [] if default is None else default)
 
 
 def fail(path, field_name: str, problem: str):
@@ -125,20 +162,22 @@ def polygon_parts(ann) -> tuple[list[list[float]], int]:
 
 
 # ----------------------------------------------------------------------------- export side
-def export_selection(project, include: str):
-    """``(images, {image id: [annotations]}, categories)`` exported with ``include`` (the
+def export_selection(project, include: str, report: Optional[FormatReport] = None):
+    """``(images, annotations by image, categories)`` exported with ``include`` (the
     :func:`annotator.io.coco.export_coco` rule: images with a selected annotation plus reviewed
-    images; annotations in drawing order)."""
+    images; annotations in drawing order, read per image: :class:`AnnotationsByImage`). Images
+    whose file cannot be read are left out and listed in ``report.skipped``."""
     from annotator.io.coco import INCLUDE
 
     if include not in INCLUDE:
         raise AnnotatorError(f"include: {include!r} is not one of {sorted(INCLUDE)}")
     states, sources = INCLUDE[include]
-    by_image: dict[int, list] = {}
-    for a in project.annotations(review_states=states, sources=sources):
-        by_image.setdefault(a.image_id, []).append(a)
-    images = [im for im in project.images() if im.id in by_image or im.state == "reviewed"]
-    return images, by_image, project.categories()
+    with_anns = project.annotated_image_ids(review_states=states, sources=sources)
+    images = [im for im in project.images() if im.id in with_anns or im.state == "reviewed"]
+    images, skipped = readable_images(project, images)
+    if report is not None:
+        report.skipped += skipped
+    return images, AnnotationsByImage(project, states, sources), project.categories()
 
 
 @contextmanager
@@ -205,13 +244,23 @@ class ImageResolver:
         self.project = project
         images = project.images()
         self.by_path = {project.abs_path(i.file_name): i for i in images}
-        self.by_sha: dict[str, object] = {}
-        for i in images:
-            self.by_sha.setdefault(i.sha256, i)
+        self._by_sha: Optional[dict[str, object]] = None
         self.by_stem: dict[str, list] = {}
         for i in images:
             self.by_stem.setdefault(Path(i.file_name).stem, []).append(i)
         self.seen: dict[object, str] = {}
+
+    @property
+    def by_sha(self) -> dict[str, object]:
+        """Project images by content hash, built on the first file not found by path (project
+        images are hashed then, :meth:`Project.ensure_hashes`)."""
+        if self._by_sha is None:
+            self.project.ensure_hashes()
+            self._by_sha = {}
+            for i in self.project.images():
+                if i.sha256 is not None:
+                    self._by_sha.setdefault(i.sha256, i)
+        return self._by_sha
 
     def resolve(self, path: Path, src, field_name: str):
         """ImageRecord or ImageInfo for image file ``path`` (``src`` / ``field_name`` name the

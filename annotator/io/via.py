@@ -197,9 +197,9 @@ def export_via(project, out_path: Path, *, include: str = "accepted") -> FormatR
         AnnotatorError: an unwritable ``out_path`` (no file is left).
     """
     out_path = Path(os.path.abspath(out_path))
-    images, by_image, categories = export_selection(project, include)
-    names = {c.id: c.name for c in categories}
     report = FormatReport("exported", "via")
+    images, by_image, categories = export_selection(project, include, report)
+    names = {c.id: c.name for c in categories}
     payload = {}
     for im in images:
         src = project.abs_path(im.file_name)

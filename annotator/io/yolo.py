@@ -175,11 +175,11 @@ def import_yolo(project, path: Path) -> FormatReport:
     return apply_import(project, plan, FormatReport("imported", "yolo"), categories=names)
 
 
-def _val_images(images, val_fraction: float) -> set[int]:
+def _val_images(images, hashes: dict[int, str], val_fraction: float) -> set[int]:
     """Deterministic validation split: images whose sha256-derived fraction is below ``val_fraction``."""
     if val_fraction <= 0 or len(images) < 2:
         return set()
-    key = {im.id: int(hashlib.sha256(f"{im.sha256}:{im.file_name}".encode()).hexdigest()[:8], 16) / 2**32
+    key = {im.id: int(hashlib.sha256(f"{hashes[im.id]}:{im.file_name}".encode()).hexdigest()[:8], 16) / 2**32
            for im in images}
     val = {i for i, f in key.items() if f < val_fraction}
     if not val:
@@ -198,10 +198,12 @@ def export_yolo(project, out_dir: Path, *, include: str = "accepted", val_fracti
     Raises:
         AnnotatorError: an unwritable ``out_dir`` or two exported images with the same name.
     """
-    images, by_image, categories = export_selection(project, include)
-    index = {c.id: k for k, c in enumerate(categories)}
-    val = _val_images(images, val_fraction)
     report = FormatReport("exported", "yolo")
+    images, by_image, categories = export_selection(project, include, report)
+    project.ensure_hashes([im.id for im in images])  # the split is drawn from content hashes
+    hashes = {i: r.sha256 for i, r in project.images_by_id([im.id for im in images]).items()}
+    index = {c.id: k for k, c in enumerate(categories)}
+    val = _val_images(images, hashes, val_fraction)
     used: set[str] = set()
     with staged_output(out_dir) as tmp:
         for im in images:

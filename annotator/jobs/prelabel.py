@@ -12,8 +12,11 @@ are assembled on the device before they are copied back. While the model runs on
 background thread decodes the next one (one batch ahead, so at most two batches of decoded
 images are in memory). Results, progress and cancel behave as without batching: each image is
 stored in its own transaction, ``progress`` is called after every image, ``should_stop`` is
-checked before each batch is predicted (so a cancel takes effect after at most one batch), and
-an unreadable image raises after the images before it have been stored.
+checked before each batch is predicted (so a cancel takes effect after at most one batch).
+
+Folders as they are: an image that cannot be read (empty, truncated, deleted since the project
+was made, changed to another size) is skipped, marked ``unreadable`` in the project (the image
+list shows it) and listed in :attr:`PrelabelSummary.unreadable`; the run goes on with the rest.
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ MAX_BATCH_PIXELS = 8 * 1920 * 1080
 
 @dataclass(frozen=True)
 class PrelabelSummary:
-    """``images`` predicted, ``instances`` stored, ``skipped`` (already reviewed), ``stopped`` early."""
+    """``images`` predicted, ``instances`` stored, ``skipped`` (already reviewed), ``stopped``
+    early, ``unreadable``: ``"<file>: <reason>"`` of the images that could not be read."""
 
     images: int
     instances: int
     skipped: int
     stopped: bool = False
+    unreadable: tuple[str, ...] = ()
 
 
 def category_mapping(project, checkpoint_categories: list[dict]) -> dict[int, int]:
@@ -117,14 +122,13 @@ def _batches(project, ids: list[int], batch_size: int) -> list[list[int]]:
 
 
 def _load_all(paths: list) -> list:
-    """Decode ``paths`` in order; stops at the first unreadable one, whose exception ends the list."""
+    """Decode ``paths`` in order: an RGB array, or the ``AnnotatorError`` of an unreadable file."""
     out = []
     for path in paths:
         try:
             out.append(load_rgb(path))
-        except Exception as exc:  # noqa: BLE001 - re-raised by the caller after the good prefix
+        except AnnotatorError as exc:
             out.append(exc)
-            break
     return out
 
 
@@ -141,8 +145,10 @@ def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, s
     ``predictor.predict(image, score_threshold=...)``. A ``Prediction`` has ``scores`` ``[N]``,
     ``category_ids`` ``[N]`` (the checkpoint's COCO ids, mapped with :func:`category_mapping`
     using ``predictor.categories``) and masks (``to_rle()``, compressed RLE at the image's size).
-    Empty masks are dropped. ``progress(done, total)`` is called after each image is stored;
-    ``should_stop()`` is checked before each batch (a stop keeps what is stored).
+    Empty masks are dropped. ``progress(done, total)`` is called after each image is stored or
+    skipped; ``should_stop()`` is checked before each batch (a stop keeps what is stored). An
+    image that cannot be read, or whose stored size no longer matches its file, is skipped and
+    marked unreadable (module docstring).
 
     Args:
         batch_size: images per forward pass; None = :func:`default_batch_size` (1 on CPU, 8 on
@@ -151,7 +157,7 @@ def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, s
             short-side families, the shared padding of a batch; see ``segcore.predictor``).
 
     Raises:
-        AnnotatorError: unreadable image, category clash, or a mask whose size is not the image's.
+        AnnotatorError: category clash, or the model predicts a category it does not list.
         ValueError: ``batch_size`` < 1.
     """
     if batch_size is None:
@@ -171,6 +177,15 @@ def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, s
     mapping = category_mapping(project, list(predictor.categories)) if todo else {}
     done = instances = 0
     stopped = False
+    unreadable: list[str] = []
+
+    def skip(image_id: int, reason: str) -> None:
+        nonlocal done
+        project.mark_unreadable(image_id, reason)
+        unreadable.append(f"{project.image(image_id).file_name}: {reason}")
+        done += 1
+        if progress is not None:
+            progress(done, len(todo))
 
     def store(image_id: int, pred) -> None:
         nonlocal done, instances
@@ -184,6 +199,7 @@ def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, s
             preds.append({"category_id": mapping[int(cid)], "rle": rle,
                           "score": float(min(max(float(score), 0.0), 1.0))})
         instances += project.replace_predictions(image_id, preds, model_version)
+        project.mark_readable(image_id)
         done += 1
         if progress is not None:
             progress(done, len(todo))
@@ -199,15 +215,24 @@ def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, s
             loaded = pending.result()
             pending = (pool.submit(_load_all, [project.image_path(i) for i in batches[k + 1]])
                        if k + 1 < len(batches) else None)
-            error = loaded.pop() if loaded and isinstance(loaded[-1], Exception) else None
-            if len(loaded) > 1:
-                preds = predictor.predict_batch(loaded, score_threshold=score_threshold)
+            good = []
+            for image_id, item in zip(batch, loaded):
+                rec = project.image(image_id)
+                if isinstance(item, AnnotatorError):
+                    skip(image_id, str(item).split(": cannot read image: ", 1)[-1])
+                elif item.shape[:2] != (rec.height, rec.width):
+                    skip(image_id, f"changed on disk: now {item.shape[1]} x {item.shape[0]} px, the project has "
+                                   f"{rec.width} x {rec.height}")
+                else:
+                    good.append((image_id, item))
+            images = [x for _, x in good]
+            if len(images) > 1:
+                preds = predictor.predict_batch(images, score_threshold=score_threshold)
             else:
-                preds = [predictor.predict(image, score_threshold=score_threshold) for image in loaded]
-            for image_id, pred in zip(batch, preds):
+                preds = [predictor.predict(image, score_threshold=score_threshold) for image in images]
+            for (image_id, _), pred in zip(good, preds):
                 store(image_id, pred)
-            if error is not None:
-                raise error
         if pending is not None:
             pending.cancel()
-    return PrelabelSummary(images=done, instances=instances, skipped=skipped, stopped=stopped)
+    return PrelabelSummary(images=done - len(unreadable), instances=instances, skipped=skipped, stopped=stopped,
+                           unreadable=tuple(unreadable))

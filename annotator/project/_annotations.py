@@ -32,6 +32,21 @@ def _placeholders(values: Sequence) -> str:
     return ",".join("?" * len(values))
 
 
+def _where(image_id: Optional[int] = None, review_states: Optional[Iterable[str]] = None,
+           sources: Optional[Iterable[str]] = None) -> tuple[str, list]:
+    """``(" WHERE ..." or "", args)`` selecting annotations of one image / states / sources."""
+    where, args = [], []
+    if image_id is not None:
+        where.append("image_id = ?")
+        args.append(int(image_id))
+    for col, values in (("review_state", review_states), ("source", sources)):
+        if values is not None:
+            values = list(values)
+            where.append(f"{col} IN ({_placeholders(values)})" if values else "0")
+            args += values
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 class AnnotationsMixin:
     """Reading and changing annotations; each mutating method is one transaction."""
 
@@ -44,19 +59,24 @@ class AnnotationsMixin:
 
         Ordered by image id, z_order, id.
         """
-        where, args = [], []
-        if image_id is not None:
-            where.append("image_id = ?")
-            args.append(int(image_id))
-        for col, values in (("review_state", review_states), ("source", sources)):
-            if values is not None:
-                values = list(values)
-                where.append(f"{col} IN ({_placeholders(values)})" if values else "0")
-                args += values
-        sql = f"SELECT {ANN_COLS} FROM annotations"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [annotation_from_row(r) for r in self._conn.execute(sql + " ORDER BY image_id, z_order, id", args)]
+        where, args = _where(image_id, review_states, sources)
+        sql = f"SELECT {ANN_COLS} FROM annotations{where} ORDER BY image_id, z_order, id"
+        return [annotation_from_row(r) for r in self._conn.execute(sql, args)]
+
+    def annotated_image_ids(self, *, review_states: Optional[Iterable[str]] = None,
+                            sources: Optional[Iterable[str]] = None) -> set[int]:
+        """Ids of the images with at least one annotation in ``review_states`` / ``sources``."""
+        where, args = _where(None, review_states, sources)
+        return {r[0] for r in self._conn.execute(f"SELECT DISTINCT image_id FROM annotations{where}", args)}
+
+    def iter_annotations(self, *, review_states: Optional[Iterable[str]] = None,
+                         sources: Optional[Iterable[str]] = None):
+        """Like :meth:`annotations` (all images), yielded one record at a time from the cursor
+        (exports of 10^4 images with flat memory). Do not write to the project while iterating."""
+        where, args = _where(None, review_states, sources)
+        for row in self._conn.execute(f"SELECT {ANN_COLS} FROM annotations{where} ORDER BY image_id, z_order, id",
+                                      args):
+            yield annotation_from_row(row)
 
     def annotations_of_categories(self, category_ids: Iterable[int]) -> list[AnnotationRecord]:
         """Annotation rows of the given categories, any image; ordered by image id, z_order, id."""

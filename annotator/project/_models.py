@@ -143,6 +143,7 @@ class ModelsMixin:
         if not 0.0 <= float(val_fraction) < 1.0:
             raise self._err("image_splits", f"val_fraction must be in [0, 1), got {val_fraction}")
         ids = [int(i) for i in image_ids]
+        self.ensure_hashes(ids)  # registered images are hashed lazily; the draw needs the content hash
         with self.transaction():
             known = self.image_splits()
             new = []

@@ -13,11 +13,12 @@ from typing import Any, Literal, Optional
 
 ReviewState = Literal["predicted", "accepted", "rejected", "edited"]
 Source = Literal["human", "model"]
-ImageState = Literal["unlabeled", "predicted", "reviewed"]
+ImageState = Literal["unlabeled", "predicted", "reviewed", "unreadable"]
 
 REVIEW_STATES: tuple[str, ...] = ("predicted", "accepted", "rejected", "edited")
 SOURCES: tuple[str, ...] = ("human", "model")
-IMAGE_STATES: tuple[str, ...] = ("unlabeled", "predicted", "reviewed")
+#: Image states (their SQL definition: ``annotator.project.schema.STATE_SQL``).
+IMAGE_STATES: tuple[str, ...] = ("unlabeled", "predicted", "reviewed", "unreadable")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class ImageRecord:
 
     ``file_name`` is relative to the project root (posix separators, may start with ``..``);
     ``coco_id`` is the id the image had in an imported COCO file (None for scanned images);
-    ``state`` is ``"unlabeled" | "predicted" | "reviewed"`` (see ``Project.image_state``).
+    ``sha256`` is None until the file is hashed (``Project.hash_images``); ``state`` is
+    ``"unlabeled" | "predicted" | "reviewed" | "unreadable"`` (see ``Project.image_state``);
+    ``error`` why the file could not be read the last time (None when it could).
     """
 
     id: int
@@ -34,9 +37,10 @@ class ImageRecord:
     file_name: str
     width: int
     height: int
-    sha256: str
+    sha256: Optional[str]
     done: bool
     state: str
+    error: Optional[str] = None
 
 
 @dataclass(frozen=True)

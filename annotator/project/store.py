@@ -13,47 +13,29 @@ a write blocked by another writer past the busy timeout raises ``ProjectLockedEr
 
 from __future__ import annotations
 
-import colorsys
 import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional
 
 import annotator
 from annotator.errors import AnnotatorError, ProjectLockedError
 from annotator.project import schema
+from annotator.project.images import scan_images
 from annotator.project._annotations import AnnotationsMixin
+from annotator.project._images import AddedImages, ImagesMixin
 from annotator.project._models import ModelsMixin
-from annotator.project.images import ImageInfo, read_image_info, scan_images
-from annotator.project.records import Category, ImageRecord
+from annotator.project.records import Category
+from annotator.palette import PALETTE, hex_color
 
 DB_NAME = "annotator.sqlite"
 BUSY_TIMEOUT_S = 10.0
 
-_IMAGE_SQL = """SELECT i.id, i.coco_id, i.file_name, i.width, i.height, i.sha256, i.done,
-  (SELECT COUNT(*) FROM annotations a WHERE a.image_id = i.id),
-  (SELECT COUNT(*) FROM annotations a WHERE a.image_id = i.id AND a.review_state = 'predicted')
-FROM images i"""
-
-
 def default_color(category_id: int) -> str:
-    """Deterministic, well-spread ``#rrggbb`` colour for a category id (golden-ratio hues)."""
-    r, g, b = colorsys.hsv_to_rgb((category_id * 0.618033988749895) % 1.0, 0.65, 0.95)
-    return "#{:02x}{:02x}{:02x}".format(int(r * 255), int(g * 255), int(b * 255))
-
-
-def _state(done: int, n: int, npred: int) -> str:
-    if done:
-        return "reviewed"
-    if n == 0:
-        return "unlabeled"
-    return "predicted" if npred else "reviewed"
-
-
-def _image(row) -> ImageRecord:
-    return ImageRecord(id=row[0], coco_id=row[1], file_name=row[2], width=row[3], height=row[4],
-                       sha256=row[5], done=bool(row[6]), state=_state(row[6], row[7], row[8]))
+    """``#rrggbb`` of a new category: :data:`annotator.palette.PALETTE` by id (Kelly's
+    maximum-contrast colours, so consecutive ids never get near-identical colours)."""
+    return hex_color(PALETTE[int(category_id) % len(PALETTE)])
 
 
 def _connect(db_path: Path, *, read_only: bool) -> sqlite3.Connection:
@@ -69,11 +51,13 @@ def _connect(db_path: Path, *, read_only: bool) -> sqlite3.Connection:
         raise AnnotatorError(f"{db_path}: cannot open project database: {exc}") from exc
 
 
-class Project(AnnotationsMixin, ModelsMixin):
+class Project(ImagesMixin, AnnotationsMixin, ModelsMixin):
     """An annotation project (images, categories, annotations, model versions) in one SQLite file.
 
     Construct with :meth:`create` or :meth:`open`. Attributes: ``root`` (absolute project
-    folder), ``db_path``, ``read_only``. Usable as a context manager (closes on exit).
+    folder), ``db_path``, ``read_only``, ``scan`` (:class:`AddedImages` of the folder registered
+    by :meth:`create`: how many images, which files were skipped as unreadable). Usable as a
+    context manager (closes on exit).
     """
 
     def __init__(self, root: Path, conn: sqlite3.Connection, *, read_only: bool):
@@ -82,18 +66,24 @@ class Project(AnnotationsMixin, ModelsMixin):
         self.read_only = read_only
         self._conn = conn
         self._depth = 0
+        self.scan = AddedImages()
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
     def create(cls, root: Path, *, images_dir: Optional[Path] = None) -> "Project":
         """Create a project in folder ``root`` (made if needed) and register ``images_dir``'s images.
 
+        Images are registered from their headers (hashed later, :meth:`hash_images`); files that
+        cannot be read (empty, truncated header, not an image) are skipped and listed in the
+        returned project's ``scan.skipped``.
+
         Raises:
             AnnotatorError: ``root`` cannot be created / written, a project already exists
-                there, or an image in ``images_dir`` is unreadable (nothing is created then).
+                there, or ``images_dir`` is not a readable folder (nothing is created then).
         """
         root = Path(os.path.abspath(root))
-        infos = [read_image_info(p) for p in scan_images(images_dir)] if images_dir is not None else []
+        if images_dir is not None:
+            scan_images(images_dir)  # a missing folder fails before anything is created
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -109,7 +99,8 @@ class Project(AnnotationsMixin, ModelsMixin):
             conn.execute("PRAGMA journal_mode = WAL")
             with project.transaction():
                 schema.create_schema(conn, created=schema.now(), app_version=annotator.__version__)
-                project._insert_images(infos)
+                if images_dir is not None:
+                    project.scan = project.add_images_from(images_dir)
         except BaseException as exc:
             conn.close()
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -152,8 +143,15 @@ class Project(AnnotationsMixin, ModelsMixin):
                 if read_only:
                     raise AnnotatorError(f"{db_path}: meta.schema_version {version} needs a migration; "
                                          "open it writable once")
-                with project.transaction():
-                    schema.migrate(conn, version)
+                rebuild = schema.needs_foreign_keys_off(version)
+                if rebuild:  # a no-op inside a transaction: set before BEGIN
+                    conn.execute("PRAGMA foreign_keys = OFF")
+                try:
+                    with project.transaction():
+                        schema.migrate(conn, version)
+                finally:
+                    if rebuild:
+                        conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise AnnotatorError(f"{db_path}: not an annotator project database ({exc})") from exc
@@ -171,6 +169,12 @@ class Project(AnnotationsMixin, ModelsMixin):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when *another* connection (the CLI, a
+        training child process, a background thread) commits to this project; this
+        connection's own writes leave it unchanged. The app polls it to show others' changes."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     @contextmanager
     def transaction(self) -> Iterator["Project"]:
@@ -217,100 +221,6 @@ class Project(AnnotationsMixin, ModelsMixin):
             raise
         finally:
             self._depth = 0
-
-    # ----------------------------------------------------------------- images
-    def relative_path(self, path: Path) -> str:
-        """``path`` relative to the project root, posix separators (may contain ``..``)."""
-        path = os.path.abspath(path)
-        try:
-            rel = os.path.relpath(path, self.root)
-        except ValueError:  # another drive on Windows
-            rel = path
-        return Path(rel).as_posix()
-
-    def abs_path(self, file_name: str) -> Path:
-        """Absolute, normalised path of a project-relative ``file_name``."""
-        return Path(os.path.normpath(self.root / file_name))
-
-    def _insert_images(self, infos: Sequence[ImageInfo], coco_ids: Optional[Sequence] = None,
-                       done: bool = False) -> list[int]:
-        ids, now = [], schema.now()
-        for k, info in enumerate(infos):
-            cur = self._conn.execute(
-                "INSERT INTO images(coco_id, file_name, width, height, sha256, done, added) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (coco_ids[k] if coco_ids else None, self.relative_path(info.path), info.width,
-                 info.height, info.sha256, int(done), now))
-            ids.append(cur.lastrowid)
-        return ids
-
-    def add_images_from(self, dir: Path, *, recursive: bool = False) -> int:
-        """Register the jpg/png/bmp/tif images of ``dir`` not yet in the project; returns how many.
-
-        Raises:
-            AnnotatorError: not a folder, or an unreadable image (then none is added).
-        """
-        known = {self.abs_path(i.file_name) for i in self.images()}
-        infos = [read_image_info(p) for p in scan_images(dir, recursive=recursive) if p not in known]
-        with self.transaction():
-            self._insert_images(infos)
-        return len(infos)
-
-    def add_image(self, path: Path, *, coco_id: Optional[int] = None, done: bool = False) -> int:
-        """Register one image file; returns its project id.
-
-        Raises:
-            AnnotatorError: unreadable image, already registered, or ``coco_id`` already used.
-        """
-        info = read_image_info(path)
-        if self.image_by_path(path) is not None:
-            raise AnnotatorError(f"{path}: image already in the project")
-        if coco_id is not None and self._conn.execute(
-                "SELECT 1 FROM images WHERE coco_id = ?", (coco_id,)).fetchone():
-            raise AnnotatorError(f"{path}: coco_id {coco_id} already used by another image")
-        with self.transaction():
-            return self._insert_images([info], [coco_id], done)[0]
-
-    def images(self) -> list[ImageRecord]:
-        """All images, by id, each with its ``state``."""
-        return [_image(r) for r in self._conn.execute(_IMAGE_SQL + " ORDER BY i.id")]
-
-    def image(self, image_id: int) -> ImageRecord:
-        """One image. Raises AnnotatorError when there is no such image id."""
-        row = self._conn.execute(_IMAGE_SQL + " WHERE i.id = ?", (image_id,)).fetchone()
-        if row is None:
-            raise AnnotatorError(f"{self.db_path}: images.id: no image {image_id}")
-        return _image(row)
-
-    def image_by_path(self, path: Path) -> Optional[ImageRecord]:
-        """The image registered for file ``path`` (any form of the path), or None."""
-        row = self._conn.execute(_IMAGE_SQL + " WHERE i.file_name = ?", (self.relative_path(path),)).fetchone()
-        return _image(row) if row else None
-
-    def image_path(self, image_id: int) -> Path:
-        """Absolute, normalised path of an image file."""
-        return self.abs_path(self.image(image_id).file_name)
-
-    def image_state(self, image_id: int) -> str:
-        """``"reviewed"`` if the done flag is set or it has annotations none of which is
-        ``predicted``; ``"predicted"`` if any annotation is ``predicted``; else ``"unlabeled"``."""
-        return self.image(image_id).state
-
-    def set_done(self, image_ids: Iterable[int], done: bool = True) -> None:
-        """Set or clear the images' done flag (one transaction)."""
-        ids = list(image_ids)
-        with self.transaction():
-            for i in ids:
-                self.image(i)
-            self._conn.executemany("UPDATE images SET done = ? WHERE id = ?", [(int(done), i) for i in ids])
-
-    def set_coco_id(self, image_id: int, coco_id: Optional[int]) -> None:
-        """Set the COCO id an image is exported with (unique). Raises AnnotatorError when taken."""
-        with self.transaction():
-            row = self._conn.execute("SELECT id FROM images WHERE coco_id = ?", (coco_id,)).fetchone()
-            if coco_id is not None and row and row[0] != image_id:
-                raise AnnotatorError(f"{self.db_path}: images.coco_id: {coco_id} already used by image {row[0]}")
-            self._conn.execute("UPDATE images SET coco_id = ? WHERE id = ?", (coco_id, self.image(image_id).id))
 
     # ----------------------------------------------------------------- categories
     def categories(self) -> list[Category]:
@@ -419,11 +329,3 @@ class Project(AnnotationsMixin, ModelsMixin):
         if row is None:
             raise AnnotatorError(f"{self.db_path}: categories.id: unknown category {category_id}")
         return Category(*row)
-
-    def add_image_info(self, info: ImageInfo, *, coco_id: Optional[int] = None, done: bool = False) -> int:
-        """Register an image whose :class:`ImageInfo` (size, sha256) the caller already read, e.g.
-        an importer that validated the file first; returns its project id. Joins the caller's
-        transaction (``project.transaction()``) when there is one. Does not check for duplicates:
-        the importers check paths and COCO ids before writing."""
-        with self.transaction():
-            return self._insert_images([info], [coco_id], done)[0]

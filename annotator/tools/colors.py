@@ -9,21 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-RGB = tuple[int, int, int]
-
-#: Distinct, saturated colours (RGB uint8); category ``id`` picks ``PALETTE[id % len]``.
-PALETTE: tuple[RGB, ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
-)
+from annotator.palette import PALETTE, RGB, hex_color  # noqa: F401 - re-exported
 
 #: Image review state -> colour used in the image list.
 IMAGE_STATE_COLORS: dict[str, RGB] = {
     "unlabeled": (150, 150, 150),
     "predicted": (230, 140, 20),
     "reviewed": (40, 170, 70),
+    "unreadable": (200, 40, 40),
 }
 
 #: Instance review state -> colour used in the instance list.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from annotator import masks
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import mask_ops
 
 
@@ -213,7 +213,7 @@ def add_mask(image_id: int, category_id: int, mask: np.ndarray | None = None, *,
     """Add a human, accepted instance from a bool mask (stored as RLE) or a COCO polygon."""
     def apply(project):
         if polygon is None and (mask is None or not np.asarray(mask).any()):
-            raise AnnotatorError("empty mask: nothing to add")
+            raise Refusal("empty mask: nothing to add")
         rle = None if polygon is not None else masks.encode_mask(mask)
         return project.add_annotation(int(image_id), int(category_id), rle=rle, polygon=polygon, **kwargs)
     return Command(image_id, text, apply)

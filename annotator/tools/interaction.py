@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import commands, mask_ops
 
 TOOLS = ("select", "polygon", "brush", "eraser", "box", "wand", "refine", "vertex")
@@ -244,8 +244,10 @@ class BoxMask:
         method: ``"model"`` (the model's mask head) or ``"grabcut"``.
         model_version: the model version id when ``method == "model"``.
         score: the model's mask score in [0, 1] (CenterMask's MaskIoU), or None.
-        note: why the model was not used although one was active (its error, or an empty
-            model mask), for the user; None when nothing needs saying.
+        note: why the model was not used although one was active (its error, or an empty or
+            poor model mask), for the user; None when nothing needs saying.
+        routine: the note reports a routine fallback (an empty or poor mask: the status bar),
+            not a failure of the model (a dialog the first time).
     """
 
     mask: np.ndarray
@@ -253,6 +255,7 @@ class BoxMask:
     model_version: int | None = None
     score: float | None = None
     note: str | None = None
+    routine: bool = False
 
     @property
     def text(self) -> str:
@@ -297,6 +300,28 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+#: A model's box-prompted mask is poor (and GrabCut used instead) when it fills more than
+#: ``MAX_BOX_FILL`` of the box (an untrained head returns the box itself as a filled rectangle),
+#: less than ``MIN_BOX_FILL``, or when its mask score is below ``MIN_MASK_SCORE``.
+MAX_BOX_FILL, MIN_BOX_FILL, MIN_MASK_SCORE = 0.95, 0.05, 0.1
+
+
+def poor_box_mask(mask: np.ndarray, box: Sequence[float], score: float | None) -> str | None:
+    """Why a model's mask for an XYXY ``box`` is not worth keeping (a few words), or None."""
+    h, w = mask.shape
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    area = max(1, (x1 - x0) * (y1 - y0))
+    fill = float(mask[y0:y1, x0:x1].sum()) / area
+    if fill > MAX_BOX_FILL:
+        return f"it fills {100 * fill:.0f} % of the box"
+    if fill < MIN_BOX_FILL:
+        return f"it covers {100 * fill:.1f} % of the box"
+    if score is not None and score < MIN_MASK_SCORE:
+        return f"mask score {score:.2f}"
+    return None
+
+
 def box_mask_job(ctx: Context, box: Sequence[float], model: BoxModel | None = None) -> Job:
     """The box-to-mask :class:`Job` for an XYXY ``box`` (image pixels) on ``ctx``'s image.
 
@@ -305,8 +330,9 @@ def box_mask_job(ctx: Context, box: Sequence[float], model: BoxModel | None = No
     - ``model`` given: load it (lazily) and prompt it with the box and ``model.category_id``;
       a non-empty mask -> :class:`BoxMask` ``method="model"`` (with the version and score);
     - the model is a YOLACT family (``PromptNotSupported``) -> GrabCut, nothing to report;
-    - the model fails (load or inference error) or returns an empty mask -> GrabCut, with a
-      ``note`` saying so (the app shows it; it keeps running);
+    - the model fails (load or inference error), returns an empty mask, or a poor one
+      (:func:`poor_box_mask`: the box itself filled, a speck, a low mask score) -> GrabCut, with
+      a ``note`` saying so (the app shows it; it keeps running);
     - no ``model`` -> GrabCut (:func:`~annotator.tools.mask_ops.grabcut_box`).
 
     ``finish`` adds the instance in the context's category: a model mask as ``source="model"``
@@ -319,7 +345,7 @@ def box_mask_job(ctx: Context, box: Sequence[float], model: BoxModel | None = No
     xyxy = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
     def compute() -> BoxMask:
-        note = None
+        note, routine = None, False
         if model is not None:
             try:
                 prompter = model.prompter
@@ -330,13 +356,18 @@ def box_mask_job(ctx: Context, box: Sequence[float], model: BoxModel | None = No
                 mask = np.asarray(res.masks[0], dtype=bool)
                 scores = getattr(res, "scores", None)
                 score = None if scores is None else min(1.0, max(0.0, float(scores[0])))
-                if mask.any():
+                routine = True
+                if not mask.any():
+                    note = f"Box to mask: {model.name} found no object in the box; used GrabCut instead"
+                elif (why := poor_box_mask(mask, xyxy, score)) is not None:
+                    note = f"Box to mask: {model.name}'s mask looked poor ({why}); used GrabCut instead"
+                else:
                     return BoxMask(mask, "model", model.version, score)
-                note = f"Box to mask: {model.name} found no object in the box; used GrabCut instead"
             except Exception as exc:  # noqa: BLE001 - any model failure falls back to GrabCut
+                routine = False
                 if not _not_supported(exc):
                     note = f"Box to mask: {model.name} failed ({_one_line(exc)}); used GrabCut instead"
-        return BoxMask(mask_ops.grabcut_box(image, xyxy), "grabcut", note=note)
+        return BoxMask(mask_ops.grabcut_box(image, xyxy), "grabcut", note=note, routine=routine)
 
     def finish(result) -> commands.Command:
         if isinstance(result, BoxMask) and result.method == "model":
@@ -351,13 +382,19 @@ def box_mask_job(ctx: Context, box: Sequence[float], model: BoxModel | None = No
 
 def _need_selection(ctx: Context, what: str) -> int:
     if ctx.selected_id is None:
-        raise AnnotatorError(f"{what}: select an instance first (click it with the Select tool, V)")
+        raise Refusal(f"{what}: select an instance first (click it with the Select tool, V)")
     return int(ctx.selected_id)
+
+
+class NeedsCategory(AnnotatorError):
+    """A new instance was drawn while the project has no category. The window asks for a class
+    name and runs the same edit again (:meth:`annotator.ui.editing.EditingMixin._handle`): the
+    drawn shape is never thrown away."""
 
 
 def _need_category(ctx: Context) -> int:
     if ctx.category_id is None:
-        raise AnnotatorError("no category: add one in the class manager first")
+        raise NeedsCategory("no class yet: name the class of this shape")
     return int(ctx.category_id)
 
 
@@ -419,7 +456,7 @@ def command_for(edit: Edit, ctx: Context, project=None):
         sel = _need_selection(ctx, "vertex edit")
         poly = ctx.selected_polygon
         if not poly:
-            raise AnnotatorError("vertex edit: the selected instance has no polygon (it is a painted mask)")
+            raise Refusal("vertex edit: the selected instance has no polygon (it is a painted mask)")
         part, index = edit.data["part"], edit.data["index"]
         if edit.kind == "move_vertex":
             new = mask_ops.move_vertex(poly, part, index, *edit.points[0])

@@ -114,9 +114,16 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return (m.astype(bool) | holes)[1:-1, 1:-1]
 
 
-def magic_wand(image: np.ndarray, x: float, y: float, tolerance: float = 20.0, *, connectivity: int = 4) -> np.ndarray:
+def magic_wand(image: np.ndarray, x: float, y: float, tolerance: float = 20.0, *, connectivity: int = 4,
+               clean: bool = True) -> np.ndarray:
     """Pixels connected to ``(x, y)`` whose colour is within ``tolerance`` (per channel, 0..255)
-    of the seed pixel (``cv2.floodFill``, fixed range). Outside the image: an empty mask."""
+    of the seed pixel (``cv2.floodFill``, fixed range). Outside the image: an empty mask.
+
+    ``clean`` (default): the speckles that sensor noise and JPEG blocks leave in a fixed-range
+    fill are removed: a morphological close then open with a 3 x 3 ellipse (a hard edge stays
+    where it is), only the part holding the seed is kept, and holes smaller than
+    :data:`WAND_MAX_HOLE` of the region's area are filled. ``clean=False`` gives the raw fill.
+    """
     img = np.ascontiguousarray(image, dtype=np.uint8)
     h, w = img.shape[:2]
     xi, yi = int(np.floor(x)), int(np.floor(y))
@@ -127,7 +134,26 @@ def magic_wand(image: np.ndarray, x: float, y: float, tolerance: float = 20.0, *
     diff = (t, t, t) if img.ndim == 3 else t
     flags = connectivity | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
     cv2.floodFill(img.copy(), out, (xi, yi), 0, diff, diff, flags)
-    return out[1:-1, 1:-1].astype(bool)
+    region = out[1:-1, 1:-1]
+    if not clean:
+        return region.astype(bool)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    region = cv2.morphologyEx(cv2.morphologyEx(region, cv2.MORPH_CLOSE, kernel), cv2.MORPH_OPEN, kernel)
+    n, labels = cv2.connectedComponents(region, connectivity=8)
+    if n <= 1 or labels[yi, xi] == 0:   # the open removed a hairline seed region: keep the raw fill
+        return out[1:-1, 1:-1].astype(bool)
+    region = labels == labels[yi, xi]
+    holes = fill_holes(region) & ~region
+    if holes.any():
+        n, labels = cv2.connectedComponents(holes.astype(np.uint8), connectivity=4)
+        areas = np.bincount(labels.ravel(), minlength=n)
+        small = np.flatnonzero(areas < WAND_MAX_HOLE * region.sum())
+        region |= np.isin(labels, small[small > 0])
+    return region
+
+
+#: Holes smaller than this share of the wand region's area are filled by ``magic_wand(clean=True)``.
+WAND_MAX_HOLE = 0.01
 
 
 def _roi(h: int, w: int, x0: float, y0: float, x1: float, y1: float, margin: int) -> tuple[int, int, int, int]:

@@ -1,9 +1,19 @@
-"""Desktop entry point: ``main(path)`` creates the QApplication, opens a project, runs the loop."""
+"""Desktop entry point: ``main(path)`` creates the QApplication, opens a project, runs the loop.
+
+Ends cleanly however the session ends: the window's Quit, SIGTERM (a plain ``kill``, a service
+manager), SIGINT (Ctrl+C in the terminal), SIGHUP (the terminal or the X session closes) and the
+desktop's logout (``QGuiApplication.aboutToQuit``) all close the window, which saves where the
+person was, stops the background jobs, closes the project and releases the session lock, so the
+next start reports no unclean shutdown.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 def main(path: str | None = None, *, score_threshold: float = 0.05) -> int:
@@ -22,12 +32,26 @@ def main(path: str | None = None, *, score_threshold: float = 0.05) -> int:
     _set_icon(app)
     window = MainWindow(score_threshold=score_threshold)
     window.show()
+    app.aboutToQuit.connect(window.close)   # logout / session end
+    _quit_on_signals(app)
     if path is not None:
         window.open_project(Path(path))
     try:
         return int(app.exec())
     finally:
         window.close()  # stops the pre-label thread and closes the project (idempotent)
+
+
+def _quit_on_signals(app) -> None:
+    """SIGTERM / SIGINT / SIGHUP quit the event loop (the window then closes cleanly). Python runs
+    signal handlers only between bytecodes, so a 200 ms timer gives it the chance while Qt waits."""
+    from PySide6.QtCore import QTimer
+
+    for sig in QUIT_SIGNALS:
+        signal.signal(sig, lambda *_: app.quit())
+    timer = QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
 
 
 def _set_icon(app) -> None:

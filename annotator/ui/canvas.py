@@ -554,6 +554,21 @@ class Canvas(QGraphicsView):
         self._sync_lod()
         self.zoom_changed.emit(self.zoom_factor())
 
+    def view_state(self) -> dict:
+        """``{"fit": bool, "zoom": float, "center": [x, y]}``: the scale and the image point at
+        the middle of the view (for reopening where the person stopped)."""
+        c = self.mapToScene(self.viewport().rect().center())
+        return {"fit": bool(self._fit_mode), "zoom": self.zoom_factor(), "center": [float(c.x()), float(c.y())]}
+
+    def restore_view(self, state: dict) -> None:
+        """Undo of :meth:`view_state` (fitted, or that scale centred on that point)."""
+        if state.get("fit", True):
+            self.fit()
+            return
+        self.set_zoom(float(state.get("zoom", 1.0)))
+        x, y = state.get("center", (0.0, 0.0))
+        self.centerOn(float(x), float(y))
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         if self._fit_mode:

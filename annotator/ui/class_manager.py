@@ -46,7 +46,7 @@ class ClassManagerMixin:
         try:
             self.category_history.execute(self._writable(), cmd)   # an unchanged command is not pushed
         except AnnotatorError as exc:
-            self.report_error(str(exc))
+            self.report_error(exc)
             return None
         self._category_changed()
         return cmd.result

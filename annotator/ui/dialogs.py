@@ -26,16 +26,22 @@ EXPORT_INCLUDE_HELP = {
 
 
 def user_action(method):
-    """Decorator for window methods: an ``AnnotatorError`` becomes the window's error dialog
-    (``self.report_error``) and the method returns None."""
+    """Decorator for window methods: an ``AnnotatorError`` goes to ``self.report_error`` (an
+    error dialog; a routine ``Refusal`` only to the status bar) and the method returns None."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except AnnotatorError as exc:
-            self.report_error(str(exc))
+            self.report_error(exc)
             return None
     return wrapper
+
+
+def ask_class_name(parent: QWidget | None, label: str, default: str = "") -> str | None:
+    """A class name typed by the person (``None`` when cancelled)."""
+    text, ok = QInputDialog.getText(parent, "Class", label, QLineEdit.Normal, default)
+    return text if ok else None
 
 
 def show_error(parent: QWidget | None, message: str, title: str = "Error") -> None:

@@ -16,12 +16,12 @@ Widgets stay thin: all decisions are in the pure modules
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QSpinBox
+from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox
 
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, Refusal
 from annotator.tools import commands
-from annotator.tools.interaction import (TOOLS, BoxModel, Context, Job, Tool, command_for, is_box_model_arch,
-                                        model_category_for, result_mask)
+from annotator.tools.interaction import (TOOLS, BoxModel, Context, Job, NeedsCategory, Tool, command_for,
+                                        is_box_model_arch, model_category_for, result_mask)
 from annotator.ui.workers import BoxPrompterCache, run_in_thread
 
 BRUSH_MIN, BRUSH_MAX = 1, 200
@@ -52,11 +52,31 @@ class EditingMixin:
         self.tolerance_spin = QSpinBox(self, minimum=0, maximum=255, value=int(self.wand_tolerance))
         self.tolerance_spin.setToolTip("Magic wand colour tolerance (0-255 per channel)")
         self.tolerance_spin.valueChanged.connect(lambda v: setattr(self, "wand_tolerance", float(v)))
+        self.box_engine = "model"
+        self.box_engine_combo = QComboBox(self)
+        self.box_engine_combo.addItem("Model", "model")
+        self.box_engine_combo.addItem("GrabCut", "grabcut")
+        self.box_engine_combo.setToolTip("Box to mask (X) engine: the active model's mask head (a family with "
+                                         "box prompts; GrabCut when there is none or its mask is poor), or "
+                                         "always OpenCV GrabCut")
+        self.box_engine_combo.currentIndexChanged.connect(
+            lambda i: self.set_box_engine(self.box_engine_combo.itemData(i)))
 
     def tool_widgets(self) -> list:
-        """Widgets placed on the toolbar after the tools."""
-        return [QLabel(" r", self), self.radius_spin, QLabel(" tol", self), self.tolerance_spin,
-                self.threshold_label, self.threshold_slider]
+        """Widgets placed on the tool palette after the tools: brush radius, wand tolerance."""
+        return [QLabel("Radius", self), self.radius_spin, QLabel("Tolerance", self), self.tolerance_spin,
+                QLabel("Box engine", self), self.box_engine_combo]
+
+    def set_box_engine(self, engine: str) -> None:
+        """``"model"`` (the active version's box-conditioned mask head, GrabCut when there is
+        none or its mask is poor) or ``"grabcut"`` (always GrabCut)."""
+        if engine not in ("model", "grabcut"):
+            raise ValueError(f"unknown box engine {engine!r}")
+        self.box_engine = engine
+        index = self.box_engine_combo.findData(engine)
+        if index != self.box_engine_combo.currentIndex():
+            self.box_engine_combo.setCurrentIndex(index)
+        self.status_label.setText(f"Box to mask: {'model, GrabCut as fallback' if engine == 'model' else 'GrabCut'}")
 
     # ---------------------------------------------------------------- tools
     def set_tool(self, name: str) -> None:
@@ -103,7 +123,7 @@ class EditingMixin:
             from annotator.project.images import load_rgb   # big image still decoding: wait for it
             self.canvas_image = load_rgb(self.project.image_path(self.current_image_id))
         if self.project is None or self.current_image_id is None or self.canvas_image is None:
-            raise AnnotatorError("no image shown: open a folder or project first")
+            raise Refusal("no image shown: open a folder or project first")
         cats = [int(c.id) for c in self.project.categories()]
         cat = self.current_category_id if self.current_category_id in cats else (cats[0] if cats else None)
         rec = next((a for a in self._annotations if a.id == self.selected_id), None)
@@ -115,7 +135,7 @@ class EditingMixin:
         has a box-conditioned mask head (BlendMask, CenterMask), else None (GrabCut). Cheap (two
         SQLite reads): the checkpoint is only loaded when a box job runs, off the GUI thread."""
         project = self.project
-        if project is None:
+        if project is None or self.box_engine == "grabcut":
             return None
         try:
             version = project.active_model_version()
@@ -145,13 +165,48 @@ class EditingMixin:
             ctx = self._context()
             if edit.kind == "box":
                 ctx.box_model = self.box_model()
-            result = command_for(edit, ctx, self.project)
+            try:
+                result = command_for(edit, ctx, self.project)
+            except NeedsCategory:   # the first shape of a project without classes: name it, keep it
+                ctx.category_id = self._first_category()
+                result = command_for(edit, ctx, self.project)
             if isinstance(result, Job):
                 self._start_job(result)
             elif result is not None:
                 self.execute(result)
         except AnnotatorError as exc:
-            self.report_error(str(exc))
+            self.report_error(exc)
+
+    def _first_category(self) -> int:
+        """Ask for the name of the project's first class (in place, as labelme does) and add it.
+        Cancelling or an empty name still keeps the shape, under the class "object"."""
+        from annotator.ui import dialogs
+
+        name = (dialogs.ask_class_name(self, "This project has no classes yet. Class of this shape:", "object")
+                or "").strip()
+        kept = not name
+        cat = self.add_category(name or "object")
+        if cat is None:  # a name the store refused: fall back so the shape is not lost
+            cat = self.add_category("object") if self.project.categories() == [] else self.project.categories()[0]
+        self.current_category_id = int(cat.id)
+        self.status_label.setText(f"Class {cat.name!r} added" + (" (no name given: the shape is kept as 'object'; "
+                                                                 "rename it in the class manager)" if kept else ""))
+        return int(cat.id)
+
+    def add_class_dialog(self) -> None:
+        """Class > Add class... (Ctrl+Shift+K): a new class, which new instances then get."""
+        from annotator.ui import dialogs
+
+        if self.project is None:
+            self.report_error(Refusal("no project open"))
+            return
+        name = (dialogs.ask_class_name(self, "Name of the new class:", "") or "").strip()
+        if name:
+            cat = self.add_category(name)
+            if cat is not None:
+                self.current_category_id = int(cat.id)
+                self._sync_category_combo()
+                self.status_label.setText(f"Class {cat.name!r} added; new instances get it")
 
     def _tool_press(self, x, y, button, mods) -> None:
         self._handle(self.tool.press(x, y, button, mods))
@@ -190,8 +245,8 @@ class EditingMixin:
             if self.project is None:
                 return
             note = getattr(result, "note", None)
-            if note:   # the model was not used: say why (a dialog the first time, then the status bar)
-                if note in self._box_notes_shown:
+            if note:   # the model was not used: say why (a failure: a dialog the first time, then the status bar)
+                if note in self._box_notes_shown or getattr(result, "routine", False):
                     self.status_label.setText(note)
                 else:
                     self._box_notes_shown.add(note)
@@ -199,12 +254,12 @@ class EditingMixin:
             text = getattr(result, "text", None) or job.text   # e.g. GrabCut after a model fallback
             try:
                 if not result_mask(result).any():
-                    raise AnnotatorError(f"{text}: no foreground found; try a tighter box or more strokes")
+                    raise Refusal(f"{text}: no foreground found; try a tighter box or more strokes")
                 self.execute(job.finish(result), image_id=image_id)
                 if not note:
                     self.status_label.setText(f"{text}: done")
             except AnnotatorError as exc:
-                self.report_error(str(exc))
+                self.report_error(exc)
 
         def failed(message: str) -> None:
             self.pending_jobs -= 1
@@ -217,7 +272,7 @@ class EditingMixin:
         """Run a command (one transaction, committed on return) and push it on the image's
         undo stack; refreshes the view when it is the shown image. Returns ``cmd.result``."""
         if self.project is None:
-            raise AnnotatorError("no project open")
+            raise Refusal("no project open")
         self.history.execute(self.project, cmd)
         self._after_edit(cmd.image_id if image_id is None else image_id)
         if isinstance(cmd.result, int) and cmd.image_id == self.current_image_id \
@@ -257,7 +312,7 @@ class EditingMixin:
         try:
             cmd = fn(self.project, self.current_image_id)
         except AnnotatorError as exc:
-            self.report_error(str(exc))
+            self.report_error(exc)
             return
         if cmd is not None:
             self.status_label.setText(cmd.text)
@@ -268,14 +323,14 @@ class EditingMixin:
         sel = self._require_selection()
         other = self.previous_selected_id
         if other is None or other == sel or other not in {a.id for a in self._annotations}:
-            raise AnnotatorError(f"{what}: select the other instance first, then this one")
+            raise Refusal(f"{what}: select the other instance first, then this one")
         return other, sel
 
     def _run(self, build) -> None:
         try:
             self.execute(build())
         except AnnotatorError as exc:
-            self.report_error(str(exc))
+            self.report_error(exc)
 
     def merge_instances(self) -> None:
         """M: merge the previously selected instance into the selected one."""

@@ -22,14 +22,14 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
-    QComboBox, QDockWidget, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget,
+    QComboBox, QDockWidget, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
-from annotator.errors import AnnotatorError
-from annotator.tools import review, tiles
+from annotator.errors import AnnotatorError, Refusal
+from annotator.tools import tiles
 from annotator.tools.overlay import InstanceLayer, MaskCache, build_layer
 from annotator.tools.selection import step_selection
-from annotator.ui import dialogs
+from annotator.ui import dialogs, settings
 from annotator.tools.session import SessionLock, describe
 from annotator.ui.actions import build_actions
 from annotator.ui.canvas import Canvas
@@ -40,7 +40,9 @@ from annotator.ui.image_list import ImageList
 from annotator.ui.instance_panel import InstancePanel
 from annotator.ui.prelabeling import PrelabelMixin
 from annotator.ui.reviewing import ReviewMixin
-from annotator.ui.workers import PrelabelController, device_description, prepare_project, run_in_thread
+from annotator.ui.workers import (
+    FileCheckController, PrelabelController, device_description, prepare_project, run_in_thread,
+)
 from annotator.ui.dialogs import user_action
 
 
@@ -52,6 +54,10 @@ def _decode_pyramid(path) -> tuple:
     return rgb, tiles.build_pyramid(rgb)
 
 
+
+
+#: How often the window looks for changes written by other processes (``PRAGMA data_version``).
+EXTERNAL_POLL_MS = 1000
 
 
 class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, FormatsMixin, QMainWindow):
@@ -74,6 +80,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.about_dialog = None
         self.project = None
         self.last_error: str | None = None
+        self.last_refusal: str | None = None
         self.score_threshold = float(score_threshold)
         self.model_choice: int | str | None = None
         self.show_rejected = False
@@ -98,14 +105,27 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         box.addWidget(self.filter_combo)
         box.addWidget(self.sort_combo)
         box.addWidget(self.image_list)
+        instances_box = QWidget(self)
+        box = QVBoxLayout(instances_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Show predictions", self))
+        row.addWidget(self.threshold_slider, 1)
+        row.addWidget(self.threshold_label)
+        box.addLayout(row)
+        box.addWidget(self.instance_panel)
         for title, widget, area in (("Images", images_box, Qt.LeftDockWidgetArea),
-                                    ("Instances", self.instance_panel, Qt.RightDockWidgetArea)):
+                                    ("Instances", instances_box, Qt.RightDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(title)
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
         self.category_combo = QComboBox(self)
-        self.category_combo.setToolTip("Change class of the selected instance (1-9)")
+        self.category_combo.setToolTip("Class of the selected instance, or of the next one you draw (1-9)")
+        self.category_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.category_combo.setMinimumContentsLength(14)
+        self.category_label = QLabel(" Class: ", self)
+        self.category_label.setBuddy(self.category_combo)
         self.category_combo.activated.connect(lambda i: self.set_selected_category(self.category_combo.itemData(i)))
         self._build_status_bar()
         self.prelabel_jobs = PrelabelController(self)
@@ -113,10 +133,16 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.prelabel_jobs.finished.connect(self._on_prelabel_finished)
         self.prelabel_jobs.failed.connect(self._on_prelabel_failed)
         self.prelabel_jobs.recorded.connect(self._on_prelabel_recorded)
+        self.file_check = FileCheckController(self)
+        self.file_check.finished.connect(self._on_file_check)
+        self._data_version: int | None = None
+        self.external_timer = QTimer(self)   # others' writes (CLI, training process) appear within ~1 s
+        self.external_timer.setInterval(EXTERNAL_POLL_MS)
+        self.external_timer.timeout.connect(self.check_external_changes)
         self.class_menu = None
         self.actions_by_name: dict[str, QAction] = {}
         self._init_editing()
-        self.actions_by_name.update(build_actions(self, self.category_combo))
+        self.actions_by_name.update(build_actions(self, (self.category_label, self.category_combo)))
         self.set_tool("select")
         self._update_undo_actions()
         self.canvas.clicked.connect(self._on_canvas_click)
@@ -146,8 +172,15 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self._set_busy(False)
 
     # ---------------------------------------------------------------- errors / status
-    def report_error(self, message: str) -> None:
-        """Show a user error (dialog via ``dialogs.show_error``) and keep it in ``last_error``."""
+    def report_error(self, error: str | AnnotatorError) -> None:
+        """Show a user error (dialog via ``dialogs.show_error``) and keep it in ``last_error``;
+        a routine :class:`~annotator.errors.Refusal` (nothing selected, no image shown, a job
+        already running) goes to the status bar only and to ``last_refusal``."""
+        message = str(error)
+        if isinstance(error, Refusal):
+            self.last_refusal = message
+            self.status_label.setText(message)
+            return
         self.last_error = message
         self.status_label.setText(f"Error: {message}")
         dialogs.show_error(self, message)
@@ -160,7 +193,9 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
 
     # ---------------------------------------------------------------- project / images
     def set_project(self, project) -> None:
-        """Show ``project`` (the window owns it from now on and closes the previous one)."""
+        """Show ``project`` (the window owns it from now on and closes the previous one), on the
+        image and view where it was left last time (:mod:`annotator.ui.settings`), else its first image."""
+        self.save_view()
         if self.project is not None and self.project is not project:
             self.project.close()
         self._release_session()
@@ -169,20 +204,58 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.history.clear()
         self.current_image_id = None
         self.setWindowTitle(f"Annotator - {project.root}")
+        self._data_version = project.data_version()
+        self.external_timer.start()
         self.image_list.set_project(project)
+        if not project.read_only:  # hash new images, find changed / vanished files, off the GUI thread
+            self.file_check.start(str(project.db_path))
         self._refresh_categories()
         ids = self.image_list.image_ids()
-        if ids:
+        last = settings.load_view(project.root)
+        if last is not None and not self.image_list.is_hidden(int(last["image_id"])):
+            self.show_image(int(last["image_id"]))
+            self.canvas.restore_view(last.get("view") or {})
+            # again once the window is laid out (the view's size decides where its centre is)
+            QTimer.singleShot(0, functools.partial(self._restore_view, int(last["image_id"]), last.get("view") or {}))
+        elif ids:
             self.show_image(ids[0])
         else:
             self.canvas.set_image(None)
             self.instance_panel.set_instances([], [])
         self.project_opened.emit(str(project.root))
 
+    def check_external_changes(self) -> bool:
+        """Show what another process wrote to the project since the last look (the timer calls
+        this every :data:`EXTERNAL_POLL_MS`): image states, the shown image's instances (the
+        selection and the undo history are kept), classes. True when something changed."""
+        if self.project is None:
+            return False
+        version = self.project.data_version()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        self.image_list.refresh()
+        self._refresh_categories()
+        if self.current_image_id is not None and self.project.annotations(self.current_image_id) != self._annotations:
+            self.reload_annotations(keep_selection=True)
+        return True
+
+    def _on_file_check(self, check) -> None:
+        """Background file check done: say what changed on disk and show the marked images."""
+        if self.project is None or not (check.changed or check.unreadable):
+            return
+        parts = []
+        if check.changed:
+            parts.append(f"{len(check.changed)} image file(s) changed on disk since they were added")
+        if check.unreadable:
+            parts.append(f"{len(check.unreadable)} cannot be read (filter 'Unreadable' in the Images list)")
+        self.status_label.setText("; ".join(parts))
+        self.image_list.refresh()
+
     def notify(self, message: str) -> None:
         """An information notice (dialog via ``dialogs.show_info``), kept in ``notices``."""
         self.notices.append(message)
-        self.status_label.setText(message)
+        self.status_label.setText(message.splitlines()[0] if message else "")
         dialogs.show_info(self, message)
 
     def _take_session(self, project):
@@ -221,24 +294,57 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         (folder scan off the GUI thread); emits ``project_opened`` when shown."""
         from annotator.project import Project
 
-        def done(p: str) -> None:
+        def done(result: tuple[str, list[str]]) -> None:
+            p, skipped = result
             try:
                 self.set_project(Project.open(Path(p), create_if_folder=False))
             except AnnotatorError as exc:
-                self.report_error(str(exc))
+                self.report_error(exc)
+                return
+            self.status_label.setText(f"Opened {p}: {self.image_list.count()} images")
+            if skipped:
+                shown = "\n".join(skipped[:20]) + (f"\n... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+                self.notify(f"{len(skipped)} file(s) in {p} could not be read and were left out:\n{shown}")
 
         self.status_label.setText(f"Opening {path}...")
         run_in_thread(prepare_project, str(path), on_done=done, on_error=self.report_error)
 
     def _refresh_categories(self) -> None:
+        """Class picker and Class menu from the project's categories: a colour swatch and the
+        name (digit key 1-9 for the first nine), then "Add class..." and "Class manager..."."""
+        from annotator.tools.colors import category_color
+        from annotator.ui.image_list import _dot_icon
+
         cats = self.project.categories() if self.project is not None else []
+        self.category_combo.blockSignals(True)
         self.category_combo.clear()
         self.class_menu.clear()
         for i, c in enumerate(cats):
-            self.category_combo.addItem(f"{i + 1}: {c.name}" if i < 9 else c.name, int(c.id))
-            if i < 9:
-                self.class_menu.addAction(self.actions_by_name[f"class_{i + 1}"])
-                self.actions_by_name[f"class_{i + 1}"].setText(f"{c.name}")
+            icon = _dot_icon(category_color(c.id, c.color))
+            self.category_combo.addItem(icon, f"{i + 1}: {c.name}" if i < 9 else c.name, int(c.id))
+            act = self.actions_by_name[f"class_{i + 1}"] if i < 9 else QAction(self)
+            act.setText(c.name)
+            act.setIcon(icon)
+            if i >= 9:
+                act.triggered.connect(functools.partial(self.set_selected_category, int(c.id)))
+            self.class_menu.addAction(act)
+        if not cats:
+            self.category_combo.addItem("(no classes yet)", None)
+        self.category_combo.blockSignals(False)
+        self.class_menu.addSeparator()
+        self.class_menu.addAction(self.actions_by_name["add_class"])
+        self.class_menu.addAction(self.actions_by_name["classes"])
+        self._sync_category_combo()
+
+    def _sync_category_combo(self) -> None:
+        """The class picker shows the selected instance's class, else the class new instances get."""
+        rec = next((a for a in self._annotations if a.id == self.selected_id), None)
+        cat = rec.category_id if rec is not None else self.current_category_id
+        index = self.category_combo.findData(int(cat)) if cat is not None else -1
+        if index >= 0 and index != self.category_combo.currentIndex():
+            self.category_combo.blockSignals(True)
+            self.category_combo.setCurrentIndex(index)
+            self.category_combo.blockSignals(False)
 
     @user_action
     def show_image(self, image_id: int) -> None:
@@ -250,9 +356,24 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         changed = image_id != self.current_image_id
         if changed:
             rec = self.project.image(image_id)
-            preview = tiles.load_preview(self.project.image_path(image_id), rec.height, rec.width) \
-                if rec.height * rec.width > tiles.BIG_IMAGE_PIXELS else None
-            rgb = load_rgb(self.project.image_path(image_id)) if preview is None else None  # AnnotatorError
+            try:
+                preview = tiles.load_preview(self.project.image_path(image_id), rec.height, rec.width) \
+                    if rec.height * rec.width > tiles.BIG_IMAGE_PIXELS else None
+                rgb = load_rgb(self.project.image_path(image_id)) if preview is None else None
+                if (rgb is not None and rgb.shape[:2] != (rec.height, rec.width)):
+                    raise AnnotatorError(f"{rec.file_name}: cannot read image: changed on disk: now {rgb.shape[1]} "
+                                         f"x {rgb.shape[0]} px, its annotations are {rec.width} x {rec.height}")
+            except AnnotatorError as exc:  # a bad file is a state of the image, not an error dialog
+                reason = str(exc).split(": cannot read image: ", 1)[-1]
+                if not self.project.read_only:
+                    self.project.mark_unreadable(image_id, reason)
+                self.image_list.update_state(image_id)
+                preview, rgb = None, None
+                self.status_label.setText(f"{rec.file_name}: cannot read image: {reason}")
+            else:
+                if rec.error is not None and not self.project.read_only:
+                    self.project.mark_readable(image_id)
+                    self.image_list.update_state(image_id)
             self.cancel_gesture()
             self.canvas.set_image(rgb if preview is None else preview[0], factor=1 if preview is None else preview[1])
             self.canvas_image = rgb
@@ -310,7 +431,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self._step_image(-1)
 
     def _step_image(self, step: int) -> None:
-        target = review.step_image(self.image_list.image_ids(), self.current_image_id, step)
+        target = self.image_list.neighbour(self.current_image_id, step)
         if target is not None and target != self.current_image_id:
             self.show_image(target)
 
@@ -328,6 +449,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.selected_id = new
         self._sync_vertex_polygon()
         self.instance_panel.select(self.selected_id)
+        self._sync_category_combo()
         self._redraw()
         self.selection_changed.emit(-1 if self.selected_id is None else self.selected_id)
 
@@ -356,7 +478,9 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         if self.project is None:
             raise AnnotatorError("no project open: nothing to export")
         counts = export_coco(self.project, Path(path), include=include)
-        self.status_label.setText(f"Exported {path}: {counts}")
+        skipped = f"; {len(counts['skipped'])} unreadable image(s) left out" if counts["skipped"] else ""
+        self.status_label.setText(f"Exported {counts['images']} images, {counts['annotations']} instances, "
+                                  f"{counts['categories']} classes to {path}{skipped}")
         return counts
 
     def export_coco_dialog(self) -> None:
@@ -397,7 +521,19 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         else:
             self.select_instance(None)
 
+    def _restore_view(self, image_id: int, view: dict) -> None:
+        if self.current_image_id == image_id:
+            self.canvas.restore_view(view)
+
+    def save_view(self) -> None:
+        """Remember the shown image and the canvas view of the open project (for the next start)."""
+        if self.project is not None and self.current_image_id is not None:
+            settings.save_view(self.project.root, self.current_image_id, self.canvas.view_state())
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.external_timer.stop()
+        self.save_view()
+        self.file_check.stop()
         self.prelabel_jobs.shutdown()
         if getattr(self, "training_dialog", None) is not None:
             self.training_dialog.shutdown()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, Refusal
 from annotator.tools.commands import Command
 from annotator.ui import dialogs
-from annotator.ui.reviewing import _user as _user_action
+from annotator.ui.dialogs import user_action
 from annotator.ui.workers import PrelabelJob, resolve_model
 
 
@@ -26,7 +26,7 @@ class PrelabelMixin:
             self._update_undo_actions()
 
     # ---------------------------------------------------------------- model / pre-label
-    @_user_action
+    @user_action
     def set_model(self, choice: int | str) -> None:
         """Use a registered model version (int id) or a segcore checkpoint file (path)."""
         if self.project is not None:
@@ -43,27 +43,27 @@ class PrelabelMixin:
         if choice is not None:
             self.set_model(choice)
 
-    @_user_action
+    @user_action
     def prelabel_current(self) -> bool:
         """Pre-label the shown image (replaces its unreviewed predictions); falsy if not started."""
         if self.current_image_id is None:
-            raise AnnotatorError("no image shown: open a folder or project first")
+            raise Refusal("no image shown: open a folder or project first")
         return self.prelabel([self.current_image_id], only_unreviewed=False)
 
     def prelabel_unreviewed(self) -> bool:
         """Pre-label every image that is not reviewed."""
         return self.prelabel(None, only_unreviewed=True)
 
-    @_user_action
+    @user_action
     def prelabel(self, image_ids: list[int] | None, *, only_unreviewed: bool = True) -> bool:
         """Start a background pre-label job; ``False`` if not started (busy, no model, error).
 
         Without a chosen model: the project's latest model version, else ask for a checkpoint.
         """
         if self.project is None:
-            raise AnnotatorError("no project open: open a folder or project first")
+            raise Refusal("no project open: open a folder or project first")
         if self.prelabel_jobs.busy:
-            raise AnnotatorError("a pre-label job is already running (Esc cancels it)")
+            raise Refusal("a pre-label job is already running (Esc cancels it)")
         if self.project.read_only:
             raise AnnotatorError(f"{self.project.db_path}: project is open read-only: pre-label is disabled")
         resolved = resolve_model(self.project, self.model_choice)
@@ -96,7 +96,10 @@ class PrelabelMixin:
         self._set_busy(False)
         n, k = getattr(summary, "images", "?"), getattr(summary, "instances", "?")
         stopped = " (cancelled)" if getattr(summary, "stopped", False) else ""
-        self.status_label.setText(f"Pre-labelled {n} image(s), {k} instance(s){stopped}")
+        bad = tuple(getattr(summary, "unreadable", ()))
+        names = ", ".join(line.split(": ")[0] for line in bad[:3]) + ("..." if len(bad) > 3 else "")
+        unreadable = f"; {len(bad)} unreadable image(s) skipped, marked in the Images list: {names}" if bad else ""
+        self.status_label.setText(f"Pre-labelled {n} image(s), {k} instance(s){stopped}{unreadable}")
         self._after_prelabel()
         self.prelabel_finished.emit(summary)
 

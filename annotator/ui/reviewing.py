@@ -12,24 +12,12 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QSlider
 
-from annotator.errors import AnnotatorError
+from annotator.errors import Refusal
 from annotator.tools import commands, review
+from annotator.ui.dialogs import user_action
 
 IMAGE_FILTERS = (("All images", None), ("Unlabeled", "unlabeled"), ("Predicted", "predicted"),
-                 ("Reviewed", "reviewed"))
-
-
-def _user(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return fn(self, *args, **kwargs)
-        except AnnotatorError as exc:
-            self.report_error(str(exc))
-            return None
-    return wrapper
+                 ("Reviewed", "reviewed"), ("Unreadable", "unreadable"))
 
 
 class ReviewMixin:
@@ -85,26 +73,26 @@ class ReviewMixin:
     # ---------------------------------------------------------------- per instance
     def _require_selection(self) -> int:
         if self.project is None or self.selected_id is None:
-            raise AnnotatorError("no instance selected: click one on the image or in the list")
+            raise Refusal("no instance selected: click one on the image or in the list")
         return self.selected_id
 
     def _advance(self, current: int | None) -> None:
         visible = [a for a in self._annotations if not self.hidden_by_threshold(a)]
         self.select_instance(review.next_pending(visible, current))
 
-    @_user
+    @user_action
     def accept_selected(self) -> None:
         sel = self._require_selection()
         self.execute(commands.accept(self.current_image_id, [sel]))
         self._advance(sel)
 
-    @_user
+    @user_action
     def reject_selected(self) -> None:
         sel = self._require_selection()
         self.execute(commands.reject(self.current_image_id, [sel]))
         self._advance(sel)
 
-    @_user
+    @user_action
     def delete_selected(self) -> None:
         """Del: delete the selected instance (Backspace while drawing a polygon: drop its last vertex)."""
         if self.tool.name == "polygon" and self.tool.points:
@@ -114,7 +102,7 @@ class ReviewMixin:
         self.execute(commands.delete(self.current_image_id, [sel]))
         self._advance(sel)
 
-    @_user
+    @user_action
     def set_selected_category(self, category_id: int) -> None:
         """Give the selected instance category ``category_id`` (COCO id); predicted -> edited.
         With nothing selected it becomes the category of new instances."""
@@ -131,20 +119,29 @@ class ReviewMixin:
             self.set_selected_category(int(cat.id))
 
     # ---------------------------------------------------------------- per image
-    @_user
+    @user_action
     def accept_all_predicted(self) -> None:
         """Shift+A: accept every prediction of the shown image scored at or above the threshold."""
         if self.current_image_id is None:
-            raise AnnotatorError("no image shown")
+            raise Refusal("no image shown")
         self.execute(commands.accept_above(self.current_image_id, self.display_threshold))
 
-    @_user
+    @user_action
     def mark_done(self, remaining: str = "rejected") -> None:
-        """Mark the shown image done; remaining predictions become ``remaining``."""
+        """Mark the shown image done (remaining predictions become ``remaining``), say so in the
+        status bar and go on to the next image that is not done (Ctrl+Z on the done image undoes it)."""
         if self.current_image_id is None:
-            raise AnnotatorError("no image shown")
-        self.execute(commands.mark_done(self.current_image_id, remaining))
+            raise Refusal("no image shown")
+        done_id = self.current_image_id
+        pending = sum(1 for a in self._annotations if a.review_state == "predicted")
+        name = self.project.image(done_id).file_name.rsplit("/", 1)[-1]
+        self.execute(commands.mark_done(done_id, remaining))
         self.image_list.refresh()
+        message = f"{name} done" + (f" ({pending} remaining prediction(s) {remaining})" if pending else "")
+        self.next_unreviewed_image()
+        if self.current_image_id != done_id:
+            message += f"; next: {self.project.image(self.current_image_id).file_name.rsplit('/', 1)[-1]}"
+        self.status_label.setText(message)
 
     def mark_done_reject_rest(self) -> None:
         self.mark_done("rejected")
@@ -156,14 +153,10 @@ class ReviewMixin:
         """U: the next image (wrapping) that is not reviewed."""
         if self.project is None:
             return
-        pending = review.unreviewed_image_ids(self.project.images())
-        if not pending:
+        target = self.project.next_image_id(self.current_image_id, exclude_states=("reviewed", "unreadable"))
+        if target is None:
             self.status_label.setText("Every image is reviewed")
             return
-        ids = [im.id for im in self.project.images()]
-        start = ids.index(self.current_image_id) + 1 if self.current_image_id in ids else 0
-        order = ids[start:] + ids[:start]
-        target = next(i for i in order if i in set(pending))
-        if self.image_list.state_of(target) is None or self.image_list.is_hidden(target):
+        if self.image_list.is_hidden(target):
             self.set_image_filter(None)
         self.show_image(target)

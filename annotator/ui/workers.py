@@ -5,6 +5,8 @@
   thread), runs :func:`annotator.jobs.prelabel.prelabel` and reports through signals. The
   ``Predictor`` is loaded once per checkpoint file and reused across images and jobs.
 - :func:`run_in_thread` runs a plain function on the global ``QThreadPool`` (folder -> project).
+- :class:`FileCheckController` hashes the images registered without a hash and finds files
+  changed or gone since, on its own thread with its own connection, a chunk at a time.
 - :class:`BoxPrompterCache` loads the box-to-mask model (``segcore.prompt.BoxPrompter``) lazily,
   on whichever pool thread first needs it, and keeps it until the checkpoint changes.
 
@@ -14,6 +16,7 @@ and checkpoint errors; other exceptions are also printed with their traceback to
 
 from __future__ import annotations
 
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -59,15 +62,78 @@ def resolve_model(project, choice: int | str | None) -> tuple[str, int | None] |
     return str(path), None
 
 
-def prepare_project(path: str) -> str:
-    """Background: make a folder into a project (scans and hashes its images), close it again.
+def prepare_project(path: str) -> tuple[str, list[str]]:
+    """Background: make a folder into a project (reads its images' headers), close it again.
 
-    The GUI thread then opens it quickly with its own connection. Returns ``path``.
+    The GUI thread then opens it quickly with its own connection. Returns ``(path, skipped)``:
+    ``"<file>: <reason>"`` of the files left out because they could not be read.
     """
     from annotator.project import Project
 
-    Project.open(Path(path), create_if_folder=True).close()
-    return path
+    project = Project.open(Path(path), create_if_folder=True)
+    project.close()
+    return path, [s.line() for s in project.scan.skipped]
+
+
+class FileCheckController(QObject):
+    """Hashes a project's unhashed images and detects changed / vanished files in the background.
+
+    :meth:`start` runs on a plain daemon thread (not the 2-4 thread global pool, which the box
+    tool and image decoding need) with its own ``Project``: first the images without a hash,
+    :data:`CHUNK` at a time (one short write each), then a ``stat`` of every hashed image,
+    re-hashing those whose size or mtime changed. ``finished(FileCheck)`` reports what changed;
+    :meth:`stop` ends it after the current chunk.
+    """
+
+    CHUNK = 256
+    finished = Signal(object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, db_path: str) -> None:
+        self.stop()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(db_path, self._stop), daemon=True,
+                                        name="file-check")
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self, db_path: str, stop: threading.Event) -> None:
+        from annotator.project import Project
+        from annotator.project._images import FileCheck
+
+        total = FileCheck()
+        try:
+            with Project.open(Path(db_path), create_if_folder=False) as project:
+                last = 0
+                while not stop.is_set():
+                    ids = project.unhashed_image_ids(limit=self.CHUNK, after=last)
+                    if not ids:
+                        break
+                    last = ids[-1]
+                    part = project.hash_images(ids)
+                    total.hashed += part.hashed
+                    total.unreadable.update(part.unreadable)
+                ids = project.image_ids()
+                for k in range(0, len(ids), self.CHUNK * 8):
+                    if stop.is_set():
+                        return
+                    part = project.hash_images(ids[k:k + self.CHUNK * 8])
+                    total.changed += part.changed
+                    total.unreadable.update(part.unreadable)
+        except AnnotatorError as exc:  # project gone or locked: nothing to report to the person
+            print(f"file check: {exc}", file=sys.stderr)
+            return
+        if not stop.is_set():
+            self.finished.emit(total)
 
 
 class RecordingProject:
@@ -317,9 +383,13 @@ class _Task(QRunnable):
         try:
             result = self._fn(*self._args)
         except Exception as exc:  # noqa: BLE001
-            self.signals.failed.emit(_message(exc))
+            emit, value = self.signals.failed.emit, _message(exc)
         else:
-            self.signals.done.emit(result)
+            emit, value = self.signals.done.emit, result
+        try:
+            emit(value)
+        except RuntimeError:  # the app is shutting down and the receiver is gone: nothing to deliver
+            pass
 
 
 _live_tasks: set[_TaskSignals] = set()

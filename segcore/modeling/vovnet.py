@@ -25,7 +25,9 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import FrozenBatchNorm2d, deform_conv2d
+from torchvision.ops import FrozenBatchNorm2d
+
+from ..ops.dcn import deform_conv2d
 
 __all__ = ["VOVNET_SPECS", "VoVNet", "EffectiveSE", "OSAModule", "vovnet_backbone",
            "convert_timm_vovnet_state_dict"]
@@ -85,7 +87,8 @@ class DeformConvUnit(nn.Module):
     per deformable group when modulated, else 18), ``{prefix}/conv`` (``weight`` only) and
     ``{prefix}/norm``. Modulated: the first 2/3 of the offset channels are the (dy, dx) offsets
     in torchvision's layout (the official chunk + cat is an identity on channel order), the last
-    1/3 pass a sigmoid and are the mask. Runs ``torchvision.ops.deform_conv2d`` (CPU and CUDA).
+    1/3 pass a sigmoid and are the mask. Runs :func:`segcore.ops.dcn.deform_conv2d` (CPU: the multi-threaded
+    :func:`~segcore.ops.dcn.deform_conv2d_cpu`; other devices: ``torchvision.ops.deform_conv2d``).
     ``[N, Cin, h, w] -> [N, Cout, h, w]``.
     """
 

@@ -55,8 +55,14 @@ class FakePrompter:
         if self.mode == "error":
             raise RuntimeError("CUDA out of memory\nmore lines")
         m = np.zeros(image.shape[:2], bool)
+        x0, y0, x1, y1 = (int(v) for v in boxes[0])
         if self.mode == "ok":
-            x0, y0, x1, y1 = (int(v) for v in boxes[0])
+            m[y0 + 5:y1 - 5, x0 + 5:x1 - 5] = True
+        elif self.mode == "box":          # an untrained head: the box itself, filled
+            m[y0:y1, x0:x1] = True
+        elif self.mode == "speck":
+            m[y0 + 20:y0 + 22, x0 + 20:x0 + 22] = True
+        elif self.mode == "unsure":       # a fine shape, but the model gives it a very low score
             m[y0 + 5:y1 - 5, x0 + 5:x1 - 5] = True
         return type("R", (), {"masks": m[None], "scores": None if self.score is None else np.array([self.score])})()
 
@@ -113,9 +119,10 @@ def test_no_model_is_grabcut_as_before(project):
 
 
 @pytest.mark.parametrize("mode,note", [("unsupported", None), ("error", "failed (CUDA out of memory)"),
-                                       ("empty", "found no object")])
+                                       ("empty", "found no object"), ("box", "fills 100 % of the box"),
+                                       ("speck", "covers 0.1 % of the box"), ("unsure", "mask score 0.03")])
 def test_model_fallbacks_to_grabcut(project, mode, note):
-    fake = FakePrompter(mode)
+    fake = FakePrompter(mode, score=0.03 if mode == "unsure" else 0.8)
     ctx = _ctx(project, BoxModel(fake, version=1, name="model v1"))
     job = command_for(Edit("box", [(20.0, 30.0), (80.0, 90.0)]), ctx, project)
     result = job.compute()                                  # never raises
@@ -140,7 +147,7 @@ def test_loader_error_falls_back(project):
 def test_no_category_is_a_user_error(project):
     ctx = _ctx(project)
     ctx.category_id = None
-    with pytest.raises(AnnotatorError, match="no category"):
+    with pytest.raises(AnnotatorError, match="no class yet"):
         box_mask_job(ctx, BOX, None)
 
 

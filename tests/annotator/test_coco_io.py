@@ -258,7 +258,7 @@ def test_export_results_and_write_errors(setup, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(coco_io.json, "dump", boom)
+    monkeypatch.setattr(coco_io.json, "dumps", boom)
     with pytest.raises(AnnotatorError, match="No space left"):
         export_coco(project, gt_path, include="accepted")
     assert gt_path.read_text() == gt_before

@@ -213,15 +213,34 @@ def test_default_batch_size():
     assert default_batch_size(FakeBatchPredictor(CATS, "cuda")) == CUDA_BATCH_SIZE == 8
 
 
-def test_unreadable_image_in_a_batch(project):
-    """As without batching: the images before the bad one are stored, then the error is raised."""
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_unreadable_image_is_skipped_and_marked(project, batch_size):
+    """A bad file in the middle is skipped, marked unreadable and named; the images after it are
+    pre-labelled; once the file is readable again the next run clears the mark."""
     images = project.images()
-    project.image_path(images[1].id).write_bytes(b"not an image")
+    path = project.image_path(images[1].id)
+    good = path.read_bytes()
+    path.write_bytes(b"not an image")
+    project.image_path(images[2].id).rename(project.image_path(images[2].id).with_suffix(".gone"))
     fake = FakeBatchPredictor(CATS)
-    with pytest.raises(AnnotatorError, match="cannot read image"):
-        prelabel(project, fake, batch_size=3)
-    assert project.image_state(images[0].id) == "predicted"
-    assert project.annotations(images[1].id) == [] and project.annotations(images[2].id) == []
+    summary = prelabel(project, fake, batch_size=batch_size)
+    assert summary.images == 1 and summary.instances == 2
+    assert [u.split(":")[0] for u in summary.unreadable] == [images[1].file_name, images[2].file_name]
+    assert "not a valid image" in summary.unreadable[0] and "No such file" in summary.unreadable[1]
+    assert [project.image_state(i.id) for i in images] == ["predicted", "unreadable", "unreadable"]
+    assert project.image(images[1].id).error.startswith("not a valid image")
+    path.write_bytes(good)
+    summary = prelabel(project, fake, image_ids=[images[1].id], batch_size=batch_size)
+    assert summary.unreadable == () and project.image_state(images[1].id) == "predicted"
+
+
+def test_image_changed_to_another_size_is_skipped(project):
+    images = project.images()
+    cv2.imwrite(str(project.image_path(images[0].id)), np.zeros((7, 9, 3), np.uint8))
+    summary = prelabel(project, FakePredictor(CATS))
+    assert summary.images == 2 and len(summary.unreadable) == 1
+    assert "now 9 x 7 px, the project has 24 x 20" in summary.unreadable[0]
+    assert project.annotations(images[0].id) == []
 
 
 def test_batched_prelabel_matches_single_with_real_yolact_tiny(tmp_path, coco_tiny):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -59,16 +60,20 @@ def test_create_registers_images(tmp_path, project):
     first = images[0]
     assert first.file_name == "../images/img0.png"  # relative to the project root, may go up
     assert project.image_path(first.id) == (tmp_path / "images" / "img0.png")
-    assert first.sha256 == hashlib.sha256((tmp_path / "images" / "img0.png").read_bytes()).hexdigest()
+    assert first.sha256 is None  # registered from the header; hashed later
+    check = project.hash_images()
+    assert check.hashed == [i.id for i in images] and not check.changed and not check.unreadable
+    assert project.image(first.id).sha256 == hashlib.sha256((tmp_path / "images" / "img0.png").read_bytes()).hexdigest()
+    assert project.unhashed_image_ids() == []
     assert first.state == "unlabeled" and first.coco_id is None
     assert project.db_path == tmp_path / "proj" / DB_NAME
     conn = sqlite3.connect(str(project.db_path))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     conn.close()
-    assert project.add_images_from(tmp_path / "images") == 0  # already registered
+    assert project.add_images_from(tmp_path / "images").added == 0  # already registered
     make_images(tmp_path / "more", sizes=((8, 8),))
-    assert project.add_images_from(tmp_path / "more") == 1
+    assert project.add_images_from(tmp_path / "more").added == 1
 
 
 def test_open_folder_and_file(tmp_path):
@@ -94,12 +99,17 @@ def test_open_folder_and_file(tmp_path):
         Project.create(tmp_path / "folder")
 
 
-def test_corrupt_image_and_unwritable_path(tmp_path):
+def test_corrupt_image_skipped_and_unwritable_path(tmp_path):
     make_images(tmp_path / "images")
     (tmp_path / "images" / "broken.jpg").write_bytes(b"\xff\xd8garbage")
-    with pytest.raises(AnnotatorError, match="broken.jpg"):
-        Project.create(tmp_path / "proj", images_dir=tmp_path / "images")
-    assert not (tmp_path / "proj" / DB_NAME).exists()
+    with Project.create(tmp_path / "proj", images_dir=tmp_path / "images") as p:
+        assert [s.path.name for s in p.scan.skipped] == ["broken.jpg"]
+        assert "not a valid image" in p.scan.skipped[0].reason
+        assert p.scan.added == 3
+        assert [Path(i.file_name).name for i in p.images()] == ["img0.png", "img1.png", "img2.png"]
+    with pytest.raises(AnnotatorError, match="not a folder"):
+        Project.create(tmp_path / "proj2", images_dir=tmp_path / "missing")
+    assert not (tmp_path / "proj2" / DB_NAME).exists()
     (tmp_path / "afile").write_text("x")
     with pytest.raises(AnnotatorError, match="afile"):
         Project.create(tmp_path / "afile" / "proj")
@@ -244,3 +254,112 @@ def test_model_versions_and_training_records(tmp_path, project):
     assert rec["annotations"][1]["segmentation"]["size"] == [30, 40]
     assert [x["iscrowd"] for x in rec["annotations"]] == [0, 1]
     assert [x["category_id"] for x in rec["annotations"]] == [3, 7]
+
+
+# ----------------------------------------------------------------------------- schema v3: scale
+FIXTURE_V2 = Path(__file__).resolve().parents[1] / "fixtures" / "projects" / "schema_v2.sqlite"
+
+
+def test_schema_v2_project_is_migrated_with_counters_and_triggers(tmp_path):
+    """A project written by the schema-2 code (tests/fixtures/projects/schema_v2.sqlite: image 1
+    with an accepted and a rejected annotation, image 2 with a prediction, image 3 empty, a stored
+    split) opens as schema 3 with the same states, rows and split, and the counters then follow
+    every change."""
+    (tmp_path / "proj").mkdir()
+    shutil.copy(FIXTURE_V2, tmp_path / "proj" / DB_NAME)
+    before = sqlite3.connect(tmp_path / "proj" / DB_NAME)
+    anns_before = before.execute("SELECT * FROM annotations ORDER BY id").fetchall()
+    before.close()
+    with Project.open(tmp_path / "proj") as p:
+        assert p._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        assert [(i.id, i.state) for i in p.images()] == [(1, "reviewed"), (2, "predicted"), (3, "unlabeled")]
+        assert [i.sha256 is not None for i in p.images()] == [True, True, True]  # kept from v2
+        assert p._conn.execute("SELECT * FROM annotations ORDER BY id").fetchall() == anns_before
+        assert p.image_splits() == {1: "train", 2: "val"}
+        assert p._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert p._conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert p.image_state_counts() == {"unlabeled": 1, "predicted": 1, "reviewed": 1, "unreadable": 0}
+        p.set_review_state([a.id for a in p.annotations(2)], "accepted")
+        assert p.image_state(2) == "reviewed"
+        p.delete_annotations([a.id for a in p.annotations(1)])
+        assert p.image_state(1) == "unlabeled"
+        p._conn.execute("DELETE FROM images WHERE id = 2")  # cascades to its annotations
+        _assert_counters_match(p)
+
+
+def _assert_counters_match(p):
+    got = p._conn.execute("SELECT id, n_annotations, n_predicted FROM images ORDER BY id").fetchall()
+    want = p._conn.execute(
+        "SELECT i.id, (SELECT COUNT(*) FROM annotations a WHERE a.image_id = i.id), "
+        "(SELECT COUNT(*) FROM annotations a WHERE a.image_id = i.id AND a.review_state = 'predicted') "
+        "FROM images i ORDER BY i.id").fetchall()
+    assert got == want
+
+
+def test_counters_follow_every_kind_of_write(project):
+    """Triggers keep n_annotations / n_predicted equal to the annotations table through adds,
+    predictions, state changes, moves between images, undo-style restores and deletes."""
+    rng = np.random.default_rng(0)
+    cat = project.add_category("thing").id
+    ids = [i.id for i in project.images()]
+    for step in range(60):
+        image_id = int(rng.choice(ids))
+        rec = project.image(image_id)
+        op = step % 5
+        if op == 0:
+            project.add_annotation(image_id, cat, rle=square(rec.height, rec.width, 1, 1, 5, 5))
+        elif op == 1:
+            project.replace_predictions(image_id, [{"category_id": cat, "score": 0.5,
+                                                    "rle": square(rec.height, rec.width, 2, 2, 6, 6)}] * 2, None)
+        elif op == 2 and project.annotations(image_id):
+            anns = project.annotations(image_id)
+            project.set_review_state([anns[0].id], str(rng.choice(["accepted", "rejected", "predicted"])))
+        elif op == 3 and project.annotations(image_id):
+            old = project.annotations(image_id)[-1]
+            project.delete_annotations([old.id])
+            project.restore_annotations([old])
+        elif op == 4 and project.annotations(image_id):
+            project.delete_annotations([project.annotations(image_id)[0].id])
+        _assert_counters_match(project)
+    states = {i.id: i.state for i in project.images()}
+    for state in ("unlabeled", "predicted", "reviewed"):
+        assert project.image_ids(state) == sorted(i for i, s in states.items() if s == state)
+
+
+def test_hash_images_detects_changed_and_vanished_files(tmp_path, project):
+    ids = [i.id for i in project.images()]
+    assert project.unhashed_image_ids() == ids and project.unhashed_image_ids(limit=2, after=ids[0]) == ids[1:3]
+    project.hash_images()
+    path0, path1, path2 = (project.image_path(i) for i in ids)
+    img = cv2.imread(str(path0))
+    img[0, 0] = (1, 2, 3)  # same size, other content
+    cv2.imwrite(str(path0), img)
+    cv2.imwrite(str(path1), np.zeros((7, 9, 3), np.uint8))  # another size: its masks no longer fit
+    path2.unlink()
+    check = project.hash_images(ids)
+    assert check.hashed == [] and check.changed == [ids[0], ids[1]]
+    assert set(check.unreadable) == {ids[1], ids[2]}
+    assert "now 9 x 7 px" in check.unreadable[ids[1]] and "No such file" in check.unreadable[ids[2]]
+    assert [project.image_state(i) for i in ids] == ["unlabeled", "unreadable", "unreadable"]
+    assert project.image(ids[0]).sha256 == hashlib.sha256(path0.read_bytes()).hexdigest()
+    assert project.hash_images(ids[:1]).changed == []  # unchanged since: a stat, no re-hash
+    project.mark_readable(ids[1])
+    assert project.image_state(ids[1]) == "unlabeled"
+
+
+def test_next_image_id_and_state_queries(project):
+    ids = [i.id for i in project.images()]
+    cat = project.add_category("thing").id
+    project.set_done([ids[1]])
+    project.replace_predictions(ids[2], [{"category_id": cat, "score": 0.5,
+                                          "rle": square(32, 32, 2, 2, 6, 6)}], None)
+    assert project.next_image_id(None) == ids[0]
+    assert project.next_image_id(ids[0]) == ids[2]          # ids[1] is reviewed
+    assert project.next_image_id(ids[2]) == ids[0]          # wraps
+    assert project.next_image_id(ids[2], wrap=False) is None
+    project.mark_unreadable(ids[0], "gone")
+    assert project.next_image_id(ids[2], exclude_states=("reviewed", "unreadable")) == ids[2]
+    assert project.image_ids("predicted") == [ids[2]] and project.image_ids("unreadable") == [ids[0]]
+    with pytest.raises(AnnotatorError, match="images.state"):
+        project.image_ids("bogus")
+    assert project.images_by_id([ids[2], 999])[ids[2]].state == "predicted"

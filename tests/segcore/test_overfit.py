@@ -14,7 +14,8 @@ training when quiet, 270 s under the other sessions' load; segm AP50 0.90 (bbox 
 
 YOLACT++ (``yolact_plus_tiny``: DCNv2 in the last block of C3-C5, 3 x 3 priors, MaskIoU re-scoring;
 input 256 is its minimum, the MaskIoU net needs it): one step costs 1.4 s on 2 quiet cores against
-0.42 s for v1, most of it in torchvision's single-threaded CPU ``deform_conv2d`` backward. So it
+0.42 s for v1, most of it then in torchvision's single-threaded CPU ``deform_conv2d`` backward
+(DCNv2 now runs ``segcore.ops.dcn.deform_conv2d_cpu`` on the CPU). So it
 gets fewer, larger steps: 60 iterations at lr 2e-3 (10-iteration warmup, x0.1 at 45). The
 evaluated score is the re-scored one (class score x predicted mask IoU), as the app sees it.
 Measured: 75 s training, segm AP50 1.0 (bbox 1.0). Before the MaskIoU net was trained on its

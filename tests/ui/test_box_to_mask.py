@@ -104,8 +104,13 @@ def spy(monkeypatch) -> dict:
     return out
 
 
-def test_box_uses_active_centermask_off_the_gui_thread(qtbot, win, seen, spy, project_dir):
+def test_box_uses_active_centermask_off_the_gui_thread(qtbot, win, seen, spy, project_dir, monkeypatch):
     from segcore.prompt import BoxPrompter
+
+    # the plumbing of a model mask (threads, provenance, undo): accept even this random-init
+    # model's mask, which the quality rule would replace by GrabCut (the next test)
+    monkeypatch.setattr(interaction, "MIN_MASK_SCORE", 0.0)
+    monkeypatch.setattr(interaction, "MIN_BOX_FILL", 0.0)
 
     c = win.canvas
     qtbot.keyClick(win, Qt.Key_X)
@@ -144,6 +149,25 @@ def test_box_uses_active_centermask_off_the_gui_thread(qtbot, win, seen, spy, pr
     assert rows(win) == before
     win.redo()
     assert rows(win) == after
+
+
+def test_poor_model_mask_falls_back_to_grabcut_and_the_engine_is_a_choice(qtbot, win, seen, spy):
+    """The random-init model's box mask covers 0.2 % of the box with score 0: GrabCut is used,
+    the status bar (not a dialog) says why; with the engine set to GrabCut the model is not asked."""
+    qtbot.keyClick(win, Qt.Key_X)
+    n = len(rows(win))
+    drag(win.canvas, [(60, 30), (100, 60), (150, 110)])
+    qtbot.waitUntil(lambda: win.pending_jobs == 0, timeout=60000)
+    assert seen["errors"] == [] and len(rows(win)) == n + 1
+    assert win.project.annotation(win.selected_id).source == "human" and spy["predict_threads"] == [False]
+    assert "looked poor" in win.status_label.text() and "GrabCut" in win.status_label.text()
+    assert win.box_engine_combo.isVisible() and win.box_engine_combo.currentData() == "model"
+    win.box_engine_combo.setCurrentIndex(win.box_engine_combo.findData("grabcut"))
+    assert win.box_engine == "grabcut" and win.box_model() is None
+    drag(win.canvas, [(56, 26), (100, 60), (146, 106)])
+    qtbot.waitUntil(lambda: win.pending_jobs == 0, timeout=60000)
+    assert len(rows(win)) == n + 2 and spy["predict_threads"] == [False]      # the model was not asked
+    assert seen["errors"] == []
 
 
 def test_broken_model_falls_back_to_grabcut_and_yolact_uses_grabcut(qtbot, win, seen, spy, tmp_path):

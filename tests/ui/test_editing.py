@@ -218,13 +218,17 @@ def test_review_workflow_threshold_done_filter_next_unreviewed(qtbot, win, seen)
     key(qtbot, win, Qt.Key_A, Qt.ShiftModifier)                # accept all above the threshold
     states = sorted(a.review_state for a in p.annotations(first))
     assert states == ["accepted", "accepted", "predicted"]
-    key(qtbot, win, Qt.Key_D, Qt.ControlModifier)              # done: reject the rest
+    key(qtbot, win, Qt.Key_D, Qt.ControlModifier)              # done: reject the rest, go on
     assert p.image(first).done and sorted(a.review_state for a in p.annotations(first))[-1] == "rejected"
     assert win.image_list.state_of(first) == "reviewed"
-    key(qtbot, win, Qt.Key_Z, Qt.ControlModifier)              # undo "done"
+    assert win.current_image_id == second                      # moved on to the next unreviewed image
+    assert "done (1 remaining prediction(s) rejected); next:" in win.status_label.text()
+    key(qtbot, win, Qt.Key_D, Qt.ShiftModifier)                # back, and undo "done" there
+    key(qtbot, win, Qt.Key_Z, Qt.ControlModifier)
     assert not p.image(first).done and win.image_list.state_of(first) == "predicted"
     key(qtbot, win, Qt.Key_D, Qt.ControlModifier | Qt.ShiftModifier)   # done: accept the rest
     assert all(a.review_state == "accepted" for a in p.annotations(first))
+    win.show_image(first)
     win.set_image_filter("predicted")
     assert win.image_list.image_ids() == [first, second]      # the current image stays listed
     win.show_image(second)

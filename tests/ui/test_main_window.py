@@ -166,10 +166,15 @@ def test_prelabel_uses_latest_registered_model_version(qtbot, coco_tiny, tmp_pat
 
 def test_user_errors_show_dialog_not_traceback(qtbot, coco_tiny, tmp_path, checkpoint, errors):
     win = _open(qtbot, _image_folder(coco_tiny, tmp_path / "images", 1))
-    win.accept_selected()                              # nothing selected
-    assert errors and "no instance selected" in errors[-1] and win.last_error == errors[-1]
+    win.accept_selected()                              # nothing selected: a routine refusal
+    assert not errors and win.last_error is None       # no modal dialog ...
+    assert "no instance selected" in win.status_label.text() == win.last_refusal   # ... the status bar says it
+    for refused in (win.reject_selected, win.delete_selected, win.split_instance, win.merge_instances,
+                    win.fill_instance_holes):
+        refused()
+    assert not errors and win.last_refusal
     win.open_project(tmp_path / "no-such-folder")       # error from the background open
-    qtbot.waitUntil(lambda: "no-such-folder" in errors[-1], timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(errors) and "no-such-folder" in errors[-1], timeout=TIMEOUT_MS)
     assert win.project is not None and win.last_error == errors[-1]   # old project still open
     win.set_model(str(tmp_path / "missing.pth"))
     assert "missing.pth" in errors[-1] and win.model_choice is None
