@@ -226,13 +226,13 @@ class EvalHook(TrainHook):
                 self.state = {"best": None, "history": []}
 
     def _evaluate(self, state: TrainState) -> None:
-        import copy
         import json
 
         from segcore.evaluation import evaluate_predictions
         from segcore.predictor import Predictor
 
-        predictor = Predictor(copy.deepcopy(state.model), state.categories, device=self.device or state.device)
+        # the Predictor evaluates its own copy: the training model keeps its mode and memory format
+        predictor = Predictor(state.model, state.categories, device=self.device or state.device)
         res = evaluate_predictions(predictor, self.records, state.categories, score_threshold=self.score_threshold)
         it = state.iteration
         self.state["history"].append({"iteration": it, "segm_AP": res["segm"]["AP"], "bbox_AP": res["bbox"]["AP"]})
