@@ -5,7 +5,8 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator new PROJECT --images DIR
     annotator import PROJECT --coco ANN.json [--image-root DIR]
     annotator import PROJECT --format yolo|labelme|via|masks PATH [--image-root DIR] [--class-attribute A]
-    annotator train PROJECT --arch NAME [--init CKPT|VERSION] [--iterations N] [--device auto|cpu|cuda] [--out DIR]
+    annotator train PROJECT [--arch NAME] [--init CKPT|VERSION] [--iterations N | --max-minutes M]
+                    [--device auto|cpu|cuda] [--augment photo|topdown|none] [--max-detections N] [--out DIR]
     annotator prelabel PROJECT --model VERSION|CKPT [--score-threshold F] [--only-unreviewed] [--device ...]
                        [--batch-size B]
     annotator export PROJECT --coco OUT.json [--include accepted|human|all]
@@ -17,7 +18,8 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator bench [--arch NAME[,NAME...]] [--size S] [--runs N] [--device cpu|cuda] [--batch B]
     annotator export-onnx CHECKPOINT.pth --out MODEL.onnx [--opset 19]
     annotator download-weights NAME [--cache DIR] [--import-to PROJECT] | --list
-    annotator simulate --coco GT.json --images DIR --arch NAME --rounds R --per-round K [--device ...] [--out DIR]
+    annotator simulate --coco GT.json --images DIR [--arch NAME] --rounds R --per-round K [--device ...] [--out DIR]
+                       [--max-minutes M] [--accept-iou F] [--category NAME] [--max-detections N] [--cost-* S]
     annotator --version                  # annotator X.Y.Z
     annotator --self-check               # headless installation check (annotator.selfcheck), exit 0 / 1
 
@@ -173,7 +175,7 @@ def cmd_train(args) -> int:
             input_size=args.input_size,
             device=args.device,
             out_dir=Path(args.out) if args.out else None,
-            augment=not args.no_augment,
+            augment=None if args.no_augment or args.augment == "none" else args.augment,
             seed=args.seed,
             progress=progress,
             val_fraction=args.val_fraction,
@@ -181,6 +183,8 @@ def cmd_train(args) -> int:
             patience=args.patience,
             resume=args.resume,
             gpus=args.gpus,
+            max_minutes=args.max_minutes,
+            max_detections=args.max_detections,
         )
     finally:
         if bar is not None:
@@ -197,8 +201,8 @@ def cmd_train(args) -> int:
               + (" (stopped early)" if res.early_stopped else "") + (" (cancelled)" if res.stopped else ""))
     print(f"checkpoint {res.checkpoint}")
     print(f"registered model version {res.model_version}"
-          + (f" (parent {res.parent})" if res.parent is not None else ""))
-    return 0
+          + (f" (parent {res.parent})" if res.parent is not None else "") + f": {res.activation}")
+    return _report_skipped(res.skipped_unreadable, "left out of training (unreadable)")
 
 
 def _resolve_model(project, model: str) -> tuple[Path, int | None]:
@@ -330,10 +334,15 @@ def cmd_simulate(args) -> int:
     images = Path(args.images)
     if not images.is_dir():
         raise AnnotatorError(f"--images: folder not found: {images}")
+    from annotator.jobs.simulate import CostModel
+
     simulate(coco, images, arch=args.arch, rounds=args.rounds, per_round=args.per_round,
              out_dir=Path(args.out), device=args.device, iterations=args.iterations, input_size=args.input_size,
-             batch_size=args.batch_size, score_threshold=args.score_threshold, seed=args.seed,
-             log=lambda m: print(m, flush=True))
+             max_minutes=args.max_minutes, batch_size=args.batch_size, score_threshold=args.score_threshold,
+             accept_iou=args.accept_iou, fix_iou=args.fix_iou, max_detections=args.max_detections,
+             category=args.category, eval_remaining=args.eval_remaining, seed=args.seed,
+             costs=CostModel(draw=args.cost_draw, fix=args.cost_fix, accept=args.cost_accept, delete=args.cost_delete),
+             log=(lambda m: print(m, flush=True)) if args.verbose else (lambda m: None))
     return 0
 
 
@@ -364,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a model on accepted + edited annotations")
     s.add_argument("project")
-    s.add_argument("--arch", required=True, help="registered architecture name (an unknown name lists the known ones)")
+    s.add_argument("--arch", help="registered architecture name (an unknown name lists the known ones; default: the "
+                                  "active version's, else the measured default for the device: README 'Training')")
     s.add_argument("--init", help="segcore checkpoint or model version id to start from")
     s.add_argument("--iterations", type=int)
     s.add_argument("--batch-size", type=int)
@@ -372,7 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-size", type=int, help="square network input side S (default: the architecture's)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--out", help="checkpoint folder (default PROJECT/models/ARCH-TIME)")
-    s.add_argument("--no-augment", action="store_true", help="turn off SSD-style augmentation")
+    s.add_argument("--no-augment", action="store_true", help="turn off augmentation (same as --augment none)")
+    s.add_argument("--augment", default="photo", choices=["photo", "topdown", "none"],
+                   help="photo: flips left/right, scale, colour (default); topdown: also flips up/down and "
+                        "90-degree rotations (microscopy, aerial, documents)")
+    s.add_argument("--max-minutes", type=float, metavar="M",
+                   help="training budget in minutes: iterations, warmup and lr steps are laid out from the measured "
+                        "speed (default on a CPU without --iterations: 5)")
+    s.add_argument("--max-detections", type=int, metavar="N",
+                   help="detections per image (default: 1.5 x the most instances in a labelled image, >= 100)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of images held out for validation / early stopping (stored; default 0.2)")
@@ -437,12 +455,26 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="labeling-effort benchmark: pre-label, correct to GT, fine-tune, repeat")
     s.add_argument("--coco", required=True, metavar="GT.json", help="ground truth (COCO instances)")
     s.add_argument("--images", required=True, help="folder of the GT's images")
-    s.add_argument("--arch", required=True)
+    s.add_argument("--arch", help="architecture (default: the train job's choice for the device)")
     s.add_argument("--rounds", type=int, default=4)
     s.add_argument("--per-round", type=int, default=10, help="images labeled per round")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--out", default="simulate-out", help="folder for rounds.csv, rounds.png and the project")
-    s.add_argument("--iterations", type=int, help="training iterations per round (default from data size)")
+    s.add_argument("--iterations", type=int, help="training iterations per round (default: a time budget)")
+    s.add_argument("--max-minutes", type=float, metavar="M",
+                   help="training budget per round (default: 5 on a CPU, from the data size on a GPU)")
+    s.add_argument("--max-detections", type=int, metavar="N", help="detections per image (default: from the data)")
+    s.add_argument("--accept-iou", type=float, default=0.7,
+                   help="a prediction is accepted unchanged at this mask IoU with the right class (default 0.7)")
+    s.add_argument("--fix-iou", type=float, default=0.5, help="below it a prediction is deleted, above it fixed")
+    s.add_argument("--category", metavar="NAME", help="keep only this category and the images holding it")
+    s.add_argument("--cost-draw", type=float, default=79.0, help="seconds to draw an instance (COCO: ~79)")
+    s.add_argument("--cost-fix", type=float, default=15.0, help="seconds to fix a predicted mask")
+    s.add_argument("--cost-accept", type=float, default=1.0, help="seconds to accept a prediction")
+    s.add_argument("--cost-delete", type=float, default=2.0, help="seconds to delete a false positive")
+    s.add_argument("--eval-remaining", action="store_true",
+                   help="also measure segm AP on the images not labeled yet after each round (slow on a CPU)")
+    s.add_argument("--verbose", action="store_true", help="print the training log of each round")
     s.add_argument("--input-size", type=int)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--score-threshold", type=float, default=0.3, help="predictions shown to the simulated person")

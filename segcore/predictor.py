@@ -256,15 +256,18 @@ class Predictor:
               at most ``max_size`` (detectron2 ``ResizeShortestEdge``), then padded at the bottom /
               right with the pixel mean to the largest size rounded up to a multiple of 32
               (:func:`segcore.data.transforms.pad_images`).
+            * a data-driven input scale s (``ModelInfo.input_scale``, short-side families): each
+              image at s x its size (:func:`segcore.data.transforms.network_input_hw`), padded
+              the same way.
         """
         s = self.input_size
         single_upload = self._single_upload
-        if self._short_side:
-            from segcore.data.transforms import pad_images, short_side_size
+        if self._short_side or self.info.input_scale > 0:
+            from segcore.data.transforms import network_input_hw, pad_images
 
             resized, sizes = [], []
             for image in images:
-                nh, nw = short_side_size(image.shape[0], image.shape[1], s, self.max_size or s)
+                nh, nw = network_input_hw(self.info, image.shape[0], image.shape[1])
                 resized.append(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR))
                 sizes.append((nh, nw))
             if single_upload:  # one (pinned) upload of a uint8 canvas, the per-image views padded there

@@ -19,7 +19,18 @@ A job has three steps, so that the part touching the project stays in the caller
    not improved for ``patience`` evaluations. State in ``OUT/train_state.json`` (for resume).
 3. :func:`register_train_result`: registers version n+1 with parent, data snapshot (annotation
    ids, train / validation image ids) and metrics (segm and bbox AP on the validation split), and
-   makes it the active version.
+   makes it the active version only when that helps (:func:`should_activate`): a version whose
+   validation AP does not beat the active one's stays registered, offered, with the reason.
+
+**Data-driven recipe** (:mod:`segcore.data.recipe`): the input scale (small objects: images
+enlarged so the median object is 32 px, training on 256 px crops), the detections per image
+(1.5 x the densest labelled image) and the augmentation preset (``"photo"`` / ``"topdown"``) are
+made from the labelled data and logged with the figures they rest on.
+
+**Time-boxed rounds.** ``max_minutes`` gives the training a wall-clock budget: the engine
+measures the iteration time in the first steps and lays out iterations, warmup, lr steps and
+validation points to end within it (``segcore.engine.train`` ``time_budget_s``). On a CPU, when
+neither ``iterations`` nor ``max_minutes`` is given, the budget is :data:`CPU_DEFAULT_MINUTES`.
 
 Defaults for small data, chosen so a user tunes nothing (documented in README "Training"):
 
@@ -35,9 +46,11 @@ Defaults for small data, chosen so a user tunes nothing (documented in README "T
 * warmup ``min(500, iterations // 10)`` iterations from 0.1 x lr;
 * lr steps at 35 %, 75 %, 87.5 % and 93.75 % of the iterations (the official
   280k / 600k / 700k / 750k of 800k, ``data/config.py`` ``yolact_base_config``);
-* validation: 20 % of the images (at least one when there are two or more), evaluated every
-  ``max(50, iterations // 10)`` iterations; early stop after 3 evaluations without a better segm
-  AP, never before a third of the iterations.
+* validation: 20 % of the images (at least one), once the project has
+  :data:`MIN_VALIDATION_IMAGES` labelled images (below that a split would leave one or two images
+  that say little, so every image trains and the last checkpoint is kept), evaluated every
+  ``max(50, iterations // 10)`` iterations (time-boxed: once, at the end); early stop after 3
+  evaluations without a better segm AP, never before a third of the iterations.
 
 Weights to start from, in order (the job logs which): ``resume`` (a run folder or checkpoint:
 continue it), ``--init CKPT|VERSION``, the project's active model version (same architecture),
@@ -58,7 +71,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Optional
+from typing import Callable, ClassVar, Optional, Union
 
 import pydantic
 import torch
@@ -69,6 +82,12 @@ from segcore.engine.trainer import EVAL_STATE_NAME as STATE_NAME  # noqa: F401  
 
 SPEC_NAME = "train_spec.json"
 NONFINITE_STORM = 20  # this many non-finite losses in a row: the run has diverged
+#: Training budget on a CPU when neither iterations nor a budget is given (minutes).
+CPU_DEFAULT_MINUTES = 5.0
+#: Fewer labelled images than this: no validation split (every image trains, last checkpoint kept).
+MIN_VALIDATION_IMAGES = 10
+#: A first version (no active one to compare with) becomes active only above this validation segm AP.
+ACTIVATION_FLOOR_AP = 0.01
 
 
 class TrainDivergedError(AnnotatorError):
@@ -91,6 +110,9 @@ class TrainJobResult:
     init_source: str = "random"
     parent: Optional[int] = None
     details: dict = field(default_factory=dict)  # the run's outcome (engine step counts, DDP ranks ...)
+    activated: bool = True      # made the active version (should_activate)
+    activation: str = ""        # why (not), one line
+    skipped_unreadable: list = field(default_factory=list)  # "<file>: <reason>" left out of training
 
 
 @dataclass
@@ -106,12 +128,12 @@ class TrainSpec:
     train_records: list
     val_records: list
     out_dir: str
-    iterations: int
+    iterations: int             # with max_minutes: the upper bound the time budget lays out within
     batch_size: int
     lr: float
     warmup_iters: int
     steps: list
-    augment: bool
+    augment: Union[bool, str, None]   # "photo" | "topdown" | None (False); True = "photo"
     seed: int
     device: str
     eval_every: int
@@ -127,6 +149,10 @@ class TrainSpec:
     snapshot: dict = field(default_factory=dict)
     score_threshold: float = 0.05
     weight_decay: float = 5e-4
+    max_minutes: Optional[float] = None
+    crop_size: Optional[int] = None     # train on crops of this side at crop_scale (the recipe)
+    crop_scale: float = 1.0
+    recipe_notes: list = field(default_factory=list)
 
     def save(self) -> Path:
         path = Path(self.out_dir) / SPEC_NAME
@@ -249,15 +275,46 @@ def _resolve_resume(resume: str | Path) -> tuple[Path, Path]:
     raise AnnotatorError(f"--resume: not found: {p}")
 
 
+def _readable_records(project, records: list[dict], log: Callable[[str], None]) -> tuple[list[dict], list[str]]:
+    """The records whose image decodes (each is read once); the others are marked unreadable in
+    the project and returned as ``"<file>: <reason>"`` (a batch never stops at a bad file)."""
+    from segcore.data.dataset import read_image_rgb
+
+    good, skipped = [], []
+    for r in records:
+        try:
+            read_image_rgb(r["file_name"], (int(r["height"]), int(r["width"])))
+        except (FileNotFoundError, ValueError) as exc:
+            reason = str(exc).split(": cannot read image: ", 1)[-1].split(": image is ", 1)[-1]
+            if not project.read_only:
+                project.mark_unreadable(int(r["image_id"]), reason)
+            skipped.append(f"{project.relative_path(r['file_name'])}: {reason}")
+            log(f"skipped (unreadable): {skipped[-1]}")
+            continue
+        good.append(r)
+    return good, skipped
+
+
+def default_architecture(device_type: str) -> str:
+    """The architecture a project without a model version trains: on a CPU the choice measured
+    for small data (:data:`segcore.modeling.CPU_DEFAULT_ARCHITECTURE`), else
+    :data:`segcore.modeling.DEFAULT_ARCHITECTURE`."""
+    from segcore.modeling import CPU_DEFAULT_ARCHITECTURE, DEFAULT_ARCHITECTURE
+
+    return CPU_DEFAULT_ARCHITECTURE if device_type == "cpu" else DEFAULT_ARCHITECTURE
+
+
 def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, iterations: int | None = None,
                       batch_size: int | None = None, lr: float | None = None, input_size: int | None = None,
-                      device: str = "auto", out_dir: Path | None = None, augment: bool = True, seed: int = 0,
-                      val_fraction: float = 0.2, eval_every: int | None = None, patience: int | None = None,
-                      resume: str | Path | None = None, use_active_version: bool = True,
+                      device: str = "auto", out_dir: Path | None = None, augment: bool | str | None = True,
+                      seed: int = 0, val_fraction: float = 0.2, eval_every: int | None = None,
+                      patience: int | None = None, resume: str | Path | None = None, use_active_version: bool = True,
+                      max_minutes: float | None = None, max_detections: int | None = None,
                       log: Callable[[str], None] = print) -> TrainSpec:
-    """Plan a run from the project: split, start weights, schedule. Writes ``OUT/train_spec.json``.
+    """Plan a run from the project: split, start weights, recipe, schedule. Writes ``OUT/train_spec.json``.
 
-    Args: as :func:`run_train_job`. ``arch=None`` takes the active model version's architecture.
+    Args: as :func:`run_train_job`. ``arch=None`` takes the active model version's architecture,
+    or without one :func:`default_architecture` for the device.
 
     Raises:
         AnnotatorError: unknown architecture, no reviewed annotations, bad init / resume,
@@ -283,25 +340,34 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
         spec.save()
         return spec
 
+    dev = resolve_device(device)
     active = project.active_model_version() if use_active_version else None
     if arch is None:
-        if active is None:
-            raise AnnotatorError("--arch: no architecture given and the project has no model version yet")
-        arch = project.model_version(active).arch
+        arch = project.model_version(active).arch if active is not None else default_architecture(dev.type)
     if arch not in list_architectures():
         raise AnnotatorError(f"--arch: unknown architecture {arch!r}; known: {', '.join(list_architectures())}")
+    if isinstance(augment, bool) or augment is None:
+        augment = "photo" if augment else None
+    if augment not in ("photo", "topdown", None):
+        raise AnnotatorError(f"--augment: {augment!r} is not one of photo, topdown, none")
     records, categories = project.training_records()
+    records, skipped = _readable_records(project, records, log)
     if not records:
         raise AnnotatorError(
             f"{project.db_path}: annotations: no accepted or edited annotations to train on "
-            "(import COCO or review predictions first)"
-        )
-    splits = project.assign_splits([r["image_id"] for r in records], val_fraction=val_fraction, seed=seed)
-    train_records = [r for r in records if splits[r["image_id"]] == "train"]
-    val_records = [r for r in records if splits[r["image_id"]] == "val"]
+            "(import COCO or review predictions first)" + (f"; {len(skipped)} unreadable image(s) skipped"
+                                                            if skipped else ""))
+    if len(records) >= MIN_VALIDATION_IMAGES and val_fraction > 0:
+        splits = project.assign_splits([r["image_id"] for r in records], val_fraction=val_fraction, seed=seed)
+    else:   # too few images for a validation split that means something: all train, last checkpoint kept
+        splits = {**{r["image_id"]: "train" for r in records}, **project.image_splits()}
+        if val_fraction > 0:
+            log(f"{len(records)} labelled images (< {MIN_VALIDATION_IMAGES}): no validation split; every image "
+                "trains and the last checkpoint is kept")
+    train_records = [r for r in records if splits.get(r["image_id"], "train") == "train"]
+    val_records = [r for r in records if splits.get(r["image_id"]) == "val"]
     if not train_records:  # every image with data was assigned to validation earlier
         train_records, val_records = records, []
-    dev = resolve_device(device)
 
     parent, init_path, source, backbone = None, None, "random", None
     if init is not None:
@@ -329,12 +395,21 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
         note = "no model version, --init or offline ImageNet weights: training starts from random init"
     log(note)
 
-    arch_kwargs = {} if input_size is None else {"input_size": int(input_size)}
-    iterations = int(iterations or default_iterations(len(train_records)))
+    parent_path = init_path if source in ("version", "checkpoint") else None
+    recipe, arch_kwargs = _recipe(arch, train_records, input_size=input_size, augment=augment,
+                                  max_detections=max_detections, init_path=parent_path)
+    for line in recipe.notes:
+        log(f"recipe: {line}")
+    if max_minutes is None and iterations is None and dev.type == "cpu":
+        max_minutes = CPU_DEFAULT_MINUTES
+    timed = max_minutes is not None
+    if timed and float(max_minutes) <= 0:
+        raise AnnotatorError(f"--max-minutes: must be > 0, got {max_minutes}")
+    iterations = int(iterations or (MAX_TIMED_ITERATIONS if timed else default_iterations(len(train_records))))
     batch_size = int(batch_size or (8 if dev.type == "cuda" else 4))
     default_lr, weight_decay = default_optim(arch, batch_size)
     lr = float(lr if lr is not None else default_lr)
-    eval_every = int(eval_every or max(50, iterations // 10))
+    eval_every = int(eval_every or (iterations if timed else max(50, iterations // 10)))
     if out_dir is None:
         out_dir = project.root / "models" / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(out_dir)
@@ -346,19 +421,66 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
     spec = TrainSpec(
         arch=arch, arch_kwargs=arch_kwargs, categories=categories, train_records=train_records,
         val_records=val_records, out_dir=str(out_dir.resolve()), iterations=iterations, batch_size=batch_size,
-        lr=lr, weight_decay=weight_decay, warmup_iters=min(500, iterations // 10),
-        steps=list(lr_steps(iterations)), augment=bool(augment),
+        lr=lr, weight_decay=weight_decay, warmup_iters=iterations // 10 if timed else min(500, iterations // 10),
+        steps=list(lr_steps(iterations)), augment=recipe.augment if augment else None,
+        max_minutes=None if max_minutes is None else float(max_minutes), crop_size=recipe.crop_size,
+        crop_scale=float(recipe.input_scale or 1.0), recipe_notes=list(recipe.notes),
         seed=int(seed), device=str(dev), eval_every=eval_every, patience=int(patience if patience is not None else 3),
         min_iterations=iterations // 3, freeze_bn=None if source in ("version", "checkpoint") else False,
         init_source=source, init_path=str(backbone if source == "imagenet" else init_path) if (init_path or backbone)
         else None, init_note=note, parent=parent, val_fraction=float(val_fraction),
         snapshot={"annotation_ids": ann_ids, "images": len(records),
                   "train_image_ids": [r["image_id"] for r in train_records],
-                  "val_image_ids": [r["image_id"] for r in val_records], "split_seed": int(seed)})
+                  "val_image_ids": [r["image_id"] for r in val_records], "split_seed": int(seed),
+                  "skipped_unreadable": skipped})
     spec.save()
+    schedule = f"{max_minutes:g} minutes (iterations laid out from the measured speed)" if timed \
+        else f"{iterations} iterations"
     log(f"training {arch} on {len(train_records)} images (+{len(val_records)} validation) / "
-        f"{len(categories)} categories, {iterations} iterations, batch {batch_size}, lr {lr:g}, device {dev}")
+        f"{len(categories)} categories, {schedule}, batch {batch_size}, lr {lr:g}, device {dev}")
     return spec
+
+
+#: Upper bound of a time-boxed run's iterations (the budget lays out the real number).
+MAX_TIMED_ITERATIONS = 200_000
+
+
+def _recipe(arch: str, records: list[dict], *, input_size: int | None, augment: str | None,
+            max_detections: int | None, init_path: Path | None):
+    """``(Recipe, arch_kwargs)`` of the data (:mod:`segcore.data.recipe`). Continuing from a
+    checkpoint keeps its input scale (the weights learned objects at that size) unless the data
+    now need more detections per image."""
+    from segcore.data.recipe import data_stats, recipe_for
+    from segcore.modeling.registry import arch_info
+
+    kwargs = {} if input_size is None else {"input_size": int(input_size)}
+    info = arch_info(arch, **kwargs)
+    recipe = recipe_for(data_stats(records), input_policy=info.input_policy, input_size=info.input_size,
+                        default_max_detections=info.max_detections or 100, augment=augment or "photo",
+                        max_detections=max_detections)
+    if init_path is not None:
+        from segcore.checkpoints import CheckpointError, read_checkpoint
+
+        try:
+            parent_kwargs = read_checkpoint(init_path).get("arch_kwargs", {})
+        except CheckpointError:
+            parent_kwargs = {}
+        scale = float(parent_kwargs.get("input_scale", 0.0))
+        if scale != recipe.input_scale:
+            import dataclasses
+
+            recipe = dataclasses.replace(recipe, input_scale=scale, crop_size=recipe.crop_size if scale else None,
+                                         notes=recipe.notes + [f"kept the input scale {scale:g} of {init_path.name}"])
+    if recipe.input_scale and info.input_policy != "short_side":
+        import dataclasses
+
+        recipe = dataclasses.replace(recipe, input_scale=0.0, crop_size=None, notes=recipe.notes + [
+            f"{arch} has a square input: it cannot enlarge small objects (choose an architecture with a "
+            "short-side input for them)"])
+    if recipe.input_scale:
+        kwargs["input_scale"] = recipe.input_scale
+    kwargs["max_detections"] = recipe.max_detections
+    return recipe, kwargs
 
 
 def build_spec_model(spec: TrainSpec) -> tuple[torch.nn.Module, list[str]]:
@@ -428,13 +550,21 @@ def execute_train_spec(spec: TrainSpec, *, progress: Callable[[dict], None] | No
         if progress is not None:
             progress(info)
 
+    augment = {True: "photo", False: None}.get(spec.augment, spec.augment) if isinstance(spec.augment, bool) \
+        else spec.augment
+    crop = None
+    if spec.crop_size:
+        from segcore.data.crops import CropPolicy
+
+        crop = CropPolicy(size=int(spec.crop_size), scale=float(spec.crop_scale), augment=augment)
     try:
         result = train(
             model, spec.train_records, spec.categories, iterations=spec.iterations, batch_size=spec.batch_size,
             lr=spec.lr, weight_decay=spec.weight_decay, warmup_iters=spec.warmup_iters, steps=tuple(spec.steps),
-            augment=spec.augment, device=spec.device, seed=spec.seed, out_dir=out_dir, resume=spec.resume,
+            augment=augment is not None, device=spec.device, seed=spec.seed, out_dir=out_dir, resume=spec.resume,
             checkpoint_every=spec.eval_every, freeze_bn=spec.freeze_bn, progress=on_progress,
-            should_stop=should_stop, hooks=[DivergenceHook(NONFINITE_STORM), evaluation])
+            should_stop=should_stop, hooks=[DivergenceHook(NONFINITE_STORM), evaluation], crop=crop,
+            time_budget_s=None if spec.max_minutes is None else 60.0 * float(spec.max_minutes))
     except (CheckpointError, ValueError) as exc:
         raise AnnotatorError(f"{out_dir}: training failed: {exc}") from None
     if result.stop_reason == "diverged":
@@ -466,9 +596,44 @@ def _params_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def register_train_result(project, spec: TrainSpec, outcome: dict) -> int:
+def should_activate(project, metrics: Optional[dict], parent: Optional[int]) -> tuple[bool, str]:
+    """Whether a new version with validation ``metrics`` (or None) trained from ``parent`` should
+    become the active version, and why (one line): a model that only helps.
+
+    * with validation AP: active when its segm AP beats the active version's (or, with no active
+      version or one without validation AP, when it is above :data:`ACTIVATION_FLOOR_AP`);
+    * without (too few labelled images for a split): active when it continued from the active
+      version (same model, more data) or there is no active version.
+    """
+    active = project.active_model_version()
+    ap = None if not metrics else float(metrics["segm"]["AP"])
+    old = None
+    if active is not None:
+        old_metrics = project.model_version(active).metrics or {}
+        old = float(old_metrics["segm"]["AP"]) if isinstance(old_metrics.get("segm"), dict) else None
+    if ap is None:
+        if active is None:
+            return True, "the first model version: made active (no validation split yet to measure it)"
+        if parent == active:
+            return True, (f"continued from the active version {active} with more data: made active (no "
+                          "validation split yet)")
+        return False, (f"not made active: no validation data shows it is better than the active version {active} "
+                       "(choose it in Model > Models to use it)")
+    if old is None:
+        if ap > ACTIVATION_FLOOR_AP:
+            return True, f"validation segm AP {ap:.3f}: made active"
+        return False, (f"not made active: validation segm AP {ap:.3f} is not above {ACTIVATION_FLOOR_AP:g} (train "
+                       "longer or label more images)")
+    if ap > old:
+        return True, f"validation segm AP {ap:.3f} beats the active version {active}'s {old:.3f}: made active"
+    return False, (f"not made active: validation segm AP {ap:.3f} does not beat the active version {active}'s "
+                   f"{old:.3f} (choose it in Model > Models to use it anyway)")
+
+
+def register_train_result(project, spec: TrainSpec, outcome: dict) -> tuple[int, bool, str]:
     """Register the outcome's checkpoint as model version n+1 (parent, snapshot, metrics) and make
-    it the active version. One transaction."""
+    it the active version when :func:`should_activate` says so. One transaction. Returns
+    ``(version, made active, the reason in one line)``."""
     metrics = None
     if outcome.get("metrics"):
         metrics = dict(outcome["metrics"], iterations_done=outcome["iterations_done"],
@@ -480,12 +645,14 @@ def register_train_result(project, spec: TrainSpec, outcome: dict) -> int:
             project.model_version(parent)
         except AnnotatorError:  # the parent was deleted meanwhile
             parent = None
+    activate, reason = should_activate(project, metrics, parent)
     with project.transaction():
         version = project.register_model_version(arch=spec.arch, checkpoint=Path(outcome["checkpoint"]),
                                                  categories=spec.categories, parent=parent, metrics=metrics,
-                                                 data_snapshot=snapshot)
-        project.set_active_model_version(version)
-    return version
+                                                 data_snapshot=dict(snapshot, activation=reason))
+        if activate:
+            project.set_active_model_version(version)
+    return version, activate, reason
 
 
 def run_train_job(
@@ -499,7 +666,7 @@ def run_train_job(
     input_size: int | None = None,
     device: str = "auto",
     out_dir: Path | None = None,
-    augment: bool = True,
+    augment: bool | str | None = True,
     seed: int = 0,
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -509,13 +676,15 @@ def run_train_job(
     patience: int | None = None,
     resume: str | Path | None = None,
     gpus: int = 1,
+    max_minutes: float | None = None,
+    max_detections: int | None = None,
 ) -> TrainJobResult:
     """Train ``arch`` on the project's accepted + edited annotations and register a model version.
 
     Args:
         project: an open :class:`annotator.project.Project`.
         arch: a name from ``segcore.modeling.registry.list_architectures()`` (None: the active
-            version's).
+            version's, else :func:`default_architecture` for the device).
         init: a segcore checkpoint path or a model version id (digits) to start from; default
             the active model version of the same architecture (see the module doc for the order).
         iterations, batch_size, lr, input_size: overrides of the defaults in the module doc
@@ -529,6 +698,11 @@ def run_train_job(
             (evaluations; 0 = never stop early).
         resume: a run folder (or its checkpoint) to continue with its own plan.
         gpus: > 1 runs the same plan with ``torchrun`` on that many processes (DDP).
+        augment: ``"photo"`` (True), ``"topdown"`` (adds vertical flips and 90-degree rotations:
+            microscopy, aerial) or None / False.
+        max_minutes: wall-clock training budget (the schedule is laid out from the measured
+            speed); default :data:`CPU_DEFAULT_MINUTES` on a CPU when ``iterations`` is None too.
+        max_detections: detections per image (None: from the data, :mod:`segcore.data.recipe`).
 
     Returns:
         :class:`TrainJobResult`.
@@ -540,17 +714,19 @@ def run_train_job(
     spec = prepare_train_job(project, arch=arch, init=init, iterations=iterations, batch_size=batch_size, lr=lr,
                              input_size=input_size, device=device, out_dir=out_dir, augment=augment, seed=seed,
                              val_fraction=val_fraction, eval_every=eval_every, patience=patience, resume=resume,
-                             log=log)
+                             max_minutes=max_minutes, max_detections=max_detections, log=log)
     if int(gpus) > 1:
         from annotator.jobs.distributed import launch_torchrun
 
         outcome = launch_torchrun(spec, nproc=int(gpus), progress=progress, should_stop=should_stop, log=log)
     else:
         outcome = execute_train_spec(spec, progress=progress, should_stop=should_stop, log=log)
-    version = register_train_result(project, spec, outcome)
+    version, activated, reason = register_train_result(project, spec, outcome)
+    log(f"model version {version}: {reason}")
     return TrainJobResult(
         checkpoint=Path(outcome["checkpoint"]), model_version=version, iterations_done=outcome["iterations_done"],
         skipped_nonfinite=outcome["skipped_nonfinite"], final_losses=outcome["final_losses"],
         notes=[spec.init_note] + list(outcome.get("notes", [])), metrics=outcome["metrics"],
         stopped=outcome["stopped"], early_stopped=outcome["early_stopped"], init_source=spec.init_source,
-        parent=spec.parent, details=outcome)
+        parent=spec.parent, details=outcome, activated=activated, activation=reason,
+        skipped_unreadable=list(spec.snapshot.get("skipped_unreadable", [])))

@@ -5,16 +5,22 @@ Symbols: B batch, N instances (non-crowd), M crowd regions, H x W source image, 
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import cv2
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
+from segcore.data.crops import CropPolicy, RecordInstances, crop_sample
 from segcore.data.transforms import (D2_PIXEL_MEAN_RGB, Sample, drop_small_boxes, hflip_sample, pad_images,
                                      resize_sample, resize_short_side, ssd_augment)
 
-__all__ = ["InstanceDataset", "collate", "read_image_rgb", "decode_segmentation"]
+__all__ = ["InstanceDataset", "collate", "read_image_rgb", "decode_segmentation", "decode_cutout"]
+
+#: Decoded images a crop-mode dataset keeps per process (bytes; 256 MB = 85 images of 1000 x 1000).
+IMAGE_CACHE_BYTES = 256 * 2**20
 
 
 def read_image_rgb(path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
@@ -90,6 +96,25 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
     return mask
 
 
+def decode_cutout(segmentation, bbox, height: int, width: int) -> tuple[int, int, np.ndarray]:
+    """An annotation's mask cut to its box: ``(x0, y0, mask [h, w] uint8 {0, 1})`` with the mask's
+    top-left pixel at ``(x0, y0)`` of the image. A polygon is rasterised (pycocotools) in the
+    box's window only, so a small object in a big image costs its own size; an RLE is decoded
+    whole and cut. ``bbox``: COCO XYWH pixels (the window is the box grown by 1 px, clipped).
+
+    Raises:
+        ValueError: unsupported segmentation, or an RLE of another size than the image.
+    """
+    x, y, bw, bh = (float(v) for v in bbox)
+    x0, y0 = max(0, int(np.floor(x)) - 1), max(0, int(np.floor(y)) - 1)
+    x1, y1 = min(width, int(np.ceil(x + bw)) + 1), min(height, int(np.ceil(y + bh)) + 1)
+    if isinstance(segmentation, list) and x1 > x0 and y1 > y0:
+        shifted = [[float(v) - (x0 if k % 2 == 0 else y0) for k, v in enumerate(p)] for p in segmentation]
+        return x0, y0, decode_segmentation(shifted, y1 - y0, x1 - x0)
+    full = decode_segmentation(segmentation, height, width)
+    return x0, y0, np.ascontiguousarray(full[y0:y1, x0:x1]) if x1 > x0 and y1 > y0 else full
+
+
 class InstanceDataset(Dataset):
     """Records -> ``(image, target, record)`` training items.
 
@@ -112,6 +137,14 @@ class InstanceDataset(Dataset):
             ``"input_hw": (h, w)``.
         max_size, train_sizes: for ``"short_side"`` (default ``max_size`` = S * 1333 / 800,
             ``train_sizes`` = (S,)).
+        crop: a :class:`~segcore.data.crops.CropPolicy`: train on ``C x C`` crops of the image
+            scaled by its ``scale`` instead (any input policy; ``augment`` is then the policy's
+            preset: ``augment=False`` turns it off). Masks are decoded once per record and kept
+            as box cut-outs (per DataLoader worker); items are ``[3, C, C]`` and the target has
+            ``"input_hw": (C, C)``.
+        seed: with the epoch and the item index, the seed of the item's augmentation
+            (``numpy.random.default_rng((seed, epoch, item))``): DataLoader workers and this
+            process give the same items.
 
     Items:
         ``image``: ``[3, S, S]`` float32 RGB 0..255; ``target``: ``{"gt_boxes": [N, 4] float32
@@ -125,7 +158,7 @@ class InstanceDataset(Dataset):
 
     def __init__(self, records: list[dict], categories: list[dict], *, input_size: int, augment: bool,
                  min_box_size: float = 4.0, max_aug_tries: int = 10, input_policy: str = "square",
-                 max_size: int | None = None, train_sizes=None):
+                 max_size: int | None = None, train_sizes=None, crop: CropPolicy | None = None, seed: int = 0):
         self.records = list(records)
         self.categories = list(categories)
         self.input_size = int(input_size)
@@ -138,9 +171,22 @@ class InstanceDataset(Dataset):
         self.input_policy = input_policy
         self.max_size = int(max_size) if max_size else int(round(self.input_size * 1333 / 800))
         self.train_sizes = tuple(int(s) for s in train_sizes) if train_sizes else (self.input_size,)
+        if crop is not None and not self.augment and crop.augment is not None:
+            from dataclasses import replace
+
+            crop = replace(crop, augment=None)
+        self.crop = crop
+        self.seed = int(seed)
+        # crop mode: an epoch visits each image about as often as crops tile its scaled area
+        self._item_record = list(range(len(self.records))) if crop is None else [
+            i for i, r in enumerate(self.records)
+            for _ in range(max(1, round(int(r["height"]) * int(r["width"]) * crop.scale ** 2 / crop.size ** 2)))]
+        self._instances: dict[int, RecordInstances] = {}
+        self._images: OrderedDict[int, np.ndarray] = OrderedDict()  # crop mode: decoded images, LRU
 
     def __len__(self) -> int:
-        return len(self.records)
+        """Items per epoch: the records, or in crop mode about ``H W s^2 / C^2`` crops per record."""
+        return len(self._item_record)
 
     def load_sample(self, record: dict) -> Sample:
         """Read the image and decode the annotations of ``record`` at source resolution.
@@ -179,16 +225,53 @@ class InstanceDataset(Dataset):
             is_crowd=np.asarray(crowd, dtype=bool),
         )
 
-    def _rng(self) -> np.random.Generator:
-        # Drawn from torch's RNG: seeded by the trainer, and per worker by the DataLoader.
-        return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+    def record_instances(self, index: int) -> RecordInstances:
+        """The record's instances as box cut-outs, decoded on first use (cached in this process)."""
+        if index not in self._instances:
+            record = self.records[index]
+            h, w = int(record["height"]), int(record["width"])
+            pieces, classes, crowd = [], [], []
+            for ann in record.get("annotations", []):
+                if float(ann["bbox"][2]) <= 0 or float(ann["bbox"][3]) <= 0:
+                    continue
+                is_crowd = bool(ann.get("iscrowd", 0))
+                cid = int(ann["category_id"])
+                if not is_crowd and cid not in self.cat_to_index:
+                    raise ValueError(f"{record['file_name']}: category_id {cid} is not in the categories")
+                try:
+                    pieces.append(decode_cutout(ann["segmentation"], ann["bbox"], h, w))
+                except ValueError as exc:
+                    raise ValueError(f"{record['file_name']}: annotation segmentation: {exc}") from exc
+                classes.append(-1 if is_crowd else self.cat_to_index[cid])
+                crowd.append(is_crowd)
+            self._instances[index] = RecordInstances.from_cutouts(pieces, classes, crowd)
+        return self._instances[index]
 
-    def transform(self, sample: Sample) -> Sample:
-        """Augment (if enabled) and resize ``sample`` to S, then drop small boxes."""
+    def _cached_image(self, index: int) -> np.ndarray:
+        """The record's image, decoded once and kept while the images kept stay under
+        :data:`IMAGE_CACHE_BYTES` (least recently used dropped first): crops revisit images."""
+        if index in self._images:
+            self._images.move_to_end(index)
+            return self._images[index]
+        record = self.records[index]
+        image = read_image_rgb(record["file_name"], (int(record["height"]), int(record["width"])))
+        self._images[index] = image
+        while sum(im.nbytes for im in self._images.values()) > IMAGE_CACHE_BYTES and len(self._images) > 1:
+            self._images.popitem(last=False)
+        return image
+
+    def _rng(self, epoch: int, item: int) -> np.random.Generator:
+        """The item's own generator: a function of (seed, epoch, item) only, so augmentation and
+        crops are the same in this process and in any DataLoader worker (and after a resume)."""
+        return np.random.default_rng((self.seed, int(epoch), int(item)))
+
+    def transform(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        """Augment (if enabled, with ``rng``; default the item 0 generator) and resize ``sample``
+        to S, then drop small boxes."""
         size = self.input_size
+        rng = rng if rng is not None else self._rng(0, 0)
         if self.input_policy == "short_side":
             if self.augment:
-                rng = self._rng()
                 short = int(self.train_sizes[int(rng.integers(len(self.train_sizes)))])
                 out = resize_short_side(sample, short, self.max_size)
                 if rng.integers(2):
@@ -197,7 +280,6 @@ class InstanceDataset(Dataset):
                 out = resize_short_side(sample, size, self.max_size)
             return drop_small_boxes(out, 0.0)
         if self.augment:
-            rng = self._rng()
             had_regular = bool((~sample.is_crowd).any())
             for _ in range(self.max_aug_tries):
                 out = drop_small_boxes(ssd_augment(sample, size, rng), self.min_box_size)
@@ -205,9 +287,18 @@ class InstanceDataset(Dataset):
                     return out
         return drop_small_boxes(resize_sample(sample, size), self.min_box_size)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key):
+        """``key``: an item index, or ``(item, epoch)`` (the trainer's sampler): the augmentation
+        of an item depends on (seed, epoch, item) only."""
+        item, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), 0)
+        index = self._item_record[item]
         record = self.records[index]
-        out = self.transform(self.load_sample(record))
+        rng = self._rng(epoch, item)
+        if self.crop is not None:
+            image = self._cached_image(index)
+            out = drop_small_boxes(crop_sample(image, self.record_instances(index), self.crop, rng), 1.0)
+        else:
+            out = self.transform(self.load_sample(record), rng)
         image = torch.from_numpy(np.ascontiguousarray(out.image.transpose(2, 0, 1), dtype=np.float32))
         regular = ~out.is_crowd
         target = {
@@ -216,7 +307,7 @@ class InstanceDataset(Dataset):
             "gt_masks": torch.from_numpy(np.ascontiguousarray(out.masks[regular], dtype=np.uint8)),
             "gt_crowd_boxes": torch.from_numpy(out.boxes[out.is_crowd].astype(np.float32)).reshape(-1, 4),
         }
-        if self.input_policy == "short_side":
+        if self.input_policy == "short_side" or self.crop is not None:
             target["input_hw"] = (int(image.shape[1]), int(image.shape[2]))
         return image, target, record
 

@@ -43,6 +43,8 @@ __all__ = [
     "hflip_sample",
     "pad_images",
     "D2_PIXEL_MEAN_RGB",
+    "network_input_hw",
+    "MAX_SCALED_SIDE",
 ]
 
 #: ImageNet mean in RGB, 0..255 (official ``MEANS`` is the same in BGR order).
@@ -295,6 +297,24 @@ def short_side_size(height: int, width: int, short: int, max_size: int) -> tuple
     if max(height, width) * scale > max_size:
         scale = max_size / max(height, width)
     return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+#: Longest side of an image used at a data-driven input scale (``ModelInfo.input_scale``): bigger
+#: inputs are shrunk to it (a 9000 px photo at scale 1 would not fit a laptop's memory).
+MAX_SCALED_SIDE = 4096
+
+
+def network_input_hw(info, height: int, width: int) -> tuple[int, int]:
+    """``(h, w)`` an image of ``height x width`` is resized to for a model (its ``ModelInfo``),
+    before padding: ``input_scale`` > 0: ``round(side x s)``, the long side at most
+    :data:`MAX_SCALED_SIDE`; ``"short_side"``: :func:`short_side_size` with S and ``max_size``;
+    ``"square"``: ``(S, S)``."""
+    if info.input_scale > 0:
+        scale = min(float(info.input_scale), MAX_SCALED_SIDE / max(height, width))
+        return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    if info.input_policy == "short_side":
+        return short_side_size(height, width, info.input_size, info.max_size or info.input_size)
+    return info.input_size, info.input_size
 
 
 def resize_short_side(sample: Sample, short: int, max_size: int) -> Sample:

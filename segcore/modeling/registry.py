@@ -34,7 +34,7 @@ from torch import nn
 
 __all__ = ["ARCHITECTURES", "register", "build_model", "list_architectures", "ModelInfo", "Family", "FAMILIES",
            "register_family", "family_of", "family_of_arch", "Licence", "OfficialWeights", "LatencyTarget",
-           "ImagenetBackbone", "OnnxSupport", "BoxPromptSupport", "InputPolicy"]
+           "ImagenetBackbone", "OnnxSupport", "BoxPromptSupport", "InputPolicy", "arch_info"]
 
 InputPolicy = Literal["square", "short_side"]
 
@@ -61,6 +61,12 @@ class ModelInfo:
         size_divisibility: padding multiple of ``"short_side"`` (32; 0 for ``"square"``).
         sync_bn: the official configuration trains with SyncBN (the engine converts BatchNorm to
             ``nn.SyncBatchNorm`` when several CUDA processes train).
+        input_scale: s > 0: images are used at s x their own size (image pixels x s, long side
+            capped at ``max_size`` when set; padded to ``size_divisibility``) instead of the input
+            policy's S; chosen from the data (``segcore.data.recipe``) for small objects.
+            0: the input policy as it is.
+        max_detections: detections kept per image (0: the family's default); set with
+            ``build_model(..., max_detections=N)``.
     """
 
     arch: str
@@ -73,6 +79,8 @@ class ModelInfo:
     train_sizes: tuple[int, ...] = ()
     size_divisibility: int = 0
     sync_bn: bool = False
+    input_scale: float = 0.0
+    max_detections: int = 0
 
     def __post_init__(self):
         if self.input_policy not in ("square", "short_side"):
@@ -182,6 +190,11 @@ class Family:
         bench_archs: architectures ``segcore.bench`` measures by default.
         latency_target: ``latency_target(arch) -> LatencyTarget | None`` (CPU, vs Mask R-CNN).
         gpu_fps_targets: ``{arch: frames per second}`` at batch 1 end to end.
+        set_max_detections: ``set_max_detections(model, n)``: keep up to ``n`` detections per
+            image (the caps before and after NMS that would otherwise cut below ``n``); used by
+            :func:`build_model` ``max_detections``.
+        describe: ``describe(arch) -> str``: one line for people choosing an architecture
+            (family, speed class, what it suits).
     """
 
     name: str
@@ -198,6 +211,8 @@ class Family:
     bench_archs: tuple[str, ...] = ()
     latency_target: Callable[[str], LatencyTarget | None] = lambda arch: None
     gpu_fps_targets: Mapping[str, float] = field(default_factory=dict)
+    set_max_detections: Callable[[nn.Module, int], None] | None = None
+    describe: Callable[[str], str] = lambda arch: ""
 
 
 FAMILIES: dict[str, Family] = {}
@@ -233,21 +248,31 @@ def list_architectures() -> list[str]:
     return sorted(ARCHITECTURES)
 
 
-def build_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
+def build_model(name: str, *, num_classes: int, input_scale: float | None = None,
+                max_detections: int | None = None, **kwargs) -> nn.Module:
     """Build a registered architecture (random init unless the kwargs say otherwise).
 
     Args:
         name: registered architecture name (:func:`list_architectures`).
         num_classes: K, number of object classes (no background).
+        input_scale: s > 0 uses images at s x their size (:class:`ModelInfo`); None / 0: the
+            input policy.
+        max_detections: detections per image (``Family.set_max_detections``); None: the default.
         **kwargs: builder overrides (``input_size``, ...).
+
+    Both extras are kept in ``model.info`` and in its ``arch_kwargs``, so a checkpoint rebuilds
+    the same model.
 
     Returns:
         The model, in training mode, with ``model.info`` (:class:`ModelInfo`).
 
     Raises:
-        ValueError: unknown ``name`` (the message lists the known names), ``num_classes < 1``, or
-            a builder that did not set ``model.info``.
+        ValueError: unknown ``name`` (the message lists the known names), ``num_classes < 1``, a
+            builder that did not set ``model.info``, a negative scale, or ``max_detections`` for a
+            family that cannot change it.
     """
+    import dataclasses
+
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(list_architectures())}")
     if int(num_classes) < 1:
@@ -256,7 +281,32 @@ def build_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
     info = getattr(model, "info", None)
     if not isinstance(info, ModelInfo) or info.arch != name or info.family != _ARCH_FAMILY[name]:
         raise ValueError(f"builder of {name!r} did not set model.info = ModelInfo(arch={name!r}, ...)")
+    extra: dict[str, Any] = {}
+    if input_scale:
+        if float(input_scale) < 0:
+            raise ValueError(f"{name}: input_scale must be > 0, got {input_scale}")
+        if info.input_policy != "short_side":
+            raise ValueError(f"{name}: a {info.input_policy} input cannot take an input scale (its priors are laid "
+                             "out for S x S); use an architecture with a short-side input")
+        extra["input_scale"] = float(input_scale)
+    if max_detections:
+        setter = FAMILIES[info.family].set_max_detections
+        if setter is None:
+            raise ValueError(f"{name}: the {info.family} family cannot change its detections per image")
+        setter(model, int(max_detections))
+        extra["max_detections"] = int(max_detections)
+    if extra:
+        model.info = dataclasses.replace(info, arch_kwargs={**info.arch_kwargs, **extra}, **extra)
     return model
+
+
+def arch_info(name: str, **kwargs) -> ModelInfo:
+    """The :class:`ModelInfo` ``build_model(name, num_classes=1, **kwargs)`` would have, built on
+    the ``meta`` device (no memory, no weights): for planning before a model exists."""
+    import torch
+
+    with torch.device("meta"):
+        return build_model(name, num_classes=1, **kwargs).info
 
 
 def family_of_arch(arch: str) -> Family:

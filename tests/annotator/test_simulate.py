@@ -63,13 +63,19 @@ def test_simulate_two_rounds_cli(tmp_path, coco_tiny, capsys):
     out = tmp_path / "out"
     assert main(["simulate", "--coco", str(tmp_path / "gt.json"), "--images", str(images), "--arch", "yolact_tiny",
                  "--rounds", "2", "--per-round", "3", "--device", "cpu", "--out", str(out), "--iterations", "4",
-                 "--input-size", "96", "--batch-size", "2"]) == 0
+                 "--input-size", "96", "--batch-size", "2", "--eval-remaining", "--cost-draw", "60"]) == 0
     printed = capsys.readouterr().out
-    assert "accepted%" in printed and "segm AP rest" in printed
+    assert "accepted%" in printed and "est. min/img" in printed
     rows = list(csv.DictReader(open(out / "rounds.csv")))
     assert [int(r["round"]) for r in rows] == [1, 2] and [int(r["images_labeled"]) for r in rows] == [3, 6]
     assert "accepted_without_edit_pct" in rows[0]
     assert float(rows[0]["accepted_without_edit_pct"]) == 0.0 and int(rows[0]["drawn"]) == int(rows[0]["gt_instances"])
+    # round 1 draws everything: 60 s (the --cost-draw given) per instance
+    assert float(rows[0]["est_seconds_per_image"]) == pytest.approx(60 * int(rows[0]["gt_instances"]) / 3, abs=0.1)
+    r2 = rows[1]
+    assert float(r2["est_seconds_per_image"]) == pytest.approx(
+        (60 * int(r2["drawn"]) + 15 * int(r2["fixed"]) + int(r2["accepted_without_edit"]) + 2 * int(r2["deleted"])) / 3,
+        abs=0.1)
     assert [int(r["model_version"]) for r in rows] == [1, 2] and int(rows[1]["remaining_images"]) == 2
     png = (out / "rounds.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -90,4 +96,3 @@ def test_simulate_two_rounds_cli(tmp_path, coco_tiny, capsys):
     predictor = Predictor.from_checkpoint(v2, device="cpu")
     again = evaluate_predictions(predictor, remaining, predictor.categories)
     assert float(rows[1]["segm_AP_remaining"]) == pytest.approx(again["segm"]["AP"], abs=1e-4)
-    assert float(rows[1]["bbox_AP_remaining"]) == pytest.approx(again["bbox"]["AP"], abs=1e-4)

@@ -35,8 +35,23 @@ def _loss(model: nn.Module):
 def _postprocess(model: nn.Module):
     from .postprocess import blendmask_postprocess
 
+    cap = model.info.max_detections or 100   # AdelaiDet POST_NMS_TOPK_TEST 100
     return functools.partial(blendmask_postprocess, thresh_with_ctr=model.thresh_with_ctr,
-                             bottom_resolution=model.bottom_resolution)
+                             bottom_resolution=model.bottom_resolution, max_detections=cap,
+                             pre_nms_topk=max(1000, cap))
+
+
+def _set_max_detections(model: nn.Module, n: int) -> None:
+    """Nothing to set on the model: the post-processing reads ``model.info.max_detections``
+    (``build_model`` records it) for its cap and the per-level candidates before NMS."""
+
+
+def _describe(arch: str) -> str:
+    if arch == "blendmask_tiny":
+        return "BlendMask, small: fast on a CPU, masks blended from shared bases: objects of any size"
+    if "rt" in arch:
+        return "BlendMask-RT, ResNet-50 at 512 px: real time on a GPU, everyday objects"
+    return "BlendMask, ResNet-FPN at 550-800 px: accurate masks on a GPU, slow on a CPU"
 
 
 def _import_weights(state_dict: dict, arch: str, *, source):
@@ -71,6 +86,8 @@ BLENDMASK_FAMILY = register_family(Family(
     import_weights=_import_weights,
     imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, takes_locations=True),
+    set_max_detections=_set_max_detections,
+    describe=_describe,
     latency_target=lambda arch: LatencyTarget("<=", 0.8, "<= 0.8 (paper)",
                                               "BlendMask <= 0.8 of Mask R-CNN latency (paper figure)"),
 ))

@@ -62,6 +62,22 @@ def _box_prompt(model: nn.Module, outputs: dict, boxes, image_hw, input_hw, *, c
     return {"masks": res["masks"], "classes": res["classes"], "scores": res["scores"]}
 
 
+def _set_max_detections(model: nn.Module, n: int) -> None:
+    """Keep ``n`` detections: the final cap and the per-level FCOS candidates before NMS."""
+    model.max_detections = int(n)
+    model.pre_nms_topk = max(int(model.pre_nms_topk), int(n))
+
+
+def _describe(arch: str) -> str:
+    if arch == "centermask_tiny":
+        return ("CenterMask, small VoVNet: fast on a CPU, a 28 x 28 mask per box (SAG-Mask): small and dense "
+                "objects (cells, parts)")
+    if "lite" in arch:
+        return f"CenterMask-Lite, VoVNetV2-{arch[-2:]}: fast on a GPU, good masks for objects of any size"
+    backbone = "ResNet-50" if arch.endswith("r50") else f"VoVNetV2-{arch[-2:]}"
+    return f"CenterMask, {backbone}-FPN at 800 px: most accurate masks on a GPU, slow on a CPU"
+
+
 def _latency_target(arch: str) -> LatencyTarget | None:
     if arch == "centermask_lite_v19":
         return LatencyTarget("<", 0.5, "< 1/2", "CenterMask-Lite V-19 < 1/2 of Mask R-CNN latency")
@@ -80,4 +96,6 @@ CENTERMASK_FAMILY = register_family(Family(
     imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, has_scores=lambda model: model.roi_heads.maskiou_head is not None),
     latency_target=_latency_target,
+    set_max_detections=_set_max_detections,
+    describe=_describe,
 ))

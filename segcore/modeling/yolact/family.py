@@ -99,6 +99,21 @@ def _onnx_runner(path, **options):
     return OnnxYolact(path, **options)
 
 
+def _set_max_detections(model: nn.Module, n: int) -> None:
+    """Keep ``n`` detections: the final cap and the per-class candidates before Fast NMS."""
+    model.max_detections = int(n)
+    model.top_k = max(int(model.top_k), int(n))
+
+
+def _describe(arch: str) -> str:
+    if "tiny" in arch:
+        return "YOLACT, small ResNet-18-style: fast on a CPU, one mask per detection from shared prototypes"
+    plus = "YOLACT++ (deformable convs, mask re-scoring)" if "plus" in arch else "YOLACT"
+    backbone = "ResNet-101" if "r101" in arch else "DarkNet-53" if "darknet" in arch else "ResNet-50"
+    size = "700" if "700" in arch else "550"
+    return f"{plus}, {backbone}-FPN at {size} px: real time on a GPU, photos of everyday objects (COCO)"
+
+
 def _latency_target(arch: str) -> LatencyTarget:
     return LatencyTarget("<=", 1.0 / 3.0, "<= 1/3", "YOLACT <= 1/3 of Mask R-CNN latency")
 
@@ -119,4 +134,6 @@ YOLACT_FAMILY = register_family(Family(
     bench_archs=("yolact_r50_550", "yolact_plus_r50_550"),
     latency_target=_latency_target,
     gpu_fps_targets={"yolact_r101_550": 150.0},
+    set_max_detections=_set_max_detections,
+    describe=_describe,
 ))
