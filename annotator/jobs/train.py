@@ -54,6 +54,8 @@ Defaults for small data, chosen so a user tunes nothing (documented in README "T
 
 Weights to start from, in order (the job logs which): ``resume`` (a run folder or checkpoint:
 continue it), ``--init CKPT|VERSION``, the project's active model version (same architecture),
+else its newest version of that architecture (each round continues the previous one, also when
+that one was not made active),
 ImageNet backbone weights found offline (nothing is downloaded): for YOLACT the torchvision
 ResNet in the torch hub cache (``~/.cache/torch/hub/checkpoints``); for the detectron2-style
 BlendMask / CenterMask ResNets detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` in
@@ -378,10 +380,10 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
             init_path, source = Path(init), "checkpoint"
         if not init_path.is_file():
             raise AnnotatorError(f"--init: checkpoint not found: {init_path}")
-    elif active is not None and project.model_version(active).arch == arch \
-            and Path(project.model_version(active).checkpoint_path).is_file():
-        parent, source = active, "version"
-        init_path = Path(project.model_version(active).checkpoint_path)
+    elif (start := _start_version(project, arch, active if use_active_version else None,
+                                  use_newest=use_active_version)) is not None:
+        parent, source = start, "version"
+        init_path = Path(project.model_version(start).checkpoint_path)
     else:
         backbone = find_imagenet_backbone(arch)
         source = "imagenet" if backbone is not None else "random"
@@ -439,6 +441,20 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
     log(f"training {arch} on {len(train_records)} images (+{len(val_records)} validation) / "
         f"{len(categories)} categories, {schedule}, batch {batch_size}, lr {lr:g}, device {dev}")
     return spec
+
+
+def _start_version(project, arch: str, active: Optional[int], *, use_newest: bool) -> Optional[int]:
+    """The version a run of ``arch`` continues from: the active version when it is ``arch``, else
+    the newest ``arch`` version (one that did not earn activation still holds its training), else
+    None. Versions whose checkpoint file is gone do not count."""
+    candidates = [active] if active is not None else []
+    if use_newest:
+        candidates += [v.id for v in sorted(project.model_versions(), key=lambda v: -v.id)]
+    for vid in candidates:
+        mv = project.model_version(vid)
+        if mv.arch == arch and Path(mv.checkpoint_path).is_file():
+            return int(vid)
+    return None
 
 
 #: Upper bound of a time-boxed run's iterations (the budget lays out the real number).
@@ -646,12 +662,17 @@ def register_train_result(project, spec: TrainSpec, outcome: dict) -> tuple[int,
         except AnnotatorError:  # the parent was deleted meanwhile
             parent = None
     activate, reason = should_activate(project, metrics, parent)
+    before = project.active_model_version()
     with project.transaction():
         version = project.register_model_version(arch=spec.arch, checkpoint=Path(outcome["checkpoint"]),
                                                  categories=spec.categories, parent=parent, metrics=metrics,
                                                  data_snapshot=dict(snapshot, activation=reason))
         if activate:
             project.set_active_model_version(version)
+        elif before is not None:   # pinned: "the newest version" would now be this one
+            project.set_active_model_version(before)
+        else:
+            project.set_no_active_model_version()
     return version, activate, reason
 
 

@@ -59,7 +59,8 @@ def _child_main(project_path: str, kwargs: dict, q, stop_event, num_threads: Opt
                "iterations_done": res.iterations_done, "stopped": res.stopped, "early_stopped": res.early_stopped,
                "metrics": res.metrics, "init_source": res.init_source, "parent": res.parent,
                "skipped_nonfinite": res.skipped_nonfinite, "final_losses": res.final_losses,
-               "notes": list(res.notes)})
+               "notes": list(res.notes), "activated": res.activated, "activation": res.activation,
+               "skipped_unreadable": list(res.skipped_unreadable)})
     except BaseException as exc:  # report everything, including AnnotatorError and MemoryError
         q.put({"type": "error", "message": f"{exc.__class__.__name__}: {exc}", "traceback": traceback.format_exc()})
     finally:

@@ -95,9 +95,12 @@ class ModelsMixin:
     # ----------------------------------------------------------------- active version
     def active_model_version(self) -> Optional[int]:
         """The model version new training starts from and pre-labelling uses by default:
-        ``meta.active_model_version`` when set (and still registered), else the newest version,
-        else None."""
+        ``meta.active_model_version`` when set (and still registered; ``0`` means "none on
+        purpose": the versions there did not earn it, :meth:`set_no_active_model_version`), else
+        the newest version, else None."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'active_model_version'").fetchone()
+        if row is not None and int(row[0]) == 0:
+            return None
         if row is not None and self._conn.execute("SELECT 1 FROM model_versions WHERE id = ?",
                                                   (int(row[0]),)).fetchone():
             return int(row[0])
@@ -113,6 +116,11 @@ class ModelsMixin:
             self.model_version(int(version))
             self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('active_model_version', ?)",
                                (str(int(version)),))
+
+    def set_no_active_model_version(self) -> None:
+        """No version is active, on purpose (the registered ones are offered, not used by default)."""
+        with self.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('active_model_version', '0')")
 
     def delete_model_version(self, version: int, *, delete_checkpoint: bool = False) -> None:
         """Unregister a model version (children keep their row, ``parent`` becomes NULL; predictions

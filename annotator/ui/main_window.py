@@ -156,7 +156,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.cancel_button = QPushButton("Cancel", toolTip="Cancel pre-label (Esc)")
         self.cancel_button.clicked.connect(self.cancel_prelabel)
         self.statusBar().addWidget(self.status_label, 1)
-        self.model_label, self.device_label = QLabel("Model: latest version"), QLabel("Device: ...")
+        self.model_label, self.device_label = QLabel("Model: active version"), QLabel("Device: ...")
         self.device_label.setToolTip("Device the model runs on (pre-label uses device=auto)")
 
         def show_device(text: str) -> None:

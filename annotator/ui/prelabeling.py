@@ -58,7 +58,7 @@ class PrelabelMixin:
     def prelabel(self, image_ids: list[int] | None, *, only_unreviewed: bool = True) -> bool:
         """Start a background pre-label job; ``False`` if not started (busy, no model, error).
 
-        Without a chosen model: the project's latest model version, else ask for a checkpoint.
+        Without a chosen model: the project's active model version, else ask for a checkpoint.
         """
         if self.project is None:
             raise Refusal("no project open: open a folder or project first")

@@ -36,22 +36,67 @@ from annotator.errors import AnnotatorError
 from annotator.ui import dialogs
 
 POLL_MS = 100
+#: The Train dialog's default time budget on a machine without a GPU (minutes).
+CPU_BUDGET_MIN = 5.0
+#: (text, ``augment`` value of the train job, tooltip) of the "Images are" choice.
+AUGMENT_CHOICES = (
+    ("photos (flips left / right, colour, scale)", "photo",
+     "Pictures with an up and a down: mirrored left / right, colour and scale jitter"),
+    ("top-down (also rotated, flipped up / down)", "topdown",
+     "Microscopy, aerial, documents, parts on a table: no up or down, so flips both ways and 90-degree rotations "
+     "too"),
+    ("no augmentation", None, "Train on the images as they are"),
+)
+
+
+def machine_device() -> str:
+    """``"cuda"`` when a GPU is usable here, else ``"cpu"``."""
+    from segcore.device import resolve_device
+
+    return resolve_device("auto").type
+
+
+def machine_default_architecture() -> str:
+    """The architecture the Train dialog proposes without a model version: the train job's default
+    for this machine (:func:`annotator.jobs.train.default_architecture`)."""
+    from annotator.jobs.train import default_architecture
+
+    return default_architecture(machine_device())
+
+
+def fill_architectures(combo: QComboBox) -> None:
+    """The architectures grouped by family (a disabled header row per family), each with its
+    one-line description (``Family.describe``) as tooltip; item data = the architecture name."""
+    from segcore.modeling import FAMILIES, family_of_arch, list_architectures
+
+    by_family: dict[str, list[str]] = {}
+    for arch in list_architectures():
+        by_family.setdefault(family_of_arch(arch).name, []).append(arch)
+    for name, archs in by_family.items():
+        combo.addItem(f"-- {name} --")
+        header = combo.model().item(combo.count() - 1)
+        header.setEnabled(False)
+        for arch in archs:
+            combo.addItem(f"  {arch}", arch)
+            combo.setItemData(combo.count() - 1, FAMILIES[name].describe(arch), Qt.ToolTipRole)
 LOSS_COLOR, SEGM_COLOR, BBOX_COLOR = QColor(40, 90, 200), QColor(210, 60, 40), QColor(40, 150, 70)
 
 
 def start_weights_text(project, arch: str) -> str:
     """What a run of ``arch`` on ``project`` starts from, in the order of ``prepare_train_job``
     (no ``--init`` / resume from the GUI). Reads the project only; writes nothing."""
-    from annotator.jobs.train import find_imagenet_backbone
+    from annotator.jobs.train import _start_version, find_imagenet_backbone
 
-    active = project.active_model_version() if project is not None else None
-    if active is not None:
+    start = None
+    if project is not None:
         try:
-            mv = project.model_version(active)
+            start = _start_version(project, arch, project.active_model_version(), use_newest=True)
         except AnnotatorError:
-            mv = None
-        if mv is not None and mv.arch == arch and Path(mv.checkpoint).is_file():
-            return f"current model version v{active} ({Path(mv.checkpoint).name})"
+            start = None
+    if start is not None:
+        mv = project.model_version(start)
+        which = "current model version" if start == project.active_model_version() else "newest model version"
+        return f"{which} v{start} ({Path(mv.checkpoint).name})"
     backbone = find_imagenet_backbone(arch)
     if backbone is not None:
         return f"ImageNet backbone weights found offline ({backbone.name}); rest random init"
@@ -206,7 +251,7 @@ class ModelManager(QWidget):
             dialogs.show_error(self, str(exc))
         if self.window.model_choice == version:
             self.window.model_choice = None
-            self.window.model_label.setText("Model: latest version")
+            self.window.model_label.setText("Model: active version")
         self.refresh()
         self.changed.emit()
 
@@ -241,15 +286,23 @@ class TrainingDialog(QDialog):
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
 
-        from segcore.modeling import DEFAULT_ARCHITECTURE, list_architectures
-
         self.arch_combo = QComboBox()
-        self.arch_combo.addItems(list_architectures())
-        if self.arch_combo.findText(DEFAULT_ARCHITECTURE) >= 0:  # without a model version
-            self.arch_combo.setCurrentText(DEFAULT_ARCHITECTURE)
+        fill_architectures(self.arch_combo)
+        self.arch_combo.setCurrentIndex(self.arch_combo.findData(machine_default_architecture()))
+        self.arch_help = QLabel()
+        self.arch_help.setWordWrap(True)
         self.weights_label = QLabel()
         self.weights_label.setWordWrap(True)
-        self.arch_combo.currentTextChanged.connect(lambda _: self.refresh_plan())
+        self.arch_combo.currentIndexChanged.connect(lambda _: self.refresh_plan())
+        self.budget = QDoubleSpinBox(minimum=0.0, maximum=10_000.0, decimals=1, singleStep=1.0, suffix=" min",
+                                     specialValueText="none: iterations")
+        self.budget.setValue(CPU_BUDGET_MIN if machine_device() == "cpu" else 0.0)
+        self.budget.setToolTip("Training time: iterations, warmup and learning-rate steps are laid out from the "
+                               "speed measured in the first steps (0: a number of iterations instead)")
+        self.augment = QComboBox()
+        for text, value, tip in AUGMENT_CHOICES:
+            self.augment.addItem(text, value)
+            self.augment.setItemData(self.augment.count() - 1, tip, Qt.ToolTipRole)
 
         self.input_size = QSpinBox(minimum=0, maximum=4096, singleStep=32, specialValueText="default")
         self.iterations = QSpinBox(minimum=0, maximum=1_000_000, singleStep=100,
@@ -289,6 +342,9 @@ class TrainingDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Architecture", self.arch_combo)
+        form.addRow("", self.arch_help)
+        form.addRow("Time budget", self.budget)
+        form.addRow("Images are", self.augment)
         form.addRow("Starts from", self.weights_label)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.cancel_button, self.prelabel_button):
@@ -319,16 +375,17 @@ class TrainingDialog(QDialog):
         if active is not None and self.state == "idle":
             try:
                 arch = project.model_version(active).arch
-                if self.arch_combo.findText(arch) >= 0:
-                    self.arch_combo.setCurrentText(arch)
+                if self.arch_combo.findData(arch) >= 0:
+                    self.arch_combo.setCurrentIndex(self.arch_combo.findData(arch))
             except AnnotatorError:
                 pass
         self.models.refresh()
         self.refresh_plan()
 
     def refresh_plan(self) -> None:
-        arch = self.arch_combo.currentText()
+        arch = self.arch_combo.currentData() or self.arch_combo.currentText()
         self.advanced_arch.setText(arch)
+        self.arch_help.setText(self.arch_combo.currentData(Qt.ToolTipRole) or "")
         try:
             text = start_weights_text(self.window.project, arch)
         except AnnotatorError as exc:
@@ -353,11 +410,14 @@ class TrainingDialog(QDialog):
 
     def train_kwargs(self) -> dict:
         """Keyword arguments of ``run_train_job`` from the form (0 / auto = default)."""
-        kw: dict = {"arch": self.arch_combo.currentText(), "device": self.device.currentText()}
+        kw: dict = {"arch": self.arch_combo.currentData(), "device": self.device.currentText(),
+                    "augment": self.augment.currentData()}
         for key, widget in (("input_size", self.input_size), ("iterations", self.iterations),
-                            ("batch_size", self.batch_size), ("lr", self.lr)):
+                            ("batch_size", self.batch_size), ("lr", self.lr), ("max_minutes", self.budget)):
             if widget.value() > 0:
                 kw[key] = widget.value()
+        if "iterations" in kw:
+            kw.pop("max_minutes", None)   # an explicit iteration count wins over the budget
         return kw
 
     # ---------------------------------------------------------------- run
@@ -387,7 +447,7 @@ class TrainingDialog(QDialog):
             self._fail(f"cannot start the training process: {exc}")
             return False
         self.state = "running"
-        self.status_label.setText(f"Training {self.arch_combo.currentText()}: starting...")
+        self.status_label.setText(f"Training {self.arch_combo.currentData()}: starting...")
         self.window.status_label.setText("Training...")
         self._update_buttons()
         self.timer.start()
@@ -448,9 +508,12 @@ class TrainingDialog(QDialog):
         m = msg.get("metrics") or {}
         ap = f", validation segm AP {_ap(m.get('segm'))}, bbox AP {_ap(m.get('bbox'))}" if m else ""
         text = f"Model version v{version} registered ({how} after {msg.get('iterations_done')} iterations{ap})"
+        if msg.get("activation"):
+            text += f"; {msg['activation']}"
         self.status_label.setText(text)
         self.log_view.appendPlainText(text)
-        if self.window.project is not None and str(self.window.project.db_path) == self.run_project:
+        same = self.window.project is not None and str(self.window.project.db_path) == self.run_project
+        if same and msg.get("activated", True):
             self.window.set_model(version)   # (another project opened meanwhile: leave its model alone)
         self.window.status_label.setText(text)
         self.refresh()

@@ -42,14 +42,14 @@ class PrelabelJob:
 
 def resolve_model(project, choice: int | str | None) -> tuple[str, int | None] | None:
     """``choice`` (a model version id, a checkpoint path or ``None``) -> ``(checkpoint path,
-    model_version id | None)``. ``None`` picks the project's latest model version, or returns
-    ``None`` if it has none. Raises ``AnnotatorError`` for an unknown version or missing file.
+    model_version id | None)``. ``None`` picks the project's active model version (a version
+    that did not earn it is only used when chosen), or returns ``None`` if there is none. Raises
+    ``AnnotatorError`` for an unknown version or missing file.
     """
     if choice is None:
-        versions = list(project.model_versions())
-        if not versions:
+        choice = project.active_model_version()
+        if choice is None:
             return None
-        choice = int(max(versions, key=lambda v: int(v.id)).id)
     if isinstance(choice, int):
         version = project.model_version(choice)  # AnnotatorError when unknown
         path = Path(str(version.checkpoint))

@@ -18,12 +18,12 @@ from annotator.ui.training import LOSS_COLOR, SEGM_COLOR, CurveWidget, TrainingD
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 60_000
-N_GT, N_EXTRA = 5, 1
+N_GT, N_EXTRA = 10, 1   # 10 labelled images: enough for a validation split (MIN_VALIDATION_IMAGES)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, coco_tiny) -> Path:
-    """base/images: 6 coco-tiny val images; base/proj: ground truth accepted on the first 5."""
+    """base/images: 11 coco-tiny val images; base/proj: ground truth accepted on the first 10."""
     root = tmp_path_factory.mktemp("train_gui")
     images = root / "images"
     images.mkdir()
@@ -65,7 +65,7 @@ def _open_dialog(win: MainWindow) -> TrainingDialog:
     dlg = win.training_dialog
     assert isinstance(dlg, TrainingDialog) and dlg.isVisible() and dlg.state == "idle"
     dlg.num_threads = 1
-    dlg.arch_combo.setCurrentText("yolact_tiny")
+    dlg.arch_combo.setCurrentIndex(dlg.arch_combo.findData("yolact_tiny"))
     dlg.advanced.setChecked(True)
     dlg.input_size.setValue(96)
     dlg.iterations.setValue(400)
@@ -80,7 +80,8 @@ def test_train_cancel_registers_best_and_prelabels(qtbot, base, tmp_path, errors
     dlg = _open_dialog(win)
     assert "random init" in dlg.weights_label.text() or "ImageNet" in dlg.weights_label.text()
     assert dlg.train_kwargs() == {"arch": "yolact_tiny", "device": "cpu", "input_size": 96, "iterations": 400,
-                                  "batch_size": 2}
+                                  "batch_size": 2, "augment": "photo"}   # iterations given: no time budget
+    assert "YOLACT" in dlg.arch_help.text()                                # the one-line description
     assert dlg.models.table.rowCount() == 0
 
     dlg.start_button.click()
@@ -99,23 +100,27 @@ def test_train_cancel_registers_best_and_prelabels(qtbot, base, tmp_path, errors
     assert not dlg.cancel_button.isEnabled()
     assert msg["stopped"] and msg["iterations_done"] < 400 and Path(msg["checkpoint"]).is_file()
     versions = win.project.model_versions()
-    assert [v.id for v in versions] == [msg["model_version"]] and win.project.active_model_version() == versions[0].id
+    assert [v.id for v in versions] == [msg["model_version"]]
     assert versions[0].metrics["stopped"] and "segm" in versions[0].metrics   # best checkpoint, evaluated
     assert Path(versions[0].checkpoint).name == "model_best.pth"
     assert dlg.curve.val_points or versions[0].metrics["segm"] is not None
-    assert win.model_choice == versions[0].id
+    # a model that only helps: a first version with validation AP at 0 after a few iterations is
+    # registered and offered, not made active, and the dialog says why
+    assert versions[0].metrics["segm"]["AP"] <= 0.01
+    assert win.project.active_model_version() is None and win.model_choice is None
+    assert not msg["activated"] and "not made active" in dlg.status_label.text()
     assert dlg.models.table.rowCount() == 1 and dlg.models.table.item(0, 0).text().startswith("v1")
-    assert "current model version v1" in dlg.weights_label.text()   # the next run starts from v1
     assert dlg.prelabel_button.isVisible() and dlg.prelabel_button.text() == "Pre-label unreviewed with v1"
 
     with qtbot.waitSignal(win.prelabel_finished, timeout=TIMEOUT_MS) as pre:
         dlg.prelabel_button.click()
     assert errors == [] and pre.args[0].images == N_EXTRA
 
-    # model manager: set active, delete (file inside the project goes too)
+    # model manager: set active (the person's choice), delete (file inside the project goes too)
     dlg.models.select_version(versions[0].id)
     dlg.models.set_active_selected()
-    assert win.project.active_model_version() == versions[0].id
+    assert win.project.active_model_version() == versions[0].id and win.model_choice == versions[0].id
+    assert "current model version v1" in dlg.weights_label.text()   # the next run starts from v1
     dlg.models.delete_selected(confirm=False)
     assert win.project.model_versions() == [] and not Path(versions[0].checkpoint).exists()
     assert dlg.models.table.rowCount() == 0
