@@ -249,7 +249,7 @@ def cmd_prelabel(args) -> int:
             bar.close()
         project.close()
     print(f"pre-labelled {summary.images} images: {summary.instances} predictions stored, "
-          f"{summary.skipped} images skipped (reviewed){', stopped early' if summary.stopped else ''}"
+          f"{summary.skipped} images skipped (in progress or done){', stopped early' if summary.stopped else ''}"
           + (f", {len(summary.unreadable)} unreadable" if summary.unreadable else ""))
     return _report_skipped(summary.unreadable)
 

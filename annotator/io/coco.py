@@ -271,7 +271,7 @@ def export_coco(project, out_path: Path, *, include: str = "accepted") -> dict:
 
     ``include``: ``"accepted"`` (accepted + edited), ``"human"`` (source human, not rejected) or
     ``"all"`` (every annotation but rejected ones, predictions included with a ``score``).
-    Images exported: those with a selected annotation, plus reviewed images (negatives).
+    Images exported: those with a selected annotation, plus images marked done (negatives).
     Image ids: the imported COCO id, else the project id; ``file_name`` relative to the
     images' deepest common folder (returned as ``image_root``). Segmentation: the original
     polygon when kept, else RLE with counts str; bbox (XYWH) and area as stored.
@@ -290,7 +290,7 @@ def export_coco(project, out_path: Path, *, include: str = "accepted") -> dict:
         raise AnnotatorError(f"{out_path}: include: {include!r} is not one of {sorted(INCLUDE)}")
     states, sources = INCLUDE[include]
     with_anns = project.annotated_image_ids(review_states=states, sources=sources)
-    images = [im for im in project.images() if im.id in with_anns or im.state == "reviewed"]
+    images = [im for im in project.images() if im.id in with_anns or im.done]
     images, skipped = readable_images(project, images)
     keep = {im.id for im in images}
     ids = _coco_image_ids(project)

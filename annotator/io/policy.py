@@ -164,7 +164,7 @@ def polygon_parts(ann) -> tuple[list[list[float]], int]:
 # ----------------------------------------------------------------------------- export side
 def export_selection(project, include: str, report: Optional[FormatReport] = None):
     """``(images, annotations by image, categories)`` exported with ``include`` (the
-    :func:`annotator.io.coco.export_coco` rule: images with a selected annotation plus reviewed
+    :func:`annotator.io.coco.export_coco` rule: images with a selected annotation plus done
     images; annotations in drawing order, read per image: :class:`AnnotationsByImage`). Images
     whose file cannot be read are left out and listed in ``report.skipped``."""
     from annotator.io.coco import INCLUDE
@@ -173,7 +173,7 @@ def export_selection(project, include: str, report: Optional[FormatReport] = Non
         raise AnnotatorError(f"include: {include!r} is not one of {sorted(INCLUDE)}")
     states, sources = INCLUDE[include]
     with_anns = project.annotated_image_ids(review_states=states, sources=sources)
-    images = [im for im in project.images() if im.id in with_anns or im.state == "reviewed"]
+    images = [im for im in project.images() if im.id in with_anns or im.done]
     images, skipped = readable_images(project, images)
     if report is not None:
         report.skipped += skipped

@@ -30,6 +30,7 @@ import numpy as np
 from annotator import masks
 from annotator.errors import AnnotatorError
 from annotator.project.images import load_rgb
+from annotator.project.records import REVIEWED_STATES
 
 __all__ = ["PrelabelSummary", "prelabel", "category_mapping", "default_batch_size", "CUDA_BATCH_SIZE",
            "MAX_BATCH_PIXELS"]
@@ -44,7 +45,7 @@ MAX_BATCH_PIXELS = 8 * 1920 * 1080
 
 @dataclass(frozen=True)
 class PrelabelSummary:
-    """``images`` predicted, ``instances`` stored, ``skipped`` (already reviewed), ``stopped``
+    """``images`` predicted, ``instances`` stored, ``skipped`` (in progress or done), ``stopped``
     early, ``unreadable``: ``"<file>: <reason>"`` of the images that could not be read."""
 
     images: int
@@ -137,7 +138,8 @@ def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, s
              progress: Optional[Callable[[int, int], None]] = None,
              should_stop: Optional[Callable[[], bool]] = None,
              batch_size: Optional[int] = None) -> PrelabelSummary:
-    """Predict every image (default: all; ``only_unreviewed`` skips images in state ``reviewed``).
+    """Predict every image (default: all; ``only_unreviewed`` skips images a person has worked on:
+    states ``in_progress`` and ``done``, :data:`annotator.project.records.REVIEWED_STATES`).
 
     Each image is read with OpenCV as ``[H, W, 3]`` uint8 RGB and passed to the predictor,
     ``batch_size`` images at a time: ``predictor.predict_batch(images, score_threshold=...)``
@@ -170,7 +172,7 @@ def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, s
     ids = [im.id for im in project.images()] if image_ids is None else [int(i) for i in image_ids]
     todo, skipped = [], 0
     for image_id in ids:
-        if only_unreviewed and project.image_state(image_id) == "reviewed":
+        if only_unreviewed and project.image_state(image_id) in REVIEWED_STATES:
             skipped += 1
         else:
             todo.append(image_id)

@@ -154,7 +154,7 @@ class ImagesMixin:
         counts.update(self._conn.execute(f"SELECT {schema.STATE_SQL} AS s, COUNT(*) FROM images GROUP BY s"))
         return counts
 
-    def next_image_id(self, after: Optional[int], *, exclude_states: Sequence[str] = ("reviewed",),
+    def next_image_id(self, after: Optional[int], *, exclude_states: Sequence[str] = ("done",),
                       wrap: bool = True) -> Optional[int]:
         """The first image id after ``after`` (ascending; wrapping to the start when ``wrap``)
         whose state is not in ``exclude_states``, or None. An indexed scan, not a list."""
@@ -176,8 +176,9 @@ class ImagesMixin:
         return self.abs_path(self.image(image_id).file_name)
 
     def image_state(self, image_id: int) -> str:
-        """The image's state (``schema.STATE_SQL``): ``unreadable``, ``reviewed`` (done flag, or
-        annotations none of which is ``predicted``), ``predicted`` or ``unlabeled``."""
+        """The image's state (``schema.STATE_SQL``): ``unreadable``, ``done`` (done flag),
+        ``predicted`` (predictions wait for review), ``in_progress`` (annotations, none waiting) or
+        ``unlabeled``."""
         return self.image(image_id).state
 
     # ----------------------------------------------------------------- changing

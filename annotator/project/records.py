@@ -13,12 +13,14 @@ from typing import Any, Literal, Optional
 
 ReviewState = Literal["predicted", "accepted", "rejected", "edited"]
 Source = Literal["human", "model"]
-ImageState = Literal["unlabeled", "predicted", "reviewed", "unreadable"]
+ImageState = Literal["unlabeled", "predicted", "in_progress", "done", "unreadable"]
 
 REVIEW_STATES: tuple[str, ...] = ("predicted", "accepted", "rejected", "edited")
 SOURCES: tuple[str, ...] = ("human", "model")
 #: Image states (their SQL definition: ``annotator.project.schema.STATE_SQL``).
-IMAGE_STATES: tuple[str, ...] = ("unlabeled", "predicted", "reviewed", "unreadable")
+IMAGE_STATES: tuple[str, ...] = ("unlabeled", "predicted", "in_progress", "done", "unreadable")
+#: States of images a person has worked on (pre-labelling "unreviewed" images leaves them alone).
+REVIEWED_STATES: tuple[str, ...] = ("in_progress", "done")
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class ImageRecord:
     ``file_name`` is relative to the project root (posix separators, may start with ``..``);
     ``coco_id`` is the id the image had in an imported COCO file (None for scanned images);
     ``sha256`` is None until the file is hashed (``Project.hash_images``); ``state`` is
-    ``"unlabeled" | "predicted" | "reviewed" | "unreadable"`` (see ``Project.image_state``);
+    ``"unlabeled" | "predicted" | "in_progress" | "done" | "unreadable"`` (``Project.image_state``);
     ``error`` why the file could not be read the last time (None when it could).
     """
 

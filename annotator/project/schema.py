@@ -118,11 +118,12 @@ END;
 
 #: An image's state as an SQL expression over ``images`` columns (the one definition of it; the
 #: names are ``annotator.project.records.IMAGE_STATES``): ``unreadable`` when the file could not be
-#: read the last time it was tried, ``reviewed`` when marked done or when it has annotations none of
-#: which is still ``predicted``, ``predicted`` when some are, ``unlabeled`` when it has none.
-STATE_SQL = ("CASE WHEN error IS NOT NULL THEN 'unreadable' WHEN done THEN 'reviewed' "
+#: read the last time it was tried, ``done`` when a person marked it done, ``predicted`` when
+#: predictions wait for review, ``in_progress`` when it has annotations and none waits for review
+#: (a person has worked on it, not finished), ``unlabeled`` when it has none.
+STATE_SQL = ("CASE WHEN error IS NOT NULL THEN 'unreadable' WHEN done THEN 'done' "
              "WHEN n_annotations = 0 THEN 'unlabeled' WHEN n_predicted > 0 THEN 'predicted' "
-             "ELSE 'reviewed' END")
+             "ELSE 'in_progress' END")
 
 
 def now() -> str:

@@ -15,7 +15,8 @@ from annotator.palette import PALETTE, RGB, hex_color  # noqa: F401 - re-exporte
 IMAGE_STATE_COLORS: dict[str, RGB] = {
     "unlabeled": (150, 150, 150),
     "predicted": (230, 140, 20),
-    "reviewed": (40, 170, 70),
+    "in_progress": (40, 120, 220),
+    "done": (40, 170, 70),
     "unreadable": (200, 40, 40),
 }
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Optional, Sequence
 
 from annotator import masks
+from annotator.project.records import REVIEWED_STATES
 
 __all__ = ["image_uncertainty", "disagreement", "rank_images", "project_predictions", "rank_project_images"]
 
@@ -82,7 +83,7 @@ def rank_images(predictions: Mapping[int, Sequence[dict]], *, previous: Optional
 def project_predictions(project, image_ids: Optional[Iterable[int]] = None) -> dict[int, list[dict]]:
     """The stored ``predicted`` annotations of each image (default: images not yet reviewed)."""
     if image_ids is None:
-        image_ids = [im.id for im in project.images() if im.state != "reviewed"]
+        image_ids = [im.id for im in project.images() if im.state not in REVIEWED_STATES]
     out: dict[int, list[dict]] = {int(i): [] for i in image_ids}
     for ann in project.annotations(review_states=["predicted"]):
         if ann.image_id in out:

@@ -47,8 +47,3 @@ def next_pending(annotations: Sequence, after_id: int | None) -> int | None:
         if cand in pending:
             return cand
     return None
-
-
-def unreviewed_image_ids(images: Sequence) -> list[int]:
-    """Ids of images not yet ``reviewed`` (``unlabeled`` or ``predicted``), in list order."""
-    return [int(im.id) for im in images if getattr(im, "state", None) != "reviewed"]

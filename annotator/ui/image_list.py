@@ -9,8 +9,9 @@ every row again after each ``dataChanged``: two Python ``rowCount`` calls per ro
 step at 100,000 images, measured.) A changed image updates its own row
 (:meth:`ImageList.update_state`).
 
-States: ``unlabeled`` (grey), ``predicted`` (orange), ``reviewed`` (green), ``unreadable``
-(red: the file could not be read the last time; the reason is in the tooltip). Filter: one
+States: ``unlabeled`` (grey), ``predicted`` (orange: predictions to review), ``in_progress``
+(blue: worked on, not done), ``done`` (green), ``unreadable`` (red: the file could not be read
+the last time; the reason is in the tooltip). The row shows the file name and the state in words. Filter: one
 state or all (the current image stays listed). Order: ``"name"`` (project order) or
 ``"uncertainty"`` (most informative unreviewed images first,
 :func:`annotator.tools.ranking.rank_project_images`; then the rest in project order).
@@ -96,7 +97,7 @@ class ImageListModel(QAbstractListModel):
             return None
         name, state, error = self.record(row)
         if role == Qt.DisplayRole:
-            return f"{PurePosixPath(name).name}  [{state}]"
+            return f"{PurePosixPath(name).name}  [{state.replace('_', ' ')}]"
         if role == STATE_ROLE:
             return state
         if role == Qt.DecorationRole:

@@ -17,7 +17,7 @@ from annotator.tools import commands, review
 from annotator.ui.dialogs import user_action
 
 IMAGE_FILTERS = (("All images", None), ("Unlabeled", "unlabeled"), ("Predicted", "predicted"),
-                 ("Reviewed", "reviewed"), ("Unreadable", "unreadable"))
+                 ("In progress", "in_progress"), ("Done", "done"), ("Unreadable", "unreadable"))
 
 
 class ReviewMixin:
@@ -62,7 +62,7 @@ class ReviewMixin:
                 and ann.score < self.display_threshold)
 
     def set_image_filter(self, state: str | None) -> None:
-        """Show only images in ``state`` (unlabeled | predicted | reviewed; None = all)."""
+        """Show only images in ``state`` (``IMAGE_STATES``; None = all)."""
         self.image_list.set_filter(state)
         idx = next((i for i, (_, s) in enumerate(IMAGE_FILTERS) if s == state), 0)
         if self.filter_combo.currentIndex() != idx:
@@ -150,12 +150,12 @@ class ReviewMixin:
         self.mark_done("accepted")
 
     def next_unreviewed_image(self) -> None:
-        """U: the next image (wrapping) that is not reviewed."""
+        """U: the next image (wrapping) that is not done (unlabeled, predicted or in progress)."""
         if self.project is None:
             return
-        target = self.project.next_image_id(self.current_image_id, exclude_states=("reviewed", "unreadable"))
+        target = self.project.next_image_id(self.current_image_id, exclude_states=("done", "unreadable"))
         if target is None:
-            self.status_label.setText("Every image is reviewed")
+            self.status_label.setText("Every image is done")
             return
         if self.image_list.is_hidden(target):
             self.set_image_filter(None)

@@ -206,7 +206,7 @@ def test_import_registers_images_found_beside_json(tmp_path):
         donut_ann = project.annotation(3)
         assert donut_ann.bbox == [5.0, 5.0, 30.0, 20.0] and donut_ann.area == float(donut().sum())
         assert [i.file_name for i in project.images()] == ["../data/a.png", "../data/b.png"]
-        assert all(i.state == "reviewed" for i in project.images())
+        assert all(i.state == "done" for i in project.images())   # imported annotations are finished work
 
 
 def _mixed_project(setup):

@@ -104,7 +104,7 @@ def test_review_commands_and_done(project):
     assert sorted(accepted) == ids[:2]
     cmd = h.execute(project, C.mark_done(a, "rejected"))
     assert project.image(a).done and project.annotation(ids[2]).review_state == "rejected"
-    assert project.image_state(a) == "reviewed" and cmd.text == "Done"
+    assert project.image_state(a) == "done" and cmd.text == "Done"
     h.undo(project, a)
     assert not project.image(a).done and project.annotation(ids[2]).review_state == "predicted"
     h.execute(project, C.mark_done(a, "accepted"))

@@ -101,7 +101,7 @@ def test_only_unreviewed_and_stop(project):
     assert (summary.images, summary.skipped, summary.stopped) == (1, 1, True)
     summary = prelabel(project, fake, image_ids=[project.images()[2].id])
     assert (summary.images, summary.skipped) == (1, 0)
-    assert project.image_state(project.images()[1].id) == "reviewed"
+    assert project.image_state(project.images()[1].id) == "done"
     assert project.annotations(project.images()[1].id) == []
 
 

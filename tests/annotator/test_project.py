@@ -135,7 +135,7 @@ def test_annotations_and_states(project):
     assert ann.rle["size"] == [30, 40] and isinstance(ann.rle["counts"], str)
     assert ann.area == masks.rle_area(ann.rle) and ann.bbox == masks.rle_bbox(ann.rle)
     assert (ann.source, ann.review_state) == ("human", "accepted")
-    assert project.image_state(img.id) == "reviewed"
+    assert project.image_state(img.id) == "in_progress"   # worked on, not marked done
 
     img2 = project.images()[1]
     rle = square(20, 50, 5, 5, 15, 15)
@@ -144,7 +144,7 @@ def test_annotations_and_states(project):
     pred = project.annotations(img2.id)[0]
     assert (pred.source, pred.review_state, pred.score, pred.polygon) == ("model", "predicted", 0.9, None)
     project.set_review_state([pred.id], "accepted")
-    assert project.image_state(img2.id) == "reviewed"
+    assert project.image_state(img2.id) == "in_progress"
     project.set_category(pred.id, cat.id)
     assert project.annotations(img2.id)[0].category_id == cat.id
     project.update_mask(pred.id, rle=square(20, 50, 0, 0, 4, 4))
@@ -155,7 +155,7 @@ def test_annotations_and_states(project):
 
     img3 = project.images()[2]
     project.set_done([img3.id])
-    assert project.image_state(img3.id) == "reviewed"
+    assert project.image_state(img3.id) == "done"
     project.delete_annotations([a1])
     assert project.image_state(img.id) == "unlabeled"
     with pytest.raises(AnnotatorError, match="size"):
@@ -272,15 +272,16 @@ def test_schema_v2_project_is_migrated_with_counters_and_triggers(tmp_path):
     before.close()
     with Project.open(tmp_path / "proj") as p:
         assert p._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
-        assert [(i.id, i.state) for i in p.images()] == [(1, "reviewed"), (2, "predicted"), (3, "unlabeled")]
+        assert [(i.id, i.state) for i in p.images()] == [(1, "in_progress"), (2, "predicted"), (3, "unlabeled")]
         assert [i.sha256 is not None for i in p.images()] == [True, True, True]  # kept from v2
         assert p._conn.execute("SELECT * FROM annotations ORDER BY id").fetchall() == anns_before
         assert p.image_splits() == {1: "train", 2: "val"}
         assert p._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert p._conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert p.image_state_counts() == {"unlabeled": 1, "predicted": 1, "reviewed": 1, "unreadable": 0}
+        assert p.image_state_counts() == {"unlabeled": 1, "predicted": 1, "in_progress": 1, "done": 0,
+                                          "unreadable": 0}
         p.set_review_state([a.id for a in p.annotations(2)], "accepted")
-        assert p.image_state(2) == "reviewed"
+        assert p.image_state(2) == "in_progress"
         p.delete_annotations([a.id for a in p.annotations(1)])
         assert p.image_state(1) == "unlabeled"
         p._conn.execute("DELETE FROM images WHERE id = 2")  # cascades to its annotations
@@ -322,7 +323,7 @@ def test_counters_follow_every_kind_of_write(project):
             project.delete_annotations([project.annotations(image_id)[0].id])
         _assert_counters_match(project)
     states = {i.id: i.state for i in project.images()}
-    for state in ("unlabeled", "predicted", "reviewed"):
+    for state in ("unlabeled", "predicted", "in_progress", "done"):
         assert project.image_ids(state) == sorted(i for i, s in states.items() if s == state)
 
 
@@ -354,11 +355,11 @@ def test_next_image_id_and_state_queries(project):
     project.replace_predictions(ids[2], [{"category_id": cat, "score": 0.5,
                                           "rle": square(32, 32, 2, 2, 6, 6)}], None)
     assert project.next_image_id(None) == ids[0]
-    assert project.next_image_id(ids[0]) == ids[2]          # ids[1] is reviewed
+    assert project.next_image_id(ids[0]) == ids[2]          # ids[1] is done
     assert project.next_image_id(ids[2]) == ids[0]          # wraps
     assert project.next_image_id(ids[2], wrap=False) is None
     project.mark_unreadable(ids[0], "gone")
-    assert project.next_image_id(ids[2], exclude_states=("reviewed", "unreadable")) == ids[2]
+    assert project.next_image_id(ids[2], exclude_states=("done", "unreadable")) == ids[2]
     assert project.image_ids("predicted") == [ids[2]] and project.image_ids("unreadable") == [ids[0]]
     with pytest.raises(AnnotatorError, match="images.state"):
         project.image_ids("bogus")

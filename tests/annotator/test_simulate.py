@@ -45,7 +45,7 @@ def test_correct_image_counts(tmp_path):
         final = p.annotations(img, review_states=["accepted", "edited"])
         assert sorted((a.category_id, a.review_state) for a in final) == [(1, "accepted"), (1, "accepted"),
                                                                           (2, "edited")]
-        assert p.image(img).state == "reviewed"
+        assert p.image(img).state == "done"
 
 
 @pytest.mark.slow

@@ -156,12 +156,6 @@ def test_navigation_helpers():
     assert review.next_pending(anns, None) == 2
     assert review.next_pending(anns[:1], 1) is None
 
-    @dataclass
-    class Im:
-        id: int
-        state: str
-
-    assert review.unreviewed_image_ids([Im(1, "reviewed"), Im(2, "predicted"), Im(3, "unlabeled")]) == [2, 3]
 
 
 def test_mask_cache_decodes_only_changed():

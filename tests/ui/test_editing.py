@@ -220,7 +220,7 @@ def test_review_workflow_threshold_done_filter_next_unreviewed(qtbot, win, seen)
     assert states == ["accepted", "accepted", "predicted"]
     key(qtbot, win, Qt.Key_D, Qt.ControlModifier)              # done: reject the rest, go on
     assert p.image(first).done and sorted(a.review_state for a in p.annotations(first))[-1] == "rejected"
-    assert win.image_list.state_of(first) == "reviewed"
+    assert win.image_list.state_of(first) == "done"
     assert win.current_image_id == second                      # moved on to the next unreviewed image
     assert "done (1 remaining prediction(s) rejected); next:" in win.status_label.text()
     key(qtbot, win, Qt.Key_D, Qt.ShiftModifier)                # back, and undo "done" there

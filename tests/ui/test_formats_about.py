@@ -121,7 +121,7 @@ def test_export_then_import_through_the_menu(qtbot, sample, tmp_path, monkeypatc
     assert win.category_combo.count() == len(win.project.categories()) > 0
     if fmt != "yolo":  # YOLO export copies the images into images/{train,val}: matched by content
         assert len(win.project.images()) == 5
-    assert all(win.image_list.state_of(i) == "reviewed" for i in win.image_list.image_ids())
+    assert all(win.image_list.state_of(i) == "done" for i in win.image_list.image_ids())
     win.close()
 
 

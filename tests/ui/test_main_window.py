@@ -120,7 +120,7 @@ def test_prelabel_review_export(qtbot, coco_tiny, tmp_path, checkpoint, errors):
     assert edited.category_id == target.id and edited.review_state == "edited"
     win.actions_by_name["accept_all"].trigger()      # Shift+A: accept the remaining predictions
     assert all(a.review_state != "predicted" for a in win.project.annotations(ids[0]))
-    assert win.image_list.state_of(ids[0]) == "reviewed"
+    assert win.image_list.state_of(ids[0]) == "in_progress"   # nothing waits for review; not marked done
     win.next_image()
     assert win.current_image_id == ids[1]
     win.previous_image()

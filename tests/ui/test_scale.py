@@ -52,7 +52,7 @@ def test_5000_image_project_opens_and_steps_200_images(qtbot, tmp_path, coco_tin
         assert win.image_list.current_image_id() == ids[k + 1]
         assert win.canvas_image is not None
     assert win.image_list.state_of(ids[200]) == "unlabeled"
-    win.set_image_filter("reviewed")  # nothing reviewed: only the current image stays listed
+    win.set_image_filter("done")  # nothing done: only the current image stays listed
     assert win.image_list.image_ids() == [ids[200]]
     win.set_image_filter(None)
     assert seen["errors"] == []
