@@ -13,8 +13,8 @@ States: ``unlabeled`` (grey), ``predicted`` (orange: predictions to review), ``i
 (blue: worked on, not done), ``done`` (green), ``unreadable`` (red: the file could not be read
 the last time; the reason is in the tooltip). The row shows the file name and the state in words. Filter: one
 state or all (the current image stays listed). Order: ``"name"`` (project order) or
-``"uncertainty"`` (most informative unreviewed images first,
-:func:`annotator.tools.ranking.rank_project_images`; then the rest in project order).
+``"uncertainty"`` (images whose predictions are least certain first, then those without
+predictions, then the images a person worked on, :func:`annotator.tools.ranking.rank_project_images`).
 """
 
 from __future__ import annotations
@@ -149,7 +149,10 @@ class ImageList(QTableView):
             if self._sort == "uncertainty":
                 from annotator.tools.ranking import rank_project_images
 
-                rank = {image_id: i for i, (image_id, _) in enumerate(rank_project_images(self._project))}
+                # images without predictions (never pre-labelled, or nothing found) after the
+                # uncertain ones: the list cannot tell the two apart
+                order = rank_project_images(self._project, empty="last")
+                rank = {image_id: i for i, (image_id, _) in enumerate(order)}
                 ids.sort(key=lambda i: rank.get(i, len(rank)))  # stable
         self._quiet = True
         self.list_model.set_ids(self._project, ids)

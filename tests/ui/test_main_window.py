@@ -260,10 +260,13 @@ def test_image_list_orders_by_uncertainty(qtbot, coco_tiny, tmp_path, errors):
 
     from annotator import masks
 
-    win = _open(qtbot, _image_folder(coco_tiny, tmp_path / "images", 3))
+    win = _open(qtbot, _image_folder(coco_tiny, tmp_path / "images", 5))
     ids = win.image_list.image_ids()
     cat = win.project.add_category("thing", id=1)
-    scores = {ids[0]: 0.95, ids[1]: 0.2, ids[2]: 0.6}  # uncertainty 0.05, 0.8, 0.4
+    scores = {ids[0]: 0.95, ids[1]: 0.2, ids[2]: 0.6}  # uncertainty 0.05, 0.8, 0.4; ids[3] not pre-labelled
+    mask = np.zeros((win.project.image(ids[4]).height, win.project.image(ids[4]).width), bool)
+    mask[5:20, 5:20] = True
+    win.project.add_annotation(ids[4], cat.id, rle=masks.encode_mask(mask))     # worked on by a person
     for image_id, score in scores.items():
         im = win.project.image(image_id)
         mask = np.zeros((im.height, im.width), bool)
@@ -271,7 +274,8 @@ def test_image_list_orders_by_uncertainty(qtbot, coco_tiny, tmp_path, errors):
         win.project.replace_predictions(image_id, [{"category_id": cat.id, "rle": masks.encode_mask(mask),
                                                     "score": score}], None)
     win.sort_combo.setCurrentIndex(win.sort_combo.findData("uncertainty"))
-    assert win.image_list.image_ids() == [ids[1], ids[2], ids[0]]
+    # least certain predictions first, then the image without predictions, then the person's
+    assert win.image_list.image_ids() == [ids[1], ids[2], ids[0], ids[3], ids[4]]
     win.sort_combo.setCurrentIndex(win.sort_combo.findData("name"))
     assert win.image_list.image_ids() == ids
     assert errors == []
