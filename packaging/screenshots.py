@@ -135,6 +135,35 @@ def main(out: Path) -> int:
     win.reload_annotations()
     win.set_display_threshold(0.5)
     shot("10-review-slider")
+
+    from annotator.ui.training import open_training
+
+    dlg = open_training(win)
+    dlg.move(330, 120)
+    shot("12-train-dialog", dlg)
+    dlg.close()
+    QThreadPool.globalInstance().waitForDone(10_000)
+    settle()
+
+    # a folder without classes: the first polygon asks for the class in place (the shape stays)
+    from annotator.ui.dialogs import class_name_dialog
+    from annotator.ui.editing import FIRST_CLASS_PROMPT
+
+    folder = Path(tempfile.mkdtemp(prefix="annotator-shots-folder-"))
+    src = win.project.image_path(image_id)
+    (folder / src.name).write_bytes(src.read_bytes())
+    win.set_project(Project.open(folder))
+    h, w = c.image_size()
+    win.set_tool("polygon")
+    for x, y in ((0.2, 0.2), (0.5, 0.15), (0.55, 0.5), (0.25, 0.55)):
+        press(x * w, y * h)
+        c.tool_released.emit(x * w, y * h, "left")
+    prompt = class_name_dialog(win, FIRST_CLASS_PROMPT, "object")
+    prompt.show()
+    prompt.move(480, 330)
+    shot("11-class-prompt", prompt)
+    prompt.close()
+    win.cancel_gesture()
     QThreadPool.globalInstance().waitForDone(10_000)
     settle()
     win.close()

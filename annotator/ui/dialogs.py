@@ -38,10 +38,19 @@ def user_action(method):
     return wrapper
 
 
+def class_name_dialog(parent: QWidget | None, label: str, default: str = "") -> QInputDialog:
+    """The dialog :func:`ask_class_name` runs (title "Class", ``label``, the text ``default``)."""
+    dlg = QInputDialog(parent)
+    dlg.setWindowTitle("Class")
+    dlg.setLabelText(label)
+    dlg.setTextValue(default)
+    return dlg
+
+
 def ask_class_name(parent: QWidget | None, label: str, default: str = "") -> str | None:
     """A class name typed by the person (``None`` when cancelled)."""
-    text, ok = QInputDialog.getText(parent, "Class", label, QLineEdit.Normal, default)
-    return text if ok else None
+    dlg = class_name_dialog(parent, label, default)
+    return dlg.textValue() if dlg.exec() == QDialog.Accepted else None
 
 
 def show_error(parent: QWidget | None, message: str, title: str = "Error") -> None:

@@ -25,6 +25,7 @@ from annotator.tools.interaction import (TOOLS, BoxModel, Context, Job, NeedsCat
 from annotator.ui.workers import BoxPrompterCache, run_in_thread
 
 BRUSH_MIN, BRUSH_MAX = 1, 200
+FIRST_CLASS_PROMPT = "This project has no classes yet. Class of this shape:"
 
 
 class EditingMixin:
@@ -182,8 +183,7 @@ class EditingMixin:
         Cancelling or an empty name still keeps the shape, under the class "object"."""
         from annotator.ui import dialogs
 
-        name = (dialogs.ask_class_name(self, "This project has no classes yet. Class of this shape:", "object")
-                or "").strip()
+        name = (dialogs.ask_class_name(self, FIRST_CLASS_PROMPT, "object") or "").strip()
         kept = not name
         cat = self.add_category(name or "object")
         if cat is None:  # a name the store refused: fall back so the shape is not lost
