@@ -319,6 +319,14 @@ def cmd_bench(args) -> int:
     from segcore.bench import run_benchmark
 
     archs = [a.strip() for v in (args.arch or []) for a in v.split(",") if a.strip()] or None
+    if args.train:
+        from annotator.jobs.train import CPU_BATCH
+        from segcore.engine.memory import run_train_benchmark
+        from segcore.modeling import FAMILIES
+
+        run_train_benchmark(archs or [a for fam in FAMILIES.values() for a in (fam.tiny_arch, *fam.bench_archs)],
+                            batch=CPU_BATCH, threads=args.threads)
+        return 0
     try:
         run_benchmark(archs=archs, size=args.size, runs=args.runs, warmup=args.warmup, threads=args.threads,
                       device=args.device, batch=args.batch)
@@ -450,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu",
                    help="cpu: latency table; cuda[:N]: fps at batch 1 and batched, fp32 vs fp16")
     s.add_argument("--batch", type=int, default=8, help="with --device cuda: images per forward")
+    s.add_argument("--train", action="store_true",
+                   help="training instead: iterations/s and peak memory per architecture at the CPU default batch "
+                        "(synthetic data at each architecture's training input size)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("simulate", help="labeling-effort benchmark: pre-label, correct to GT, fine-tune, repeat")

@@ -408,7 +408,9 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
     if timed and float(max_minutes) <= 0:
         raise AnnotatorError(f"--max-minutes: must be > 0, got {max_minutes}")
     iterations = int(iterations or (MAX_TIMED_ITERATIONS if timed else default_iterations(len(train_records))))
-    batch_size = int(batch_size or (8 if dev.type == "cuda" else 4))
+    if batch_size is None and dev.type == "cpu":
+        batch_size = _batch_that_fits(arch, arch_kwargs, CPU_BATCH, log)
+    batch_size = int(batch_size or (8 if dev.type == "cuda" else CPU_BATCH))
     default_lr, weight_decay = default_optim(arch, batch_size)
     lr = float(lr if lr is not None else default_lr)
     eval_every = int(eval_every or (iterations if timed else max(50, iterations // 10)))
@@ -455,6 +457,41 @@ def _start_version(project, arch: str, active: Optional[int], *, use_newest: boo
         if mv.arch == arch and Path(mv.checkpoint_path).is_file():
             return int(vid)
     return None
+
+
+#: Default batch on a CPU; architectures over :data:`PROBE_MIN_PARAMS` parameters are measured
+#: first and get the largest batch up to it that fits the memory (:mod:`segcore.engine.memory`).
+CPU_BATCH = 4
+PROBE_MIN_PARAMS = 10_000_000
+
+
+def _batch_that_fits(arch: str, arch_kwargs: dict, requested: int, log: Callable[[str], None]) -> int:
+    """``requested``, or less when a measured training step of ``arch`` would not fit the memory
+    available now; small models (<= :data:`PROBE_MIN_PARAMS` parameters) are not measured.
+
+    Raises:
+        AnnotatorError: not even batch 1 fits (one line), or the measurement failed.
+    """
+    import torch
+
+    from segcore.engine.memory import available_mb, fit_batch, probe
+    from segcore.modeling.registry import build_model
+
+    kwargs = {k: v for k, v in arch_kwargs.items() if k != "max_detections"}
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in build_model(arch, num_classes=1, **kwargs).parameters())
+    if n_params <= PROBE_MIN_PARAMS:
+        return requested
+    log(f"measuring the memory of a {arch} training step ({n_params / 1e6:.0f} M parameters)...")
+    try:
+        cost = probe(arch, arch_kwargs=kwargs)
+        batch = fit_batch(requested, cost, available_mb())
+    except (RuntimeError, ValueError) as exc:
+        raise AnnotatorError(f"--arch {arch}: {exc}") from None
+    if batch < requested:
+        log(f"batch {requested} would need {cost.peak_mb(requested) / 1024:.1f} GB, {available_mb() / 1024:.1f} GB "
+            f"are available: batch {batch}")
+    return batch
 
 
 #: Upper bound of a time-boxed run's iterations (the budget lays out the real number).
