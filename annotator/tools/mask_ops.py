@@ -54,16 +54,23 @@ def erase(mask: np.ndarray, points: Sequence[Point], radius: float) -> np.ndarra
 
 
 def polygon_mask(shape: tuple[int, int], polygon: Sequence[Point], holes: Sequence[Sequence[Point]] = ()) -> np.ndarray:
-    """Rasterise one polygon ring (``cv2.fillPoly``), minus optional hole rings, into bool [H, W]."""
-    canvas = np.zeros((int(shape[0]), int(shape[1])), np.uint8)
-    ring = _pts(polygon)
-    if len(ring) >= 3:
-        cv2.fillPoly(canvas, [ring.reshape(-1, 1, 2)], 1)
+    """Rasterise one polygon ring, minus optional hole rings, into bool [H, W] with pycocotools
+    (:func:`annotator.masks.polygon_to_rle`: the rule the store uses for a stored polygon, so a
+    drawn polygon and its stored mask agree to the pixel)."""
+    from annotator import masks
+
+    h, w = int(shape[0]), int(shape[1])
+
+    def fill(points) -> np.ndarray:
+        flat = [float(v) for p in points for v in p]
+        if len(flat) < 6:
+            return np.zeros((h, w), bool)
+        return masks.decode_rle(masks.polygon_to_rle([flat], h, w)).astype(bool)
+
+    out = fill(polygon)
     for hole in holes:
-        h = _pts(hole)
-        if len(h) >= 3:
-            cv2.fillPoly(canvas, [h.reshape(-1, 1, 2)], 0)
-    return canvas.astype(bool)
+        out &= ~fill(hole)
+    return out
 
 
 def add_polygon(mask: np.ndarray, polygon: Sequence[Point]) -> np.ndarray:

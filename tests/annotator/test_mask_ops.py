@@ -41,7 +41,12 @@ def test_polygon_cut_makes_a_hole_and_fill_holes_closes_it():
     filled = mask_ops.fill_holes(holed)
     assert mask_ops.count_holes(filled) == 0 and np.array_equal(filled, m)
     added = mask_ops.add_polygon(np.zeros((60, 60), bool), [(0, 0), (10, 0), (10, 10), (0, 10)])
-    assert added[5, 5] and added.sum() == 121
+    assert added[5, 5] and added.sum() == 100          # the polygon's area: pixels whose centre is inside
+    from annotator import masks
+
+    poly = [(3.5, 2.0), (41.2, 7.7), (30.0, 52.3), (8.1, 40.0)]  # drawn and stored masks agree to the pixel
+    stored = masks.decode_rle(masks.polygon_to_rle([[v for p in poly for v in p]], 60, 60)).astype(bool)
+    assert np.array_equal(mask_ops.polygon_mask((60, 60), poly), stored)
     ring = mask_ops.polygon_mask((60, 60), [(5, 5), (55, 5), (55, 55), (5, 55)], holes=[[(20, 20), (40, 20), (40, 40)]])
     assert mask_ops.count_holes(ring) == 1
 
