@@ -181,7 +181,12 @@ def test_time_budget_lays_out_the_schedule(data, tmp_path):
     wall = time.perf_counter() - t0
     planned = seen[-1]["iterations"]
     assert seen[0]["iterations"] == 100_000 and planned < 100_000
-    assert res.iterations_done == planned and res.stop_reason is None
+    # the laid-out plan ends the run; on a machine that slows down after calibration (CI is shared),
+    # the hard deadline may stop it a few steps short instead, with stop_reason "time"
+    if res.stop_reason is None:
+        assert res.iterations_done == planned
+    else:
+        assert res.stop_reason == "time" and 0.8 * planned <= res.iterations_done < planned, (res, planned)
     assert wall < 20.0 * 1.25, wall
     meta = read_checkpoint(res.checkpoint_path)["meta"]
     assert meta["iterations"] == planned and meta["time_budget_s"] == 20.0
