@@ -24,12 +24,16 @@ heads' results, computed here so that every trainable module runs inside ``forwa
   (:meth:`.roi_heads.CenterMaskRoIHeads.forward_train`: ``mask_logits``, ``gt_classes``,
   ``mask_targets``, ``maskiou``, ``maskiou_targets``). RoIs: FCOS detections of this forward,
   detached, with the training threshold 0.03 (:func:`centermask_proposals`), plus the gt boxes.
-* eval: ``detections``, per image ``boxes`` ``[N, 4]`` float32 XYXY network-input pixels
-  (clipped to the resized image), ``classes`` ``[N]`` int64, ``scores`` ``[N]`` float32 mask
-  scores (FCOS ``sqrt(cls x ctr)`` x predicted IoU, clamped to [0, 1]) and ``mask_probs``
-  ``[N, 28, 28]`` float32, sorted by mask score (paper section 3 "Inference": FCOS
+* eval: ``detections``, per image in the FCOS order (descending box score): ``boxes`` ``[N, 4]``
+  float32 XYXY network-input pixels, **not clipped** (centermask2 runs its RoI heads on the
+  FCOS boxes as they are; only ``detector_postprocess`` clips them, :mod:`.postprocess`),
+  ``classes`` ``[N]`` int64, ``scores`` ``[N]`` float32 FCOS box scores ``sqrt(cls x ctr)``,
+  ``mask_scores`` ``[N]`` float32 (box score x predicted IoU of the class, centermask2
+  ``mask_iou_inference``: not clamped, the MaskIoU head is unbounded; the box scores without a
+  MaskIoU head) and ``mask_probs`` ``[N, 28, 28]`` float32 (paper section 3 "Inference": FCOS
   ``INFERENCE_TH_TEST`` = ``score_threshold``, top 1000 per level, NMS 0.6, the best
-  ``max_detections`` (50), then SAG-Mask and MaskIoU on them).
+  ``max_detections`` (50, ties with the last kept as the official cut), then SAG-Mask and
+  MaskIoU on them).
 Symbols: B batch, L locations over P3-P7, K classes, C FPN channels (256; Lite 128).
 """
 
@@ -49,28 +53,25 @@ __all__ = ["CenterMask", "D2_PIXEL_MEAN_BGR", "centermask_proposals"]
 
 
 @torch.no_grad()
-def centermask_proposals(outputs: dict, image_sizes: list[tuple[int, int]], *, pre_nms_thresh: float = 0.03,
-                         pre_nms_topk: int = 1000, nms_thresh: float = 0.6, post_nms_topk: int = 100
-                         ) -> list[dict[str, torch.Tensor]]:
-    """Detached FCOS detections per image, boxes clipped to ``image_sizes[i]`` (``(h, w)``) and
-    empty ones dropped (``THRESH_WITH_CTR`` False, the centermask2 default).
+def centermask_proposals(outputs: dict, *, pre_nms_thresh: float = 0.03, pre_nms_topk: int = 1000,
+                         nms_thresh: float = 0.6, post_nms_topk: int = 100) -> list[dict[str, torch.Tensor]]:
+    """Detached FCOS detections per image (``THRESH_WITH_CTR`` False, the centermask2 default),
+    the RoI heads' boxes in training and in inference.
 
-    Returns B dicts ``boxes`` ``[P_i, 4]`` float32 XYXY, ``scores`` ``[P_i]`` (``sqrt(cls x ctr)``),
-    ``classes`` ``[P_i]`` int64, sorted by score. Defaults: the training proposals (paper section 3:
-    "positive score threshold 0.03 instead of 0.05 since FCOS does not generate positive RoI
-    samples well in initial training time"; centermask2 ``POST_NMS_TOPK_TRAIN`` 100).
+    Returns B dicts ``boxes`` ``[P_i, 4]`` float32 XYXY network-input pixels, ``scores`` ``[P_i]``
+    (``sqrt(cls x ctr)``), ``classes`` ``[P_i]`` int64, in the FCOS order (descending score).
+    Boxes are **not clipped** to the image: centermask2 (``centermask/modeling/fcos/fcos_outputs.py``
+    ``predict_proposals``, ``center_heads.py``) gives its FCOS boxes to the RoI heads unclipped, in
+    training (matched to the gt, pooled, cropped for the mask targets) and in inference (Eq. 2
+    level assignment, RoIAlign, SAG-Mask, MaskIoU); only ``detector_postprocess`` clips them at the
+    end. Defaults: the training proposals (paper section 3: "positive score threshold 0.03 instead
+    of 0.05 since FCOS does not generate positive RoI samples well in initial training time";
+    centermask2 ``POST_NMS_TOPK_TRAIN`` 100).
     """
     dets = fcos_detect({k: (v.detach() if torch.is_tensor(v) else v) for k, v in outputs.items()},
                        pre_nms_thresh=pre_nms_thresh, pre_nms_topk=pre_nms_topk, nms_thresh=nms_thresh,
                        post_nms_topk=post_nms_topk, thresh_with_ctr=False)
-    out = []
-    for d, (h, w) in zip(dets, image_sizes):
-        b = d["boxes"].clone()
-        b[:, 0::2] = b[:, 0::2].clamp(0, w)
-        b[:, 1::2] = b[:, 1::2].clamp(0, h)
-        keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-        out.append({"boxes": b[keep], "scores": d["scores"][keep], "classes": d["classes"][keep]})
-    return out
+    return [{"boxes": d["boxes"], "scores": d["scores"], "classes": d["classes"]} for d in dets]
 
 
 class CenterMask(D2InputMixin, nn.Module):
@@ -115,7 +116,7 @@ class CenterMask(D2InputMixin, nn.Module):
             targets: training only, B dicts (``gt_boxes``, ``gt_classes``, ``gt_masks``,
                 optionally ``input_hw``; :mod:`.loss`); required in training mode.
             image_sizes: B ``(h, w)`` of the resized images inside the padded input (default:
-                the padded size; training: the targets' ``input_hw``): RoI clipping and Eq. 2.
+                the padded size; training: the targets' ``input_hw``): the image area of Eq. 2.
             score_threshold: eval: FCOS candidate threshold on the class probability (0.05).
 
         Returns:
@@ -134,22 +135,19 @@ class CenterMask(D2InputMixin, nn.Module):
             if len(targets) != images.shape[0]:
                 raise ValueError(f"CenterMask: {len(targets)} targets for a batch of {images.shape[0]}")
             sizes = [tuple(int(v) for v in t["input_hw"]) if "input_hw" in t else padded for t in targets]
-            proposals = centermask_proposals(out, sizes, pre_nms_thresh=self.proposal_threshold,
+            proposals = centermask_proposals(out, pre_nms_thresh=self.proposal_threshold,
                                              pre_nms_topk=self.pre_nms_topk, nms_thresh=self.nms_threshold,
                                              post_nms_topk=self.proposals_per_image)
             out["roi"] = self.roi_heads.forward_train(features, [p["boxes"] for p in proposals], targets, sizes)
             return out
         sizes = [tuple(int(v) for v in s) for s in image_sizes] if image_sizes is not None else \
             [padded] * images.shape[0]
-        dets = centermask_proposals(out, sizes, pre_nms_thresh=score_threshold, pre_nms_topk=self.pre_nms_topk,
+        dets = centermask_proposals(out, pre_nms_thresh=score_threshold, pre_nms_topk=self.pre_nms_topk,
                                     nms_thresh=self.nms_threshold, post_nms_topk=self.max_detections)
         # one RoI-head pass for the detections of every image of the batch
         probs, mask_scores = self.roi_heads.predict(features, [d["boxes"] for d in dets],
                                                     [d["classes"] for d in dets], [d["scores"] for d in dets], sizes)
-        out["detections"] = []
-        for d, p, ms in zip(dets, probs, mask_scores):
-            ms = ms.float().clamp(0.0, 1.0)
-            order = torch.argsort(ms, descending=True)
-            out["detections"].append({"boxes": d["boxes"][order].float(), "classes": d["classes"][order].long(),
-                                      "scores": ms[order], "mask_probs": p[order].float()})
+        out["detections"] = [{"boxes": d["boxes"].float(), "classes": d["classes"].long(),
+                              "scores": d["scores"].float(), "mask_scores": ms.float(), "mask_probs": p.float()}
+                             for d, p, ms in zip(dets, probs, mask_scores)]
         return out
