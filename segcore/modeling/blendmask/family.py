@@ -1,7 +1,9 @@
 """The BlendMask family: everything segcore and the annotator know about it, in one
 :class:`segcore.modeling.registry.Family` registered when this package is imported.
 
-- input: detectron2 short side S, long side <= max_size, padded to 32 (``ModelInfo``);
+- input: detectron2 short side S, long side <= max_size, padded to 32 (``ModelInfo``), resized as
+  detectron2's test-time ``ResizeShortestEdge`` does (Pillow bilinear,
+  :func:`segcore.modeling.fcos.d2_input.d2_test_resize`);
 - optimiser: SGD lr ``0.01`` at batch 16, weight decay 1e-4 (AdelaiDet ``Base-BlendMask.yaml``
   with detectron2's defaults; lr scaled linearly to the batch);
 - loss / post-processing: :func:`.loss.blendmask_loss`, :func:`.postprocess.blendmask_postprocess`
@@ -39,6 +41,12 @@ def _postprocess(model: nn.Module):
                              bottom_resolution=model.bottom_resolution)
 
 
+def _resize_image(image, info):
+    from ..fcos.d2_input import d2_test_resize
+
+    return d2_test_resize(image, info.input_size, info.max_size)
+
+
 def _import_weights(state_dict: dict, arch: str, *, source):
     from .importer import import_blendmask
 
@@ -68,6 +76,7 @@ BLENDMASK_FAMILY = register_family(Family(
                     "2-clause BSD for non-commercial purposes only (commercial use: licence from the authors)",
                     "LICENSE and README 'License' @ 3672122"),
     tiny_arch="blendmask_tiny",
+    resize_image=_resize_image,
     import_weights=_import_weights,
     imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, takes_locations=True),

@@ -64,7 +64,8 @@ def yolact_detect(
         B dicts: ``boxes`` ``[D, 4]`` float32 relative XYXY (corners as decoded), ``scores``
         ``[D]`` float32 (mask scores with ``maskiou``), ``classes`` ``[D]`` int64 ``0..K-1``,
         ``masks`` ``[D, Hp, Wp]`` float32 probabilities (0 outside the box + 1 px); sorted by
-        descending score.
+        descending score; with ``maskiou`` also ``box_scores`` ``[D]`` float32, the class scores
+        (official ``postprocess`` ``scores[0]``, which ``eval.py`` gives to the boxes).
     """
     loc = outputs["loc"].float()
     conf = outputs["conf"].float()
@@ -85,13 +86,18 @@ def yolact_detect(
         boxes = boxes[idx]
         masks = torch.sigmoid(torch.einsum("hwk,dk->dhw", proto[b], coef[b][candidates][idx]))
         masks = crop_masks(masks, boxes, padding=1).reshape(-1, hp, wp)  # [D, Hp, Wp]
-        if maskiou is not None and idx.numel():
-            iou = maskiou(masks[:, None]).float()
-            det_scores = det_scores * iou.gather(1, classes.to(torch.int64)[:, None]).squeeze(1)
-            order = torch.sort(det_scores, descending=True, stable=True).indices
-            det_scores, classes, boxes, masks = det_scores[order], classes[order], boxes[order], masks[order]
+        det = {}
+        if maskiou is not None:
+            box_scores = det_scores
+            if idx.numel():
+                iou = maskiou(masks[:, None]).float()
+                det_scores = det_scores * iou.gather(1, classes.to(torch.int64)[:, None]).squeeze(1)
+                order = torch.sort(det_scores, descending=True, stable=True).indices
+                det_scores, classes, boxes, masks = det_scores[order], classes[order], boxes[order], masks[order]
+                box_scores = box_scores[order]
+            det["box_scores"] = box_scores.float()
         detections.append({"boxes": boxes.float(), "scores": det_scores.float(),
-                           "classes": classes.to(torch.int64), "masks": masks})
+                           "classes": classes.to(torch.int64), "masks": masks, **det})
     return detections
 
 
@@ -126,7 +132,8 @@ def yolact_postprocess(
     Returns:
         B :class:`Instances`, ``pred_boxes`` float32 XYXY pixels clipped to the image, ``scores``
         float32, ``pred_classes`` int64 ``0..K-1``, ``pred_masks`` bool ``[D, H, W]``, sorted by
-        descending score, on the outputs' device.
+        descending score, on the outputs' device; YOLACT++: ``scores`` the mask scores and
+        ``box_scores`` the class scores.
 
     Raises:
         ValueError: if ``len(image_sizes)`` differs from the batch size.
@@ -143,8 +150,12 @@ def yolact_postprocess(
     for det, (height, width) in zip(detections, image_sizes):
         height, width = int(height), int(width)
         masks, boxes = det["masks"], det["boxes"]
+        box_scores = det.get("box_scores")
         if masks.shape[0] == 0:
-            results.append(Instances.empty((height, width), device=masks.device))
+            empty = Instances.empty((height, width), device=masks.device)
+            if box_scores is not None:
+                empty.box_scores = empty.scores.clone()
+            results.append(empty)
             continue
         full = torch.empty((masks.shape[0], height, width), dtype=torch.bool, device=masks.device)
         for start in range(0, masks.shape[0], _MASK_CHUNK):
@@ -164,5 +175,7 @@ def yolact_postprocess(
             scores=det["scores"].float(),
             pred_classes=det["classes"].to(torch.int64),
             pred_masks=full,
+            box_scores=None if box_scores is None else box_scores.float(),
         ))
     return results
+
