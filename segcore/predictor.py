@@ -144,16 +144,14 @@ class Prediction:
         return out
 
     def to_coco_results(self, image_id: int) -> list[dict]:
-        """COCO results entries ``{"image_id", "category_id", "bbox" [x, y, w, h], "score",
-        "segmentation" (RLE, counts str)}`` for this image."""
-        rles = self.to_rle()
-        results = []
-        for i in range(len(self)):
-            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
-            results.append({"image_id": int(image_id), "category_id": int(self.category_ids[i]),
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(self.scores[i]),
-                            "segmentation": rles[i]})
-        return results
+        """COCO results entries of this image as detectron2's ``COCOEvaluator`` writes them
+        (:func:`segcore.evaluation.coco.d2_coco_results`: ``bbox`` XYWH, ``score`` the box score,
+        ``mask_score`` the mask score where they differ, ``segmentation`` RLE). The official
+        writer of a model's family is ``Family.coco_results`` (``segcore.evaluation``
+        ``coco_results_writer``)."""
+        from segcore.evaluation.coco import d2_coco_results
+
+        return d2_coco_results(self, image_id)
 
 
 def check_image(image) -> None:

@@ -8,6 +8,8 @@
   with detectron2's defaults; lr scaled linearly to the batch);
 - loss / post-processing: :func:`.loss.blendmask_loss`, :func:`.postprocess.blendmask_postprocess`
   with the model's FCOS settings bound;
+- COCO results: detectron2's ``COCOEvaluator`` (the default writer,
+  :func:`segcore.evaluation.coco.d2_coco_results`: float XYWH boxes, empty masks kept);
 - official weights: AdelaiDet files through :mod:`.importer`;
 - ImageNet backbones: detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` on disk (never downloaded);
 - box prompts: :mod:`.box_prompt` (bases blended with the attentions at the box's FCOS location).

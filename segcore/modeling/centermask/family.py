@@ -8,6 +8,9 @@
   ``Base-CenterMask-VoVNet.yaml`` with detectron2's defaults; lr scaled linearly to the batch);
 - loss / post-processing: :func:`.loss.centermask_loss`, :func:`.postprocess.centermask_postprocess`
   (the RoI heads run in the model's forward);
+- COCO results: centermask2's ``COCOEvaluator`` (the default writer,
+  :func:`segcore.evaluation.coco.d2_coco_results`: box score with the box, mask score with the
+  mask, float XYWH boxes, empty masks kept);
 - official weights: centermask2 files through :mod:`.importer` (maskrcnn-benchmark files are
   recognised and refused there);
 - ImageNet backbones: detectron2's MSRA ``R-50.pkl`` for ``centermask_r50`` (never downloaded);

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,7 +22,7 @@ from ...ops.boxes import crop_masks, decode_boxes
 from ...ops.nms import fast_nms
 from ...structures import Instances
 
-__all__ = ["yolact_postprocess", "yolact_detect"]
+__all__ = ["yolact_postprocess", "yolact_detect", "yolact_coco_results"]
 
 _MASK_CHUNK = 16  # masks upsampled to full resolution at a time (bounds float memory)
 
@@ -179,3 +180,38 @@ def yolact_postprocess(
         ))
     return results
 
+
+def yolact_coco_results(prediction, image_id: int) -> list[dict]:
+    """COCO results entries of one image as the official ``eval.py`` writes them
+    (``--output_coco_json``: ``prep_metrics``, ``Detections.add_bbox`` / ``add_mask``).
+
+    * order: the official detection order, descending class score (``Detect`` sorts by it; the
+      YOLACT++ re-scoring does not re-sort there): a stable sort of segcore's order by class score;
+    * ``bbox``: the sanitised pixel box (segcore's ``pred_boxes``) truncated to integers as
+      ``boxes.long()``, then XYWH rounded to 0.1 (``round(v * 10) / 10``);
+    * a detection whose truncated box has zero area is dropped, box and mask alike;
+    * ``score``: the class score (YOLACT++ too: ``box_scores``, ``rescore_bbox`` False);
+      ``mask_score``: the mask score (YOLACT++: class score x predicted IoU; YOLACT: the class
+      score again), which ``eval.py`` writes to its separate mask results file;
+    * ``segmentation``: compressed RLE of the full-image mask (counts as str).
+
+    ``prediction``: a :class:`segcore.predictor.Prediction` (``boxes``, ``scores``,
+    ``box_scores`` or None, ``category_ids``, ``masks``).
+    """
+    n = len(prediction.scores)
+    if n == 0:
+        return []
+    mask_scores = np.asarray(prediction.scores, dtype=np.float32)
+    box_scores = mask_scores if prediction.box_scores is None else np.asarray(prediction.box_scores, np.float32)
+    boxes = np.trunc(np.asarray(prediction.boxes, dtype=np.float32)).astype(np.int64)
+    rles = prediction.to_rle()
+    out = []
+    for i in np.argsort(-box_scores, kind="stable"):
+        x1, y1, x2, y2 = (int(v) for v in boxes[i])
+        if (y2 - y1) * (x2 - x1) <= 0:
+            continue
+        out.append({"image_id": int(image_id), "category_id": int(prediction.category_ids[i]),
+                    "bbox": [round(float(v) * 10) / 10 for v in (x1, y1, x2 - x1, y2 - y1)],
+                    "score": float(box_scores[i]), "mask_score": float(mask_scores[i]),
+                    "segmentation": rles[i]})
+    return out
