@@ -78,33 +78,21 @@ def _problems(run, figures: dict) -> list[str]:
 
 @pytest.fixture(scope="module", params=ARCHS)
 def run(request, coco_tiny, tmp_path_factory):
-    arch = request.param
-    z = pc.load_fixture("blendmask", arch)
-    r = pc.run_official_weights(z, arch, coco_tiny, tmp_path_factory.mktemp(arch))
-    model = r.predictor.model
-    assert model.thresh_with_ctr == bool(z["thresh_with_ctr"])
+    r = pc.fixture_run("blendmask", request.param, coco_tiny, tmp_path_factory)
+    assert r.predictor.model.thresh_with_ctr == bool(r.z["thresh_with_ctr"])   # the FCOS settings are official
     return r
 
 
 def test_predictor_equals_official_blendmask(run):
     """Weights import completely; raw outputs, FCOS detections and the Predictor's final
     detections (masks included) equal the official ones."""
-    assert "missing 0" in run.import_summary, run.import_summary
-    figures: dict = {}
-    problems = _problems(run, figures)
-    print(str(run.z["arch"]), {k: (round(v, 7) if isinstance(v, float) else v) for k, v in figures.items()})
-    assert not problems, problems
-    assert len(run.prediction) == len(run.z["scores"]) > 50
+    pc.assert_parity(run, _problems, min_detections=50)
 
 
 def test_negative_control(coco_tiny, tmp_path):
     """One perturbed weight (+0.05 on one element of a bottom-module conv) and the comparison fails."""
-    arch = "blendmask_550_r50"
-    z = pc.load_fixture("blendmask", arch)
-    key = "basis_module.refine.0.0.weight"
-    assert key in pc.pw.unpack_shapes(z)
-    r = pc.run_official_weights(z, arch, coco_tiny, tmp_path, perturb=key)
-    problems = _problems(r, {})
+    problems = pc.perturbed_problems("blendmask", "blendmask_550_r50", "basis_module.refine.0.0.weight", coco_tiny,
+                                     tmp_path, _problems)
     assert problems and any("bases" in p for p in problems), problems
 
 

@@ -94,13 +94,10 @@ def _problems(run, figures: dict) -> list[str]:
 
 @pytest.fixture(scope="module", params=ARCHS)
 def run(request, coco_tiny, tmp_path_factory):
-    arch = request.param
-    z = pc.load_fixture("centermask", arch)
-    r = pc.run_official_weights(z, arch, coco_tiny, tmp_path_factory.mktemp(arch))
-    model = r.predictor.model
-    assert (model.max_detections, model.pre_nms_topk, model.nms_threshold) == \
-        (int(z["post_nms_topk"]), int(z["pre_nms_topk"]), float(z["nms_thresh"]))
-    assert not bool(z["thresh_with_ctr"])
+    r = pc.fixture_run("centermask", request.param, coco_tiny, tmp_path_factory)
+    model, z = r.predictor.model, r.z                                              # the FCOS settings are official
+    assert (model.max_detections, model.pre_nms_topk, model.nms_threshold, False) == \
+        (int(z["post_nms_topk"]), int(z["pre_nms_topk"]), float(z["nms_thresh"]), bool(z["thresh_with_ctr"]))
     return r
 
 
@@ -108,20 +105,11 @@ def test_predictor_equals_official_centermask(run):
     """Weights import completely; raw outputs, FCOS detections, RoI levels, SAG-Mask and MaskIoU
     outputs and the Predictor's final detections (masks, box and mask scores) equal the official
     ones; most detections cross the image border (unclipped RoIs, pasted at the clipped box)."""
-    assert "missing 0" in run.import_summary, run.import_summary
-    figures: dict = {}
-    problems = _problems(run, figures)
-    print(str(run.z["arch"]), {k: (round(v, 7) if isinstance(v, float) else v) for k, v in figures.items()})
-    assert not problems, problems
-    assert len(run.prediction) == len(run.z["scores"]) > 40
+    pc.assert_parity(run, _problems, min_detections=40)
 
 
 def test_negative_control(coco_tiny, tmp_path):
     """One perturbed weight (+0.05 on one element of the first SAG-Mask conv) and the comparison fails."""
-    arch = "centermask_lite_v19"
-    z = pc.load_fixture("centermask", arch)
-    key = "roi_heads.mask_head.mask_fcn1.weight"
-    assert key in pc.pw.unpack_shapes(z)
-    r = pc.run_official_weights(z, arch, coco_tiny, tmp_path, perturb=key)
-    problems = _problems(r, {})
+    problems = pc.perturbed_problems("centermask", "centermask_lite_v19", "roi_heads.mask_head.mask_fcn1.weight",
+                                     coco_tiny, tmp_path, _problems)
     assert problems and any("mask_logits" in p for p in problems), problems
