@@ -96,8 +96,8 @@ def test_channels_last_matches_nchw(image):
 
 def test_bf16_masks_match_fp32_by_iou():
     """bf16 autocast vs fp32: each of the 20 best fp32 detections has a bf16 detection of the same
-    class on the same box (IoU >= 0.9) whose mask has IoU >= 0.9 with it (all but one; that one >= 0.85; mean >= 0.97), on a
-    240 x 320 image (masks of a few hundred pixels)."""
+    class on the same box (IoU >= 0.9) whose mask has IoU >= 0.9 with it (all but one; that one
+    >= 0.85; mean >= 0.97), on a 240 x 320 image (masks of a few hundred pixels)."""
     from torchvision.ops import box_iou
 
     image = np.random.default_rng(1).integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
