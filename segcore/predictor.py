@@ -9,9 +9,10 @@ under ``torch.autocast("cpu", dtype=torch.bfloat16)``; it is faster on CPUs with
 AMX and may be slower elsewhere (``segcore.bench`` measures it).
 
 CUDA path: default precision ``"fp16"`` (``torch.autocast("cuda", dtype=torch.float16)``; ``"fp32"``
-and ``"bf16"`` can be asked for), channels_last, the resized uint8 images copied host-to-device
-from pinned memory (``pin_memory()`` + ``non_blocking=True``), masks upsampled / pasted and
-thresholded on the GPU so only bool masks come back, in one device-to-host copy per batch.
+and ``"bf16"`` can be asked for), channels_last, the resized images (uint8 for the short-side
+families, float32 S x S for YOLACT) copied host-to-device from pinned memory (``pin_memory()`` +
+``non_blocking=True``), masks upsampled / pasted and thresholded on the GPU so only bool masks
+come back, in one device-to-host copy per batch.
 
 Every trainable module runs in the model's ``forward`` (the family contract of
 :mod:`segcore.modeling.registry`: CenterMask's RoI heads and YOLACT++'s re-scoring net included),
@@ -23,12 +24,16 @@ The predictor never changes the model it is given: it works on its own copy (mov
 device, eval mode, channels_last). :meth:`Predictor.from_checkpoint` builds the model itself and
 uses it without a copy.
 
-Resizing happens on the host with ``cv2.resize`` (``INTER_LINEAR``) on every device, then the
-resized uint8 image is uploaded: the network input is bit-identical to the CPU path's and to
-training's (``segcore.data`` resizes with OpenCV too), and the upload is the resized image, which
-for photos larger than S is smaller than the original. (A GPU ``F.interpolate`` of the uploaded
-original would differ from OpenCV's fixed-point bilinear by up to about one grey level and moves
-the full-resolution image over PCIe.)
+Resizing is each family's official test-time resize (``Family.resize_image``), on the host, on
+every device, so that imported official weights give the official outputs end to end and the
+network input is bit-identical on the CPU and CUDA: YOLACT as dbolya/yolact ``FastBaseTransform``
+(the float image resized with ``F.interpolate`` bilinear, ``align_corners=False``;
+``segcore.modeling.yolact.preprocess``), BlendMask / CenterMask as detectron2's test-time
+``ResizeShortestEdge`` (``get_output_shape`` rounding, Pillow bilinear on the uint8 image, which
+antialiases when shrinking; ``segcore.modeling.fcos.d2_input``). Training (``segcore.data``)
+resizes with OpenCV ``INTER_LINEAR`` on uint8; the two differ by up to a few grey levels on a
+shrunk photo. The square families upload the resized float32 S x S image, the short-side
+families the resized uint8 image (smaller than the original for photos larger than S).
 
 Batches (:meth:`Predictor.predict_batch`): YOLACT resizes every image to S x S and stacks them.
 The short-side families (BlendMask, CenterMask) resize each image on its own (short side S, long
@@ -51,7 +56,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
@@ -104,15 +108,20 @@ class Prediction:
 
     Attributes:
         boxes: ``[N, 4]`` float32 XYXY absolute pixels of the original image.
-        scores: ``[N]`` float32 in [0, 1], sorted descending.
+        scores: ``[N]`` float32, sorted descending: the mask score where the family predicts
+            one (YOLACT++, CenterMask: class / box score x predicted mask IoU, which can leave
+            [0, 1] slightly as officially), else the class / box score in [0, 1].
         category_ids: ``[N]`` int64 COCO category ids (from the checkpoint's categories).
         masks: ``[N, H, W]`` bool at the original image resolution.
+        box_scores: ``[N]`` float32 class / box scores where they differ from ``scores``
+            (YOLACT++, CenterMask), else None (``segcore.structures.Instances.box_scores``).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     category_ids: np.ndarray
     masks: np.ndarray
+    box_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -135,16 +144,14 @@ class Prediction:
         return out
 
     def to_coco_results(self, image_id: int) -> list[dict]:
-        """COCO results entries ``{"image_id", "category_id", "bbox" [x, y, w, h], "score",
-        "segmentation" (RLE, counts str)}`` for this image."""
-        rles = self.to_rle()
-        results = []
-        for i in range(len(self)):
-            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
-            results.append({"image_id": int(image_id), "category_id": int(self.category_ids[i]),
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(self.scores[i]),
-                            "segmentation": rles[i]})
-        return results
+        """COCO results entries of this image as detectron2's ``COCOEvaluator`` writes them
+        (:func:`segcore.evaluation.coco.d2_coco_results`: ``bbox`` XYWH, ``score`` the box score,
+        ``mask_score`` the mask score where they differ, ``segmentation`` RLE). The official
+        writer of a model's family is ``Family.coco_results`` (``segcore.evaluation``
+        ``coco_results_writer``)."""
+        from segcore.evaluation.coco import d2_coco_results
+
+        return d2_coco_results(self, image_id)
 
 
 def check_image(image) -> None:
@@ -204,6 +211,7 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._category_ids = np.asarray([c["id"] for c in self.categories], dtype=np.int64)
         self._postprocess = family.make_postprocess(self.model)
+        self._resize_image = family.resize_image
         self._short_side = info.input_policy == "short_side"
         self.max_size = info.max_size
         self._last_input_hw: tuple[int, int] | None = None
@@ -231,16 +239,28 @@ class Predictor:
 
     # ------------------------------------------------------------------------------ input
 
-    def _upload(self, array: np.ndarray) -> torch.Tensor:
-        """Host uint8 array -> tensor on the device (CUDA: through pinned memory, asynchronously;
-        the caching host allocator keeps the pinned block alive until the copy has run)."""
-        t = torch.from_numpy(array)
+    def _upload(self, t: torch.Tensor) -> torch.Tensor:
+        """Host tensor -> tensor on the device (CUDA: through pinned memory, asynchronously; the
+        caching host allocator keeps the pinned block alive until the copy has run)."""
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
 
+    @staticmethod
+    def _resize_scaled(image: np.ndarray, info) -> torch.Tensor:
+        """``[H, W, 3]`` uint8 -> ``[3, h, w]`` uint8 CPU tensor at ``info.input_scale``
+        (:func:`segcore.data.transforms.network_input_hw`), ``cv2.resize`` INTER_LINEAR as in
+        training (``segcore.data.crops``)."""
+        import cv2
+
+        from segcore.data.transforms import network_input_hw
+
+        nh, nw = network_input_hw(info, image.shape[0], image.shape[1])
+        small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        return torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)
+
     def preprocess_batch(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Resize and batch images for the network.
+        """Resize and batch images for the network, by the family's official test-time path.
 
         Args:
             images: B arrays ``[H_i, W_i, 3]`` uint8 RGB (not checked here, see :meth:`predict_batch`).
@@ -248,44 +268,44 @@ class Predictor:
         Returns:
             ``(x, input_hw)``: ``x`` ``[B, 3, H', W']`` float32 RGB 0..255 on the device
             (channels_last when the predictor is); ``input_hw`` the B ``(h, w)`` of each resized
-            image inside ``x``.
+            image inside ``x``. Each image is resized on the host by ``Family.resize_image``:
 
-            * square (YOLACT): ``cv2.resize`` INTER_LINEAR to S x S, aspect ratio not kept, as
-              in training; ``H' = W' = S`` and every ``input_hw`` is ``(S, S)``.
-            * short side (BlendMask, CenterMask): resized so the short side is S and the long side
-              at most ``max_size`` (detectron2 ``ResizeShortestEdge``), then padded at the bottom /
-              right with the pixel mean to the largest size rounded up to a multiple of 32
-              (:func:`segcore.data.transforms.pad_images`).
-            * a data-driven input scale s (``ModelInfo.input_scale``, short-side families): each
-              image at s x its size (:func:`segcore.data.transforms.network_input_hw`), padded
-              the same way.
+            * square (YOLACT): the float image resized to S x S with ``F.interpolate``
+              (bilinear, ``align_corners=False``), aspect ratio not kept, as the official
+              ``FastBaseTransform``; ``H' = W' = S`` and every ``input_hw`` is ``(S, S)``.
+            * short side (BlendMask, CenterMask): detectron2 ``ResizeShortestEdge`` (short side
+              S, long side at most ``max_size``, ``get_output_shape`` rounding, Pillow bilinear on
+              the uint8 image), then padded at the bottom / right with the pixel mean to the
+              largest size rounded up to a multiple of 32
+              (:func:`segcore.data.transforms.pad_images`; normalised, the padding is 0 as in
+              detectron2 ``ImageList``).
+            * a data-driven input scale s (``ModelInfo.input_scale`` > 0, a model trained here
+              with a recipe, short-side families): each image at s x its size
+              (:func:`segcore.data.transforms.network_input_hw`) with ``cv2.resize`` INTER_LINEAR,
+              as in training (no official path exists for it), padded the same way.
         """
-        s = self.input_size
+        resize = self._resize_scaled if self.info.input_scale > 0 else self._resize_image
+        resized = [resize(image, self.info) for image in images]   # [3, h_i, w_i] on the host
+        sizes = [(int(r.shape[1]), int(r.shape[2])) for r in resized]
         single_upload = self._single_upload
         if self._short_side or self.info.input_scale > 0:
-            from segcore.data.transforms import network_input_hw, pad_images
+            from segcore.data.transforms import pad_images
 
-            resized, sizes = [], []
-            for image in images:
-                nh, nw = network_input_hw(self.info, image.shape[0], image.shape[1])
-                resized.append(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR))
-                sizes.append((nh, nw))
-            if single_upload:  # one (pinned) upload of a uint8 canvas, the per-image views padded there
-                canvas = np.zeros((len(resized), max(h for h, _ in sizes), max(w for _, w in sizes), 3), np.uint8)
+            if single_upload:  # one (pinned) upload of a canvas, the per-image views padded there
+                canvas = torch.zeros((len(resized), 3, max(h for h, _ in sizes), max(w for _, w in sizes)),
+                                     dtype=resized[0].dtype)
                 for i, (r, (h, w)) in enumerate(zip(resized, sizes)):
-                    canvas[i, :h, :w] = r
+                    canvas[i, :, :h, :w] = r
                 dev = self._upload(canvas)
-                parts = [dev[i, :h, :w].permute(2, 0, 1).float() for i, (h, w) in enumerate(sizes)]
+                parts = [dev[i, :, :h, :w].float() for i, (h, w) in enumerate(sizes)]
             else:
-                parts = [torch.from_numpy(r).to(self.device).permute(2, 0, 1).float() for r in resized]
+                parts = [r.to(self.device).float() for r in resized]
             x = pad_images(parts, self.info.size_divisibility)
         else:
-            resized = [cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR) for image in images]
-            sizes = [(s, s)] * len(resized)
             if len(resized) == 1 and not single_upload:
-                x = torch.from_numpy(resized[0]).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
+                x = resized[0].to(self.device)[None].float()
             else:
-                x = self._upload(np.stack(resized)).permute(0, 3, 1, 2).float()
+                x = self._upload(torch.stack(resized)).float()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, sizes
@@ -390,6 +410,7 @@ class Predictor:
             scores=inst.scores.numpy().astype(np.float32),
             category_ids=self._category_ids[classes] if len(classes) else np.zeros((0,), dtype=np.int64),
             masks=inst.pred_masks.numpy().astype(bool).reshape(-1, h, w),
+            box_scores=None if inst.box_scores is None else inst.box_scores.numpy().astype(np.float32),
         )
 
 
@@ -404,6 +425,8 @@ def _to_host(insts: list, device: torch.device) -> list:
                               pred_boxes=inst.pred_boxes.to("cpu", non_blocking=True),
                               scores=inst.scores.to("cpu", non_blocking=True),
                               pred_classes=inst.pred_classes.to("cpu", non_blocking=True),
-                              pred_masks=inst.pred_masks.to("cpu", non_blocking=True)))
+                              pred_masks=inst.pred_masks.to("cpu", non_blocking=True),
+                              box_scores=None if inst.box_scores is None else
+                              inst.box_scores.to("cpu", non_blocking=True)))
     torch.cuda.current_stream(device).synchronize()
     return out

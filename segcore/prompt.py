@@ -244,17 +244,14 @@ class BoxPrompter:
 
     def _outputs(self, image: np.ndarray) -> dict:
         """The model's raw outputs for ``image`` (cached for the last image)."""
-        from segcore.data.transforms import short_side_size
-
         img = np.ascontiguousarray(image)
         key = (img.shape, hashlib.blake2b(memoryview(img).cast("B"), digest_size=16).digest())
         if self._cache_key == key and self._cache is not None:
             return self._cache
         p = self.predictor
         h, w = img.shape[:2]
-        s = int(p.input_size)
-        input_hw = short_side_size(h, w, s, p.max_size or s)
-        x = p.preprocess(img)
+        x, sizes = p.preprocess_batch([img])   # the predictor's (official) resize and padding
+        input_hw = sizes[0]
         with self._autocast():
             outputs = p.model(x, image_sizes=[tuple(int(v) for v in input_hw)])
         outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in outputs.items()}

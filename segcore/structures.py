@@ -20,9 +20,15 @@ class Instances:
     Fields:
         image_size: ``(H, W)`` of the original image, pixels.
         pred_boxes: ``[N, 4]`` float32, XYXY absolute pixels of the original image.
-        scores: ``[N]`` float32 in ``[0, 1]``.
+        scores: ``[N]`` float32, the instance's score: the mask score where the family predicts
+            one (YOLACT++: class score x predicted mask IoU; CenterMask: box score x predicted
+            mask IoU; both can leave ``[0, 1]`` slightly, the IoU heads being unbounded as
+            officially), else the class / box score, in ``[0, 1]``.
         pred_classes: ``[N]`` int64, contiguous class index ``0..K-1``.
         pred_masks: ``[N, H, W]`` bool, original image resolution.
+        box_scores: ``[N]`` float32 or None: the detector's class / box score where it differs
+            from ``scores`` (YOLACT++, CenterMask), None where it is ``scores``. The official
+            COCO evaluators give it to the box and ``scores`` to the mask.
 
     Indexing (``inst[idx]``) applies ``idx`` to every per-instance field, so
     ``inst[inst.scores > 0.5]``, ``inst[:10]`` and ``inst[torch.tensor([2, 0])]`` work; an
@@ -38,6 +44,7 @@ class Instances:
     scores: Tensor
     pred_classes: Tensor
     pred_masks: Tensor
+    box_scores: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -48,6 +55,8 @@ class Instances:
             "pred_classes": self.pred_classes.shape[0],
             "pred_masks": self.pred_masks.shape[0],
         }
+        if self.box_scores is not None:
+            lengths["box_scores"] = self.box_scores.shape[0]
         if len(set(lengths.values())) != 1:
             raise ValueError(f"Instances: fields have different lengths {lengths}")
         if self.pred_boxes.dim() != 2 or self.pred_boxes.shape[1] != 4:
@@ -73,6 +82,7 @@ class Instances:
             scores=self.scores[idx],
             pred_classes=self.pred_classes[idx],
             pred_masks=self.pred_masks[idx],
+            box_scores=None if self.box_scores is None else self.box_scores[idx],
         )
 
     def to(self, device: torch.device | str) -> "Instances":
@@ -83,6 +93,7 @@ class Instances:
             scores=self.scores.to(device),
             pred_classes=self.pred_classes.to(device),
             pred_masks=self.pred_masks.to(device),
+            box_scores=None if self.box_scores is None else self.box_scores.to(device),
         )
 
     @staticmethod

@@ -352,6 +352,19 @@ def export_results(project, out_path: Path, *, gt_json: Optional[Path] = None) -
     COCO instances file to evaluate against), that file's ids matched by file name; then
     predictions on images the file does not list are left out. Returns the number of entries.
 
+    These are the project's annotations, not the model's raw detections, and they deliberately
+    differ from what the official evaluators write (``segcore.evaluation.predict_coco_results``
+    writes that, per family, from a model and images):
+
+    * one score per annotation, the one the project stores: the model's instance score
+      (``Prediction.scores``: the mask score of YOLACT++ / CenterMask), used for the box and the
+      mask alike; the official evaluators give the box the class / box score (dbolya/yolact
+      ``eval.py``, centermask2's ``COCOEvaluator``), so bbox AP of those two families can differ;
+    * ``bbox`` is the stored annotation box, the tight box of the (possibly edited) mask, not the
+      detector's box (nor YOLACT's truncated integer box);
+    * annotations with an empty mask are not stored, so not exported (detectron2 writes them;
+      they only add false positives), and an edited mask is exported as edited.
+
     Raises:
         AnnotatorError: an unwritable ``out_path`` (no file is left), or a malformed ``gt_json``
             / one that matches none of the predicted images.

@@ -3,6 +3,14 @@
 Metrics are fractions in [0, 1] (not percent): ``AP`` (IoU .50:.95), ``AP50``, ``AP75``,
 ``APs``, ``APm``, ``APl`` = ``COCOeval.stats[0:6]``; -1.0 means "no ground truth in that
 range" (COCOeval's convention, kept so the numbers stay JSON-serialisable).
+
+Results entries are written as each family's official evaluator writes them
+(``Family.coco_results``; default :func:`d2_coco_results`, detectron2's ``COCOEvaluator``): one
+entry per instance with ``bbox`` and ``segmentation``; ``score`` goes with the box and the
+optional ``mask_score`` with the mask (centermask2 ``centermask/evaluation/coco_evaluation.py``:
+for ``segm`` the ``score`` is replaced by ``mask_score``; dbolya/yolact ``eval.py`` writes the two
+scores to two files, which is the same). For ``segm`` the ``bbox`` is dropped so that COCOeval
+takes the area from the mask (detectron2 does the same).
 """
 
 from __future__ import annotations
@@ -13,12 +21,14 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
+
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 __all__ = ["METRIC_NAMES", "coco_evaluate", "evaluate_coco_objects", "records_to_coco",
-           "evaluate_predictions"]
+           "evaluate_predictions", "predict_coco_results", "d2_coco_results", "coco_results_writer"]
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 _IOU_TYPES = ("bbox", "segm")
@@ -47,7 +57,8 @@ def evaluate_coco_objects(coco_gt: COCO, results: list[dict], iou_types=_IOU_TYP
     Args:
         coco_gt: pycocotools ``COCO`` with the ground truth.
         results: COCO results entries (``image_id``, ``category_id``, ``score``, ``bbox``
-            [x, y, w, h] pixels and/or ``segmentation`` RLE).
+            [x, y, w, h] pixels and/or ``segmentation`` RLE, optional ``mask_score``: the score
+            of the mask where it differs from the box's, used for ``segm``).
         iou_types: subset of ``("bbox", "segm")``.
         verbose: print COCOeval's standard table.
 
@@ -74,8 +85,13 @@ def evaluate_coco_objects(coco_gt: COCO, results: list[dict], iou_types=_IOU_TYP
             # (as detectron2's COCOEvaluator does).
             for d in dts:
                 d.pop("bbox", None)
+                if "mask_score" in d:  # centermask2's _evaluate_predictions_on_coco
+                    d["score"] = d.pop("mask_score")
             if "segmentation" not in dts[0]:
                 raise ValueError("segm evaluation needs 'segmentation' in the results")
+        else:
+            for d in dts:
+                d.pop("mask_score", None)
         with _quiet(verbose):
             coco_dt = coco_gt.loadRes(dts)
             ev = COCOeval(coco_gt, coco_dt, iou_type)
@@ -148,13 +164,87 @@ def records_to_coco(records: list[dict], categories: list[dict]) -> dict:
     return {"images": images, "annotations": anns, "categories": cats}
 
 
+def d2_coco_results(prediction, image_id: int) -> list[dict]:
+    """COCO results entries of one image as detectron2's ``COCOEvaluator`` writes them
+    (``detectron2/evaluation/coco_evaluation.py`` ``instances_to_coco_json``; centermask2's copy
+    adds ``mask_score``): every instance, empty masks included; ``bbox`` the box converted to
+    XYWH in float32 (``BoxMode.convert``), not rounded; ``score`` the box score (``box_scores``
+    where the prediction has them, else ``scores``); ``mask_score`` = ``scores`` where the
+    prediction has ``box_scores``; ``segmentation`` compressed RLE (counts as str). Entries in the
+    detector's order: with ``box_scores``, a stable sort by them (CenterMask: the FCOS order that
+    centermask2 keeps), else the prediction's order.
+
+    ``prediction``: a :class:`segcore.predictor.Prediction` (``boxes``, ``scores``,
+    ``box_scores`` or None, ``category_ids``, ``masks``)."""
+    n = len(prediction.scores)
+    if n == 0:
+        return []
+    xywh = np.array(prediction.boxes, dtype=np.float32).reshape(-1, 4)
+    xywh[:, 2] -= xywh[:, 0]
+    xywh[:, 3] -= xywh[:, 1]
+    boxes = xywh.tolist()
+    scores = np.asarray(prediction.scores, dtype=np.float32)
+    box_scores = None if prediction.box_scores is None else np.asarray(prediction.box_scores, dtype=np.float32)
+    rles = prediction.to_rle()
+    order = range(n) if box_scores is None else np.argsort(-box_scores, kind="stable")
+    out = []
+    for i in order:
+        entry = {"image_id": int(image_id), "category_id": int(prediction.category_ids[i]), "bbox": boxes[i],
+                 "score": float(scores[i] if box_scores is None else box_scores[i]), "segmentation": rles[i]}
+        if box_scores is not None:
+            entry["mask_score"] = float(scores[i])
+        out.append(entry)
+    return out
+
+
+def coco_results_writer(model):
+    """``fn(prediction, image_id) -> list[dict]``: the official COCO results writer of ``model``'s
+    family (``Family.coco_results``, default :func:`d2_coco_results`)."""
+    from segcore.modeling.registry import family_of
+
+    return family_of(model).coco_results or d2_coco_results
+
+
+def predict_coco_results(predictor, records: list[dict], *, score_threshold: float = 0.05,
+                         progress=None) -> list[dict]:
+    """Run ``predictor`` on every record's image and return the COCO results entries, written as
+    the model family's official evaluator writes them (:func:`coco_results_writer`; a predictor
+    without a segcore ``model`` uses ``Prediction.to_coco_results``): the content of an official
+    results JSON (``json.dump`` it), with ``mask_score`` where the mask's score differs from the
+    box's.
+
+    Args:
+        predictor: ``segcore.predictor.Predictor``.
+        records: segcore records with absolute ``file_name`` (``docs/INTERFACES.md``).
+        score_threshold: predictor score threshold (0.05 = official eval default).
+        progress: optional ``progress(done, total)`` callback.
+
+    Raises:
+        FileNotFoundError / ValueError: an image cannot be read (message names the file).
+    """
+    from segcore.data.dataset import read_image_rgb
+
+    model = getattr(predictor, "model", None)
+    write = coco_results_writer(model) if getattr(model, "info", None) is not None else None
+    results: list[dict] = []
+    for i, rec in enumerate(records):
+        image = read_image_rgb(rec["file_name"], (int(rec["height"]), int(rec["width"])))
+        pred = predictor.predict(image, score_threshold=score_threshold)
+        image_id = int(rec["image_id"])
+        results.extend(write(pred, image_id) if write is not None else pred.to_coco_results(image_id))
+        if progress is not None:
+            progress(i + 1, len(records))
+    return results
+
+
 def evaluate_predictions(predictor, records: list[dict], categories: list[dict], *,
                          score_threshold: float = 0.05, iou_types=_IOU_TYPES, verbose: bool = False,
                          progress=None) -> dict:
     """Run ``predictor`` on every record's image and evaluate against the records' annotations.
 
     The ground truth is built in memory with :func:`records_to_coco` and pycocotools ``COCO``;
-    predictions are matched by COCO category id (``predictor.categories``).
+    predictions are matched by COCO category id (``predictor.categories``) and written as the
+    model family's official evaluator writes them (:func:`predict_coco_results`).
 
     Args:
         predictor: ``segcore.predictor.Predictor``.
@@ -171,14 +261,6 @@ def evaluate_predictions(predictor, records: list[dict], categories: list[dict],
     Raises:
         FileNotFoundError / ValueError: an image cannot be read (message names the file).
     """
-    from segcore.data.dataset import read_image_rgb
-
     coco_gt = _coco_from_dict(records_to_coco(records, categories))
-    results: list[dict] = []
-    for i, rec in enumerate(records):
-        image = read_image_rgb(rec["file_name"], (int(rec["height"]), int(rec["width"])))
-        pred = predictor.predict(image, score_threshold=score_threshold)
-        results.extend(pred.to_coco_results(int(rec["image_id"])))
-        if progress is not None:
-            progress(i + 1, len(records))
+    results = predict_coco_results(predictor, records, score_threshold=score_threshold, progress=progress)
     return evaluate_coco_objects(coco_gt, results, iou_types, verbose=verbose)

@@ -21,6 +21,9 @@ The model contract (every family; the engine, predictor, prompter, exporter and 
 * ``Family.make_postprocess(model)(outputs, image_sizes, *, input_sizes=None,
   score_threshold=0.05) -> list[Instances]``: no trainable parameters.
 * ``model.info``: a :class:`ModelInfo` set by the builder.
+* ``Family.resize_image(image, info)``: the family's official test-time resize (the
+  :class:`segcore.predictor.Predictor` input path); ``Family.coco_results(prediction, image_id)``:
+  COCO results entries as the family's official evaluator writes them.
 """
 
 from __future__ import annotations
@@ -187,6 +190,18 @@ class Family:
         official_weights: downloadable official checkpoints.
         licence: upstream licence.
         tiny_arch: a small architecture for self-checks and quick tests.
+        resize_image: ``resize_image(image, info) -> [3, h, w]`` uint8 or float32 CPU tensor, RGB
+            0..255: the official test-time resize of one ``[H, W, 3]`` uint8 RGB image for a
+            model with :class:`ModelInfo` ``info`` (the official library and interpolation, so
+            that imported weights give the official outputs); the Predictor pads (short side)
+            or stacks (square) the results and the model normalises them.
+        coco_results: ``coco_results(prediction, image_id) -> list[dict]``: COCO results entries
+            of one :class:`segcore.predictor.Prediction` as the family's official evaluator writes
+            them (box format, which score goes with the box and with the mask, what is dropped);
+            an entry's ``"score"`` goes with its ``"bbox"`` and its optional ``"mask_score"`` with
+            its ``"segmentation"`` (centermask2's convention, read by
+            :func:`segcore.evaluation.evaluate_coco_objects`). None = detectron2's
+            ``COCOEvaluator`` (:func:`segcore.evaluation.coco.d2_coco_results`).
         bench_archs: architectures ``segcore.bench`` measures by default.
         latency_target: ``latency_target(arch) -> LatencyTarget | None`` (CPU, vs Mask R-CNN).
         gpu_fps_targets: ``{arch: frames per second}`` at batch 1 end to end.
@@ -203,6 +218,8 @@ class Family:
     default_optim: Callable[[int], tuple[float, float]]
     licence: Licence
     tiny_arch: str
+    resize_image: Callable[[Any, ModelInfo], Any]
+    coco_results: Callable[[Any, int], list] | None = None
     import_weights: Callable[..., tuple] | None = None
     imagenet_backbone: ImagenetBackbone | None = None
     box_prompt: BoxPromptSupport | None = None

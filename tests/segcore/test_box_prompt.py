@@ -18,6 +18,7 @@ from torchvision.ops import box_iou
 from segcore.modeling.blendmask.box_prompt import prompt_locations
 from segcore.modeling.centermask.box_prompt import centermask_detections
 from segcore.modeling.fcos import fcos_detect
+from segcore.modeling.fcos.d2_input import scale_and_clip_boxes
 from segcore.modeling.registry import build_model
 from segcore.predictor import Predictor
 from segcore.prompt import BoxPrediction, BoxPrompter, PromptNotSupported
@@ -87,12 +88,10 @@ def test_blendmask_prompt_at_detection_location_equals_predictor(blendmask, hw, 
     d = fcos_detect(_raw(blendmask, img), pre_nms_thresh=0.0, thresh_with_ctr=True)[0]
     hi, wi = input_hw
     b = d["boxes"]
-    scaled = b.clone()
-    scaled[:, 0::2] = b[:, 0::2].clamp(0, wi) * (w / wi)
-    scaled[:, 1::2] = b[:, 1::2].clamp(0, hi) * (h / hi)
-    keep = (scaled[:, 2] > scaled[:, 0]) & (scaled[:, 3] > scaled[:, 1])
-    assert np.array_equal(scaled[keep].numpy(), pred.boxes)
-    # the predictor pastes at the unclipped box: compare the detections that lie inside the image
+    scaled, keep = scale_and_clip_boxes(b, (h, w), input_hw)
+    assert np.array_equal(scaled.numpy(), pred.boxes)
+    # a detection crossing the border is blended in its unclipped box and pasted at the clipped
+    # one (detectron2); a prompt box is clipped first: compare the detections inside the image
     kb = b[keep]
     inside = ((kb[:, 0] >= 0) & (kb[:, 1] >= 0) & (kb[:, 2] <= wi) & (kb[:, 3] <= hi)).numpy()
     assert inside.sum() > 20
@@ -160,22 +159,29 @@ def test_blendmask_auto_location_and_one_backbone_pass(blendmask):
 
 # ------------------------------------------------------------------ CenterMask
 def test_centermask_prompt_with_detection_class_equals_predictor(centermask):
-    img = _image(512, 640)
+    """A detection's box and class -> the predictor's mask of it, for the detections inside the
+    image (a detection crossing the border is pooled at its unclipped FCOS box, as centermask2
+    does, while a prompt box is clipped first)."""
+    h, w = 512, 640
+    img = _image(h, w)
     pred = centermask.predict(img, score_threshold=0.0)
     assert len(pred) == 50 and pred.masks.any(axis=(1, 2)).sum() > 40
+    b = pred.boxes
+    inside = (b[:, 0] > 0) & (b[:, 1] > 0) & (b[:, 2] < w) & (b[:, 3] < h)   # clipped boxes touch the border
+    assert 20 < inside.sum() < 50
     prompter = BoxPrompter(centermask)
-    res = prompter.predict(img, pred.boxes, pred.category_ids)
-    assert np.array_equal(res.masks, pred.masks)
-    assert np.array_equal(res.category_ids, pred.category_ids)
-    # predictor score = FCOS score x predicted IoU; the prompt's score is the predicted IoU
-    dets = centermask_detections(_raw(centermask, img), (256, 320), score_threshold=0.0)
-    fcos = {tuple(np.round(b * 2, 3)): s for b, s in zip(dets["boxes"].numpy(), dets["scores"].numpy())}
-    expected = np.array([fcos[tuple(np.round(b, 3))] for b in pred.boxes]) * res.scores
+    res = prompter.predict(img, b[inside], pred.category_ids[inside])
+    assert np.array_equal(res.masks, pred.masks[inside])
+    assert np.array_equal(res.category_ids, pred.category_ids[inside])
+    # predictor score = FCOS box score x predicted IoU (not clamped); the prompt's score is the
+    # predicted IoU clamped to [0, 1]
     assert res.scores.dtype == np.float32 and ((res.scores >= 0) & (res.scores <= 1)).all()
-    np.testing.assert_allclose(np.clip(expected, 0, 1), pred.scores, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(res.scores, np.clip(pred.scores[inside] / pred.box_scores[inside], 0, 1),
+                               rtol=1e-4, atol=1e-6)
     # one box alone (another batch size) gives the same mask
-    one = prompter.predict(img, pred.boxes[7:8], pred.category_ids[7:8])
-    assert np.array_equal(one.masks[0], pred.masks[7])
+    k = int(np.nonzero(inside)[0][7])
+    one = prompter.predict(img, b[k:k + 1], pred.category_ids[k:k + 1])
+    assert np.array_equal(one.masks[0], pred.masks[k])
 
 
 def test_centermask_class_choice():

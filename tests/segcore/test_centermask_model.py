@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from segcore.modeling.fcos.d2_input import scale_and_clip_boxes
 from segcore.modeling.registry import build_model, family_of, list_architectures
 
 NAMES = ["centermask_v39", "centermask_v57", "centermask_v99", "centermask_r50", "centermask_lite_v19",
@@ -57,8 +58,17 @@ def test_outputs_losses_and_postprocess():
         res = family_of(model).make_postprocess(model)(out, [(360, 512)], input_sizes=[(180, 256)])
     inst = res[0]
     assert 0 < len(inst) <= 50 and inst.pred_masks.shape == (len(inst), 360, 512)
-    assert (inst.scores[:-1] >= inst.scores[1:]).all() and ((inst.scores >= 0) & (inst.scores <= 1)).all()
-    assert (inst.pred_boxes[:, 0::2] <= 512 + 1e-3).all() and (inst.pred_boxes[:, 1::2] <= 360 + 1e-3).all()
+    # sorted by mask score = box score x predicted IoU (not clamped: this untrained MaskIoU head
+    # predicts negative IoUs), the FCOS box scores alongside
+    assert (inst.scores[:-1] >= inst.scores[1:]).all() and ((inst.box_scores > 0) & (inst.box_scores <= 1)).all()
+    det = out["detections"][0]
+    assert torch.equal(det["scores"], det["scores"].sort(descending=True).values)    # the FCOS order
+    boxes, keep = scale_and_clip_boxes(det["boxes"], (360, 512), (180, 256))
+    order = det["mask_scores"][keep].sort(descending=True, stable=True).indices
+    assert torch.equal(inst.scores, det["mask_scores"][keep][order]) and torch.equal(inst.pred_boxes, boxes[order])
+    assert torch.equal(inst.box_scores, det["scores"][keep][order])
+    assert (inst.pred_boxes[:, 0::2] <= 512).all() and (inst.pred_boxes[:, 1::2] <= 360).all()
+    assert (inst.pred_boxes >= 0).all()
 
 
 def test_rejects_unpadded_input():

@@ -118,3 +118,96 @@ def test_evaluate_predictions_oracle(val):
     _check(res)
     assert res["segm"]["AP"] == pytest.approx(1.0) and res["bbox"]["AP"] == pytest.approx(1.0)
     assert done[-1] == (6, 6)
+
+
+# ------------------------------------------------------------------ official results writers
+def _prediction(boxes, scores, box_scores=None, h=40, w=60):
+    n = len(scores)
+    masks = np.zeros((n, h, w), bool)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        masks[i, int(y0):int(y1), int(x0):int(x1)] = i != 1          # the second mask is empty
+    return Prediction(np.asarray(boxes, np.float32), np.asarray(scores, np.float32),
+                      np.array([7] * n, np.int64), masks,
+                      box_scores=None if box_scores is None else np.asarray(box_scores, np.float32))
+
+
+def test_yolact_results_as_official_eval_py():
+    """dbolya/yolact eval.py: class score with the box (YOLACT++ too), mask score with the mask,
+    sanitised boxes truncated (``boxes.long()``), XYWH, zero-area boxes dropped with their mask,
+    official order (descending class score)."""
+    from segcore.modeling.yolact.postprocess import yolact_coco_results
+
+    boxes = [[1.7, 2.2, 20.9, 30.5], [5.0, 5.0, 9.0, 9.0], [10.2, 3.0, 10.9, 12.0], [30.99, 0.5, 59.2, 39.999]]
+    pred = _prediction(boxes, scores=[0.9, 0.6, 0.5, 0.4], box_scores=[0.7, 0.8, 0.6, 0.75])
+    res = yolact_coco_results(pred, 3)
+    assert [r["bbox"] for r in res] == [[5.0, 5.0, 4.0, 4.0], [30.0, 0.0, 29.0, 39.0], [1.0, 2.0, 19.0, 28.0]]
+    assert [r["score"] for r in res] == pytest.approx([0.8, 0.75, 0.7])          # class scores, their order
+    assert [r["mask_score"] for r in res] == pytest.approx([0.6, 0.4, 0.9])
+    assert {r["image_id"] for r in res} == {3} and all(isinstance(r["segmentation"]["counts"], str) for r in res)
+    plain = yolact_coco_results(_prediction(boxes[:1], scores=[0.9]), 1)      # YOLACT: the same score twice
+    assert plain[0]["score"] == plain[0]["mask_score"] == pytest.approx(0.9)
+
+
+def test_detectron2_results_as_coco_evaluator():
+    """detectron2 instances_to_coco_json (+ centermask2's mask_score): every instance, empty masks
+    included, float XYWH, box score with the box, mask score with the mask, FCOS order."""
+    from segcore.evaluation import d2_coco_results
+
+    boxes = [[1.7, 2.2, 20.9, 30.5], [5.0, 5.0, 9.0, 9.0], [10.2, 3.0, 10.9, 12.0]]
+    res = d2_coco_results(_prediction(boxes, scores=[0.9, 0.6, 0.5]), 1)              # BlendMask
+    assert len(res) == 3 and "mask_score" not in res[0] and [r["score"] for r in res] == pytest.approx([0.9, 0.6, 0.5])
+    xywh = np.array(boxes, np.float32)
+    xywh[:, 2:] -= xywh[:, :2]
+    assert [r["bbox"] for r in res] == xywh.tolist()
+    assert res[1]["segmentation"]["counts"]                                           # an empty mask is kept
+    res = d2_coco_results(_prediction(boxes, scores=[0.9, 0.6, 0.5], box_scores=[0.3, 0.8, 0.3]), 1)  # CenterMask
+    assert [r["score"] for r in res] == pytest.approx([0.8, 0.3, 0.3])
+    assert [r["mask_score"] for r in res] == pytest.approx([0.6, 0.9, 0.5])
+
+
+def test_segm_is_ranked_by_mask_score_and_bbox_by_box_score():
+    """Two detections of one object: the first has the right mask and a wrong box, the second the
+    right box and a wrong mask. Box score ranks the first higher, mask score the second: each AP
+    is 0.5 only when bbox uses ``score`` and segm ``mask_score`` (centermask2's evaluator)."""
+    from pycocotools import mask as mask_utils
+
+    from segcore.evaluation import evaluate_coco_objects
+    from segcore.evaluation.coco import _coco_from_dict
+
+    h, w = 100, 100
+    gt = np.zeros((h, w), np.uint8)
+    gt[20:60, 20:60] = 1
+    wrong = np.zeros((h, w), np.uint8)
+    wrong[70:95, 70:95] = 1
+    dataset = {"images": [{"id": 1, "height": h, "width": w, "file_name": "a.png"}],
+               "categories": [{"id": 1, "name": "a"}],
+               "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [20, 20, 40, 40], "area": 1600,
+                                "iscrowd": 0, "segmentation": [[20, 20, 60, 20, 60, 60, 20, 60]]}]}
+
+    def rle(m):
+        r = mask_utils.encode(np.asfortranarray(m))
+        return {"size": r["size"], "counts": r["counts"].decode()}
+
+    results = [{"image_id": 1, "category_id": 1, "bbox": [70, 70, 25, 25], "score": 0.9, "mask_score": 0.2,
+                "segmentation": rle(gt)},
+               {"image_id": 1, "category_id": 1, "bbox": [20, 20, 40, 40], "score": 0.8, "mask_score": 0.9,
+                "segmentation": rle(wrong)}]
+    res = evaluate_coco_objects(_coco_from_dict(dataset), results, verbose=False)
+    assert res["bbox"]["AP50"] == pytest.approx(0.5) and res["segm"]["AP50"] == pytest.approx(0.5)
+    for r in results:
+        r.pop("mask_score")                       # one score for both: segm ranks the right mask first
+    res = evaluate_coco_objects(_coco_from_dict(dataset), results, verbose=False)
+    assert res["bbox"]["AP50"] == pytest.approx(0.5) and res["segm"]["AP50"] == pytest.approx(1.0)
+
+
+def test_each_family_has_its_official_writer():
+    from segcore.evaluation import coco_results_writer, d2_coco_results
+    from segcore.modeling import build_model
+    from segcore.modeling.yolact.postprocess import yolact_coco_results
+
+    pred = _prediction([[1.7, 2.2, 20.9, 30.5], [10.2, 3.0, 10.9, 12.0]], scores=[0.9, 0.6])
+    official_yolact, official_d2 = yolact_coco_results(pred, 1), d2_coco_results(pred, 1)
+    assert official_yolact != official_d2
+    assert coco_results_writer(build_model("yolact_tiny", num_classes=2))(pred, 1) == official_yolact
+    assert coco_results_writer(build_model("blendmask_tiny", num_classes=2)) is d2_coco_results
+    assert coco_results_writer(build_model("centermask_tiny", num_classes=2)) is d2_coco_results

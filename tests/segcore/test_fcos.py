@@ -117,3 +117,28 @@ def test_empty_image_zero_losses_finite_gradients():
     sum(losses.values()).backward()
     grads = [p.grad for p in m.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_post_nms_cut_keeps_ties_as_official():
+    """``post_nms_topk`` cuts as AdelaiDet / centermask2 ``select_over_all_levels``: the
+    ``topk``-th largest score (``torch.kthvalue(scores, n - topk + 1)``) is a threshold and every
+    detection scoring ``>=`` it is kept, so ties with the last one are all kept."""
+    from segcore.modeling.fcos import fcos_detect
+
+    n = 12
+    locs = torch.stack([torch.arange(n, dtype=torch.float32) * 40 + 4, torch.full((n,), 4.0)], 1)
+    probs = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.6, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1])
+    out = {"logits": torch.logit(probs)[None, :, None], "ctrness": torch.full((1, n), 20.0),
+           "bbox_reg": torch.full((1, n, 4), 2.0), "locations": locs, "loc_strides": torch.full((n,), 8.0),
+           "level_sizes": [(1, n)]}   # boxes 32 px wide, 40 px apart: no suppression
+    for topk in (3, 4, 5, 6, 7, 12, 100):
+        det = fcos_detect(out, pre_nms_thresh=0.05, post_nms_topk=topk)[0]
+        scores = fcos_detect(out, pre_nms_thresh=0.05, post_nms_topk=0)[0]["scores"]
+        if topk < len(scores):
+            thresh = torch.kthvalue(scores, len(scores) - topk + 1).values
+            expected = int((scores >= thresh).sum())
+        else:
+            expected = len(scores)
+        assert len(det["scores"]) == expected, topk
+    assert len(fcos_detect(out, pre_nms_thresh=0.05, post_nms_topk=4)[0]["scores"]) == 6   # 0.6 x 3 kept
+    assert len(fcos_detect(out, pre_nms_thresh=0.05, post_nms_topk=7)[0]["scores"]) == 7

@@ -21,8 +21,10 @@ regression is most reliable at (highest centerness). Then, exactly as the infere
 sampling ratio 1, scale 1/4) of the K bases in the box to R x R (R = 56), the location's
 attentions ``[K, M, M]`` upsampled to R x R and softmaxed over K, summed, sigmoid, pasted at
 the box in the original image with :func:`~segcore.ops.masks.paste_masks`
-(threshold 0.5). Prompting with a detection's box and its own location therefore reproduces the
-predictor's mask of that detection exactly.
+(threshold 0.5). Prompting with the box and own location of a detection that lies inside the
+image therefore reproduces the predictor's mask of that detection exactly (a detection crossing
+the border is blended in its unclipped box and pasted at the clipped one, as detectron2 does;
+a user box is clipped first).
 
 Symbols: N boxes, L FCOS locations (all levels), K bases, M attention size, R bottom
 resolution, H x W original image, h x w resized image inside the padded network input.

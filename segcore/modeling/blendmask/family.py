@@ -1,11 +1,15 @@
 """The BlendMask family: everything segcore and the annotator know about it, in one
 :class:`segcore.modeling.registry.Family` registered when this package is imported.
 
-- input: detectron2 short side S, long side <= max_size, padded to 32 (``ModelInfo``);
+- input: detectron2 short side S, long side <= max_size, padded to 32 (``ModelInfo``), resized as
+  detectron2's test-time ``ResizeShortestEdge`` does (Pillow bilinear,
+  :func:`segcore.modeling.fcos.d2_input.d2_test_resize`);
 - optimiser: SGD lr ``0.01`` at batch 16, weight decay 1e-4 (AdelaiDet ``Base-BlendMask.yaml``
   with detectron2's defaults; lr scaled linearly to the batch);
 - loss / post-processing: :func:`.loss.blendmask_loss`, :func:`.postprocess.blendmask_postprocess`
   with the model's FCOS settings bound;
+- COCO results: detectron2's ``COCOEvaluator`` (the default writer,
+  :func:`segcore.evaluation.coco.d2_coco_results`: float XYWH boxes, empty masks kept);
 - official weights: AdelaiDet files through :mod:`.importer`;
 - ImageNet backbones: detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` on disk (never downloaded);
 - box prompts: :mod:`.box_prompt` (bases blended with the attentions at the box's FCOS location).
@@ -54,6 +58,12 @@ def _describe(arch: str) -> str:
     return "BlendMask, ResNet-FPN at 550-800 px: accurate masks on a GPU, slow on a CPU"
 
 
+def _resize_image(image, info):
+    from ..fcos.d2_input import d2_test_resize
+
+    return d2_test_resize(image, info.input_size, info.max_size)
+
+
 def _import_weights(state_dict: dict, arch: str, *, source):
     from .importer import import_blendmask
 
@@ -83,6 +93,7 @@ BLENDMASK_FAMILY = register_family(Family(
                     "2-clause BSD for non-commercial purposes only (commercial use: licence from the authors)",
                     "LICENSE and README 'License' @ 3672122"),
     tiny_arch="blendmask_tiny",
+    resize_image=_resize_image,
     import_weights=_import_weights,
     imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, takes_locations=True),

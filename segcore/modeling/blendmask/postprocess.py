@@ -2,10 +2,14 @@
 detectron2 ``detector_postprocess`` / ``paste_masks_in_image``).
 
 FCOS detections (:func:`segcore.modeling.fcos.fcos_detect`, ``THRESH_WITH_CTR`` True), their
-attentions gathered by location, blended with the bases in the predicted boxes (network-input
-pixels) to R x R mask probabilities, then boxes scaled to the original image, clipped, empty
-ones dropped, and masks pasted at full resolution (bilinear ``grid_sample`` over the box,
-threshold 0.5).
+attentions gathered by location, blended with the bases in the predicted (unclipped) boxes
+(network-input pixels) to R x R mask probabilities, then as detectron2 ``detector_postprocess``
+(``detectron2/modeling/postprocessing.py``, which AdelaiDet ``adet/modeling/blendmask/blendmask.py``
+calls): boxes scaled to the original image by ``(W / w, H / h)``, clipped to it, empty ones
+dropped, and masks pasted at the **clipped** boxes at full resolution (bilinear ``grid_sample``
+over the box, threshold 0.5). A box leaving the image therefore gets its R x R mask, predicted
+for the whole box, squeezed into the part inside the image: that is what the official code
+does and what official weights were evaluated with, so segcore does the same.
 
 Batches: ``blendmask_postprocess`` takes B images (``image_sizes`` / ``input_sizes`` per image).
 Masks are pasted by :func:`segcore.ops.masks.paste_masks` (the op CenterMask uses too).
@@ -18,6 +22,7 @@ from __future__ import annotations
 from ...ops.masks import paste_masks
 from ...structures import Instances
 from ..fcos import fcos_detect
+from ..fcos.d2_input import scale_and_clip_boxes
 from .blender import blend
 
 __all__ = ["blendmask_postprocess"]
@@ -34,7 +39,7 @@ def blendmask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
         outputs: the model's raw outputs (``model.py``).
         image_sizes: ``(H, W)`` of each original image.
         input_sizes: ``(h, w)`` of each resized image inside the padded network input (default:
-            the padded size); boxes are clipped to it before scaling by ``(W / w, H / h)``.
+            the padded size); boxes are scaled by ``(W / w, H / h)``, then clipped to ``(H, W)``.
         score_threshold: the FCOS pre-NMS threshold on ``cls x ctr`` (official 0.05); final
             scores are ``sqrt(cls x ctr)``, so every returned score is above it too.
         pre_nms_topk, nms_threshold, max_detections, thresh_with_ctr: FCOS inference settings.
@@ -61,16 +66,8 @@ def blendmask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
                           attn_size=m, top_interp=top_interp).sigmoid()
         else:
             probs = bases.new_zeros((0, bottom_resolution, bottom_resolution))
-        scaled = boxes.clone()
-        scaled[:, 0::2] = boxes[:, 0::2].clamp(0, wi) * (w / wi)
-        scaled[:, 1::2] = boxes[:, 1::2].clamp(0, hi) * (h / hi)
-        keep = (scaled[:, 2] > scaled[:, 0]) & (scaled[:, 3] > scaled[:, 1])
-        # masks are pasted at the unclipped boxes they were pooled in (detectron2 pastes at the
-        # clipped ones, which squeezes the mask of a box leaving the image)
-        unclipped = boxes.clone()
-        unclipped[:, 0::2] *= w / wi
-        unclipped[:, 1::2] *= h / hi
-        masks = paste_masks(probs[keep], unclipped[keep], (h, w), mask_threshold)
-        results.append(Instances(image_size=(h, w), pred_boxes=scaled[keep], scores=d["scores"][keep],
+        scaled, keep = scale_and_clip_boxes(boxes, (h, w), (hi, wi))
+        masks = paste_masks(probs[keep], scaled, (h, w), mask_threshold)  # at the clipped boxes, as detectron2
+        results.append(Instances(image_size=(h, w), pred_boxes=scaled, scores=d["scores"][keep],
                                  pred_classes=d["classes"][keep], pred_masks=masks))
     return results

@@ -11,8 +11,10 @@ at the box in the original image (bilinear, threshold 0.5); the MaskIoU head pre
 of that mask for that class (the **score**, clamped to [0, 1]; a detection's score would be
 its FCOS score times this). All of it goes through
 :meth:`~segcore.modeling.centermask.roi_heads.CenterMaskRoIHeads.predict_with_classes`, the same
-code as the inference path, so prompting with a detection's box and class reproduces the
-predictor's mask exactly.
+code as the inference path, so prompting with the box and class of a detection that lies
+inside the image reproduces the predictor's mask exactly. (A detection crossing the image
+border is pooled at its unclipped FCOS box and pasted at the clipped one, as centermask2 does;
+a user box is clipped to the image first, so its mask is pooled at the clipped box.)
 
 **Which class channel** (the head predicts one mask per class):
 
@@ -41,7 +43,8 @@ __all__ = ["centermask_detections", "centermask_box_prompt"]
 
 def centermask_detections(outputs: dict, input_hw: tuple[int, int], *, score_threshold: float = 0.05,
                           max_detections: int = 50) -> dict[str, torch.Tensor]:
-    """FCOS detections of one image as the post-processing makes them (before the mask head).
+    """FCOS detections of one image as the model's forward makes them (before the mask head),
+    with their boxes clipped to the resized image, as user boxes are, for matching.
 
     Returns ``boxes`` ``[D, 4]`` (network-input pixels, clipped to ``input_hw`` = (h, w), empty
     ones dropped), ``scores`` ``[D]`` (``sqrt(cls x ctr)``), ``classes`` ``[D]`` int64, sorted by score.

@@ -1,11 +1,16 @@
 """The CenterMask family: everything segcore and the annotator know about it, in one
 :class:`segcore.modeling.registry.Family` registered when this package is imported.
 
-- input: detectron2 short side S, long side <= max_size, padded to 32 (``ModelInfo``);
+- input: detectron2 short side S, long side <= max_size, padded to 32 (``ModelInfo``), resized as
+  detectron2's test-time ``ResizeShortestEdge`` does (Pillow bilinear,
+  :func:`segcore.modeling.fcos.d2_input.d2_test_resize`);
 - optimiser: SGD lr ``0.01`` at batch 16, weight decay 1e-4 (centermask2
   ``Base-CenterMask-VoVNet.yaml`` with detectron2's defaults; lr scaled linearly to the batch);
 - loss / post-processing: :func:`.loss.centermask_loss`, :func:`.postprocess.centermask_postprocess`
   (the RoI heads run in the model's forward);
+- COCO results: centermask2's ``COCOEvaluator`` (the default writer,
+  :func:`segcore.evaluation.coco.d2_coco_results`: box score with the box, mask score with the
+  mask, float XYWH boxes, empty masks kept);
 - official weights: centermask2 files through :mod:`.importer` (maskrcnn-benchmark files are
   recognised and refused there);
 - ImageNet backbones: detectron2's MSRA ``R-50.pkl`` for ``centermask_r50`` (never downloaded);
@@ -36,6 +41,12 @@ def _postprocess(model: nn.Module):
     from .postprocess import centermask_postprocess
 
     return centermask_postprocess
+
+
+def _resize_image(image, info):
+    from ..fcos.d2_input import d2_test_resize
+
+    return d2_test_resize(image, info.input_size, info.max_size)
 
 
 def _import_weights(state_dict: dict, arch: str, *, source):
@@ -92,6 +103,7 @@ CENTERMASK_FAMILY = register_family(Family(
     licence=Licence("CenterMask (centermask_*)", "Lee and Park, CVPR 2020", "youngwanLEE/centermask2",
                     "Creative Commons Attribution-NonCommercial 4.0 (CC BY-NC 4.0)", "LICENSE @ 6adabd6"),
     tiny_arch="centermask_tiny",
+    resize_image=_resize_image,
     import_weights=_import_weights,
     imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, has_scores=lambda model: model.roi_heads.maskiou_head is not None),

@@ -23,13 +23,18 @@ heads' results, computed here so that every trainable module runs inside ``forwa
 * training (``model(images, targets)``): ``roi``, the mask branch on the sampled positive RoIs
   (:meth:`.roi_heads.CenterMaskRoIHeads.forward_train`: ``mask_logits``, ``gt_classes``,
   ``mask_targets``, ``maskiou``, ``maskiou_targets``). RoIs: FCOS detections of this forward,
-  detached, with the training threshold 0.03 (:func:`centermask_proposals`), plus the gt boxes.
-* eval: ``detections``, per image ``boxes`` ``[N, 4]`` float32 XYXY network-input pixels
-  (clipped to the resized image), ``classes`` ``[N]`` int64, ``scores`` ``[N]`` float32 mask
-  scores (FCOS ``sqrt(cls x ctr)`` x predicted IoU, clamped to [0, 1]) and ``mask_probs``
-  ``[N, 28, 28]`` float32, sorted by mask score (paper section 3 "Inference": FCOS
+  detached, with the training threshold 0.03, clipped to the image (:func:`centermask_proposals`:
+  a segcore choice, centermask2 does not clip), plus the gt boxes.
+* eval: ``detections``, per image in the FCOS order (descending box score): ``boxes`` ``[N, 4]``
+  float32 XYXY network-input pixels, **not clipped** (centermask2 runs its RoI heads on the
+  FCOS boxes as they are; only ``detector_postprocess`` clips them, :mod:`.postprocess`),
+  ``classes`` ``[N]`` int64, ``scores`` ``[N]`` float32 FCOS box scores ``sqrt(cls x ctr)``,
+  ``mask_scores`` ``[N]`` float32 (box score x predicted IoU of the class, centermask2
+  ``mask_iou_inference``: not clamped, the MaskIoU head is unbounded; the box scores without a
+  MaskIoU head) and ``mask_probs`` ``[N, 28, 28]`` float32 (paper section 3 "Inference": FCOS
   ``INFERENCE_TH_TEST`` = ``score_threshold``, top 1000 per level, NMS 0.6, the best
-  ``max_detections`` (50), then SAG-Mask and MaskIoU on them).
+  ``max_detections`` (50, ties with the last kept as the official cut), then SAG-Mask and
+  MaskIoU on them).
 Symbols: B batch, L locations over P3-P7, K classes, C FPN channels (256; Lite 128).
 """
 
@@ -49,26 +54,41 @@ __all__ = ["CenterMask", "D2_PIXEL_MEAN_BGR", "centermask_proposals"]
 
 
 @torch.no_grad()
-def centermask_proposals(outputs: dict, image_sizes: list[tuple[int, int]], *, pre_nms_thresh: float = 0.03,
-                         pre_nms_topk: int = 1000, nms_thresh: float = 0.6, post_nms_topk: int = 100
-                         ) -> list[dict[str, torch.Tensor]]:
-    """Detached FCOS detections per image, boxes clipped to ``image_sizes[i]`` (``(h, w)``) and
-    empty ones dropped (``THRESH_WITH_CTR`` False, the centermask2 default).
+def centermask_proposals(outputs: dict, clip_to: list[tuple[int, int]] | None = None, *,
+                         pre_nms_thresh: float = 0.03, pre_nms_topk: int = 1000, nms_thresh: float = 0.6,
+                         post_nms_topk: int = 100) -> list[dict[str, torch.Tensor]]:
+    """Detached FCOS detections per image (``THRESH_WITH_CTR`` False, the centermask2 default),
+    the RoI heads' boxes.
 
-    Returns B dicts ``boxes`` ``[P_i, 4]`` float32 XYXY, ``scores`` ``[P_i]`` (``sqrt(cls x ctr)``),
-    ``classes`` ``[P_i]`` int64, sorted by score. Defaults: the training proposals (paper section 3:
-    "positive score threshold 0.03 instead of 0.05 since FCOS does not generate positive RoI
-    samples well in initial training time"; centermask2 ``POST_NMS_TOPK_TRAIN`` 100).
+    Args:
+        outputs: the FCOS outputs of the forward.
+        clip_to: None (inference): boxes as FCOS predicts them, **not clipped**, as centermask2
+            gives them to its RoI heads (``centermask/modeling/fcos/fcos_outputs.py``
+            ``predict_proposals``; only ``detector_postprocess`` clips them at the end). Per image
+            ``(h, w)`` (training): boxes clipped to it and empty ones dropped, a segcore choice:
+            centermask2 trains on unclipped proposals too, but on the 4-image overfit test
+            (``tests/segcore/test_centermask_overfit.py``, seed 0) unclipped training RoIs gave
+            segm AP50 0.70 against 0.90 with clipped ones (same inference).
+        pre_nms_thresh, pre_nms_topk, nms_thresh, post_nms_topk: FCOS settings. Defaults: the
+            training proposals (paper section 3: "positive score threshold 0.03 instead of 0.05
+            since FCOS does not generate positive RoI samples well in initial training time";
+            centermask2 ``POST_NMS_TOPK_TRAIN`` 100).
+
+    Returns B dicts ``boxes`` ``[P_i, 4]`` float32 XYXY network-input pixels, ``scores`` ``[P_i]``
+    (``sqrt(cls x ctr)``), ``classes`` ``[P_i]`` int64, in the FCOS order (descending score).
     """
     dets = fcos_detect({k: (v.detach() if torch.is_tensor(v) else v) for k, v in outputs.items()},
                        pre_nms_thresh=pre_nms_thresh, pre_nms_topk=pre_nms_topk, nms_thresh=nms_thresh,
                        post_nms_topk=post_nms_topk, thresh_with_ctr=False)
     out = []
-    for d, (h, w) in zip(dets, image_sizes):
-        b = d["boxes"].clone()
-        b[:, 0::2] = b[:, 0::2].clamp(0, w)
-        b[:, 1::2] = b[:, 1::2].clamp(0, h)
-        keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    for i, d in enumerate(dets):
+        b, keep = d["boxes"], slice(None)
+        if clip_to is not None:
+            h, w = clip_to[i]
+            b = b.clone()
+            b[:, 0::2] = b[:, 0::2].clamp(0, w)
+            b[:, 1::2] = b[:, 1::2].clamp(0, h)
+            keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
         out.append({"boxes": b[keep], "scores": d["scores"][keep], "classes": d["classes"][keep]})
     return out
 
@@ -115,7 +135,7 @@ class CenterMask(D2InputMixin, nn.Module):
             targets: training only, B dicts (``gt_boxes``, ``gt_classes``, ``gt_masks``,
                 optionally ``input_hw``; :mod:`.loss`); required in training mode.
             image_sizes: B ``(h, w)`` of the resized images inside the padded input (default:
-                the padded size; training: the targets' ``input_hw``): RoI clipping and Eq. 2.
+                the padded size; training: the targets' ``input_hw``): the image area of Eq. 2.
             score_threshold: eval: FCOS candidate threshold on the class probability (0.05).
 
         Returns:
@@ -141,15 +161,12 @@ class CenterMask(D2InputMixin, nn.Module):
             return out
         sizes = [tuple(int(v) for v in s) for s in image_sizes] if image_sizes is not None else \
             [padded] * images.shape[0]
-        dets = centermask_proposals(out, sizes, pre_nms_thresh=score_threshold, pre_nms_topk=self.pre_nms_topk,
+        dets = centermask_proposals(out, pre_nms_thresh=score_threshold, pre_nms_topk=self.pre_nms_topk,
                                     nms_thresh=self.nms_threshold, post_nms_topk=self.max_detections)
         # one RoI-head pass for the detections of every image of the batch
         probs, mask_scores = self.roi_heads.predict(features, [d["boxes"] for d in dets],
                                                     [d["classes"] for d in dets], [d["scores"] for d in dets], sizes)
-        out["detections"] = []
-        for d, p, ms in zip(dets, probs, mask_scores):
-            ms = ms.float().clamp(0.0, 1.0)
-            order = torch.argsort(ms, descending=True)
-            out["detections"].append({"boxes": d["boxes"][order].float(), "classes": d["classes"][order].long(),
-                                      "scores": ms[order], "mask_probs": p[order].float()})
+        out["detections"] = [{"boxes": d["boxes"].float(), "classes": d["classes"].long(),
+                              "scores": d["scores"].float(), "mask_scores": ms.float(), "mask_probs": p.float()}
+                             for d, p, ms in zip(dets, probs, mask_scores)]
         return out

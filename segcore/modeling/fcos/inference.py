@@ -5,8 +5,13 @@ Per level and image: class probabilities ``sigmoid(logits)``, optionally multipl
 ``sigmoid(ctrness)`` *before* the threshold (``thresh_with_ctr``, BlendMask configs) or after;
 candidates with a value above ``pre_nms_thresh`` (0.05), at most ``pre_nms_topk`` (1000) per level
 by value; box = location -+ ltrb * stride; score = ``sqrt(cls * ctr)``. Then class-wise NMS at
-0.6 (``torchvision.ops.batched_nms``) over all levels and the best ``post_nms_topk`` (100).
-Boxes are XYXY pixels of the network input (not clipped here).
+0.6 (``torchvision.ops.batched_nms``) over all levels and the best ``post_nms_topk`` (100) as
+the official ``select_over_all_levels`` cuts them: the ``post_nms_topk``-th largest score is a
+threshold (``torch.kthvalue``) and every detection scoring ``>=`` it is kept, so detections
+tied with the last one are all kept (more than ``post_nms_topk`` then; same rule in centermask2
+``centermask/modeling/fcos/fcos_outputs.py``).
+Boxes are XYXY pixels of the network input (not clipped here), in ``batched_nms`` order
+(descending score).
 
 Symbols: B batch, L locations (all levels), K classes, N detections.
 """
@@ -36,14 +41,14 @@ def fcos_detect(outputs: dict, *, pre_nms_thresh: float = 0.05, pre_nms_topk: in
         B dicts: ``boxes`` ``[N, 4]`` float32 XYXY network-input pixels, ``scores`` ``[N]``
         float32 (sqrt(cls * ctr)), ``classes`` ``[N]`` int64, ``loc_inds`` ``[N]`` int64 index
         into the L locations (to gather per-location features such as BlendMask attentions);
-        sorted by score, descending.
+        sorted by score, descending (``batched_nms`` order). More than ``post_nms_topk`` only
+        when scores tie with the ``post_nms_topk``-th (the official cut).
     """
     probs = outputs["logits"].float().sigmoid()
     ctr = outputs["ctrness"].float().sigmoid()
     reg = outputs["bbox_reg"].float() * outputs["loc_strides"].float()[None, :, None]
     locs = outputs["locations"].float()
     sizes = [h * w for h, w in outputs["level_sizes"]]
-    k = probs.shape[-1]
     results = []
     for i in range(probs.shape[0]):
         scores_all, cls_all, inds_all = [], [], []
@@ -70,10 +75,11 @@ def fcos_detect(outputs: dict, *, pre_nms_thresh: float = 0.05, pre_nms_topk: in
         r = reg[i, inds]
         l_xy = locs[inds]
         boxes = torch.stack((l_xy[:, 0] - r[:, 0], l_xy[:, 1] - r[:, 1], l_xy[:, 0] + r[:, 2], l_xy[:, 1] + r[:, 3]), 1)
-        keep = batched_nms(boxes, scores, classes, nms_thresh)
-        if post_nms_topk > 0:
-            keep = keep[:post_nms_topk]  # batched_nms returns indices sorted by score
+        keep = batched_nms(boxes, scores, classes, nms_thresh)  # indices sorted by descending score
+        if 0 < post_nms_topk < keep.numel():
+            # official: kthvalue(scores, n - topk + 1) as a threshold, ties with it kept
+            kept = scores[keep]
+            keep = keep[kept >= kept[post_nms_topk - 1]]
         results.append({"boxes": boxes[keep], "scores": scores[keep], "classes": classes[keep].long(),
                         "loc_inds": inds[keep].long()})
-    del k
     return results

@@ -1,7 +1,8 @@
 """The YOLACT family (YOLACT and YOLACT++): everything segcore and the annotator know about it,
 in one :class:`segcore.modeling.registry.Family` registered when this package is imported.
 
-- input: square, every image resized to S x S (official ``FastBaseTransform``);
+- input: square, every image resized to S x S as the official ``FastBaseTransform`` does (float
+  image, ``F.interpolate`` bilinear; :mod:`.preprocess`);
 - optimiser: official SGD lr ``1e-3`` at batch 8, weight decay 5e-4 (``data/config.py``
   ``yolact_base_config``; lr scaled linearly to the batch, as ``train.py`` scales it);
 - loss / post-processing: :func:`.loss.yolact_loss`, :func:`.postprocess.yolact_postprocess`;
@@ -10,6 +11,8 @@ in one :class:`segcore.modeling.registry.Family` registered when this package is
   ``yolact_resnet50_54_800000.pth`` has a published size and sha256 (openvinotoolkit/open_model_zoo
   ``models/public/yolact-resnet50-fpn-pytorch/model.yml``);
 - ImageNet backbones: torchvision ResNets already in the torch hub cache (never downloaded);
+- COCO results: as the official ``eval.py`` writes them (:func:`.postprocess.yolact_coco_results`:
+  class score with the box, mask score with the mask, boxes truncated, zero-area boxes dropped);
 - ONNX: :mod:`.onnx`; no box-conditioned mask head (masks come from per-prior coefficients).
 """
 
@@ -81,6 +84,18 @@ def _postprocess(model: nn.Module):
     return yolact_postprocess
 
 
+def _resize_image(image, info):
+    from .preprocess import yolact_test_resize
+
+    return yolact_test_resize(image, info.input_size)
+
+
+def _coco_results(prediction, image_id: int) -> list[dict]:
+    from .postprocess import yolact_coco_results
+
+    return yolact_coco_results(prediction, image_id)
+
+
 def _import_weights(state_dict: dict, arch: str, *, source):
     from .importer import import_yolact
 
@@ -127,6 +142,8 @@ YOLACT_FAMILY = register_family(Family(
                     "Bolya et al., ICCV 2019; YOLACT++: arXiv:1912.06218", "dbolya/yolact", "MIT License",
                     "LICENSE @ 902073d"),
     tiny_arch="yolact_tiny",
+    resize_image=_resize_image,
+    coco_results=_coco_results,
     import_weights=_import_weights,
     imagenet_backbone=ImagenetBackbone(find=_find_resnet, load=_load_resnet),
     onnx=OnnxSupport(export=_onnx_export, runner=_onnx_runner),

@@ -21,7 +21,9 @@ threshold, depend on the original image size and are left to the consumer
 Inputs / outputs of the ONNX model (batch of one image):
 
 - ``images``: ``[1, 3, S, S]`` float32, RGB, 0..255, the image resized to S x S (aspect ratio
-  not kept; ``cv2.resize`` INTER_LINEAR, as the Predictor and training do).
+  not kept) as the official ``FastBaseTransform`` and the Predictor do: the float image resized
+  bilinearly with half-pixel centres, no antialiasing (``F.interpolate(align_corners=False)``;
+  :mod:`.preprocess`; OpenCV ``cv2.resize`` of the float32 image is within 0.01 grey levels).
 - ``boxes``: ``[N, 4]`` float32 XYXY **normalised** to 0..1 of the input (multiply x by W and y
   by H for original-image pixels), corners ordered and clipped to [0, 1].
 - ``scores``: ``[N]`` float32 in [0, 1], descending (YOLACT++: the re-scored mask score).
@@ -353,7 +355,8 @@ class OnnxYolact:
     def predict(self, image: np.ndarray, *, score_threshold: float | None = None, mask_threshold: float = 0.5):
         """Predict one ``[H, W, 3]`` uint8 RGB image.
 
-        Steps outside the graph: ``cv2.resize`` to S x S (INTER_LINEAR), masks upsampled with
+        Steps outside the graph: the Predictor's resize to S x S (:func:`.preprocess.yolact_test_resize`,
+        the official ``FastBaseTransform``), masks upsampled with
         ``cv2.resize`` (bilinear, half-pixel centres as ``F.interpolate(align_corners=False)``)
         to H x W and thresholded at ``mask_threshold``, boxes scaled to pixels.
 
@@ -371,6 +374,7 @@ class OnnxYolact:
         import cv2
 
         from ...predictor import Prediction, check_image
+        from .preprocess import yolact_test_resize
 
         check_image(image)
         if score_threshold is not None and score_threshold < self.score_threshold:
@@ -378,8 +382,7 @@ class OnnxYolact:
                              f"{self.score_threshold}: export again with a lower --score-threshold")
         h, w = image.shape[:2]
         s = self.input_size
-        x = cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR)
-        x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+        x = yolact_test_resize(image, s)[None].numpy()
         out = self.run(x)
         keep = np.ones(len(out["scores"]), dtype=bool)
         if score_threshold is not None:

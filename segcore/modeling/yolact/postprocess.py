@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,7 +22,7 @@ from ...ops.boxes import crop_masks, decode_boxes
 from ...ops.nms import fast_nms
 from ...structures import Instances
 
-__all__ = ["yolact_postprocess", "yolact_detect"]
+__all__ = ["yolact_postprocess", "yolact_detect", "yolact_coco_results"]
 
 _MASK_CHUNK = 16  # masks upsampled to full resolution at a time (bounds float memory)
 
@@ -64,7 +65,8 @@ def yolact_detect(
         B dicts: ``boxes`` ``[D, 4]`` float32 relative XYXY (corners as decoded), ``scores``
         ``[D]`` float32 (mask scores with ``maskiou``), ``classes`` ``[D]`` int64 ``0..K-1``,
         ``masks`` ``[D, Hp, Wp]`` float32 probabilities (0 outside the box + 1 px); sorted by
-        descending score.
+        descending score; with ``maskiou`` also ``box_scores`` ``[D]`` float32, the class scores
+        (official ``postprocess`` ``scores[0]``, which ``eval.py`` gives to the boxes).
     """
     loc = outputs["loc"].float()
     conf = outputs["conf"].float()
@@ -85,13 +87,18 @@ def yolact_detect(
         boxes = boxes[idx]
         masks = torch.sigmoid(torch.einsum("hwk,dk->dhw", proto[b], coef[b][candidates][idx]))
         masks = crop_masks(masks, boxes, padding=1).reshape(-1, hp, wp)  # [D, Hp, Wp]
-        if maskiou is not None and idx.numel():
-            iou = maskiou(masks[:, None]).float()
-            det_scores = det_scores * iou.gather(1, classes.to(torch.int64)[:, None]).squeeze(1)
-            order = torch.sort(det_scores, descending=True, stable=True).indices
-            det_scores, classes, boxes, masks = det_scores[order], classes[order], boxes[order], masks[order]
+        det = {}
+        if maskiou is not None:
+            box_scores = det_scores
+            if idx.numel():
+                iou = maskiou(masks[:, None]).float()
+                det_scores = det_scores * iou.gather(1, classes.to(torch.int64)[:, None]).squeeze(1)
+                order = torch.sort(det_scores, descending=True, stable=True).indices
+                det_scores, classes, boxes, masks = det_scores[order], classes[order], boxes[order], masks[order]
+                box_scores = box_scores[order]
+            det["box_scores"] = box_scores.float()
         detections.append({"boxes": boxes.float(), "scores": det_scores.float(),
-                           "classes": classes.to(torch.int64), "masks": masks})
+                           "classes": classes.to(torch.int64), "masks": masks, **det})
     return detections
 
 
@@ -126,7 +133,8 @@ def yolact_postprocess(
     Returns:
         B :class:`Instances`, ``pred_boxes`` float32 XYXY pixels clipped to the image, ``scores``
         float32, ``pred_classes`` int64 ``0..K-1``, ``pred_masks`` bool ``[D, H, W]``, sorted by
-        descending score, on the outputs' device.
+        descending score, on the outputs' device; YOLACT++: ``scores`` the mask scores and
+        ``box_scores`` the class scores.
 
     Raises:
         ValueError: if ``len(image_sizes)`` differs from the batch size.
@@ -143,8 +151,12 @@ def yolact_postprocess(
     for det, (height, width) in zip(detections, image_sizes):
         height, width = int(height), int(width)
         masks, boxes = det["masks"], det["boxes"]
+        box_scores = det.get("box_scores")
         if masks.shape[0] == 0:
-            results.append(Instances.empty((height, width), device=masks.device))
+            empty = Instances.empty((height, width), device=masks.device)
+            if box_scores is not None:
+                empty.box_scores = empty.scores.clone()
+            results.append(empty)
             continue
         full = torch.empty((masks.shape[0], height, width), dtype=torch.bool, device=masks.device)
         for start in range(0, masks.shape[0], _MASK_CHUNK):
@@ -164,5 +176,42 @@ def yolact_postprocess(
             scores=det["scores"].float(),
             pred_classes=det["classes"].to(torch.int64),
             pred_masks=full,
+            box_scores=None if box_scores is None else box_scores.float(),
         ))
     return results
+
+
+def yolact_coco_results(prediction, image_id: int) -> list[dict]:
+    """COCO results entries of one image as the official ``eval.py`` writes them
+    (``--output_coco_json``: ``prep_metrics``, ``Detections.add_bbox`` / ``add_mask``).
+
+    * order: the official detection order, descending class score (``Detect`` sorts by it; the
+      YOLACT++ re-scoring does not re-sort there): a stable sort of segcore's order by class score;
+    * ``bbox``: the sanitised pixel box (segcore's ``pred_boxes``) truncated to integers as
+      ``boxes.long()``, then XYWH rounded to 0.1 (``round(v * 10) / 10``);
+    * a detection whose truncated box has zero area is dropped, box and mask alike;
+    * ``score``: the class score (YOLACT++ too: ``box_scores``, ``rescore_bbox`` False);
+      ``mask_score``: the mask score (YOLACT++: class score x predicted IoU; YOLACT: the class
+      score again), which ``eval.py`` writes to its separate mask results file;
+    * ``segmentation``: compressed RLE of the full-image mask (counts as str).
+
+    ``prediction``: a :class:`segcore.predictor.Prediction` (``boxes``, ``scores``,
+    ``box_scores`` or None, ``category_ids``, ``masks``).
+    """
+    n = len(prediction.scores)
+    if n == 0:
+        return []
+    mask_scores = np.asarray(prediction.scores, dtype=np.float32)
+    box_scores = mask_scores if prediction.box_scores is None else np.asarray(prediction.box_scores, np.float32)
+    boxes = np.trunc(np.asarray(prediction.boxes, dtype=np.float32)).astype(np.int64)
+    rles = prediction.to_rle()
+    out = []
+    for i in np.argsort(-box_scores, kind="stable"):
+        x1, y1, x2, y2 = (int(v) for v in boxes[i])
+        if (y2 - y1) * (x2 - x1) <= 0:
+            continue
+        out.append({"image_id": int(image_id), "category_id": int(prediction.category_ids[i]),
+                    "bbox": [round(float(v) * 10) / 10 for v in (x1, y1, x2 - x1, y2 - y1)],
+                    "score": float(box_scores[i]), "mask_score": float(mask_scores[i]),
+                    "segmentation": rles[i]})
+    return out
