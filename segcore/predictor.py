@@ -47,7 +47,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,7 @@ from torch import nn
 from segcore.device import resolve_device
 
 __all__ = ["Prediction", "Predictor", "PRECISIONS", "AUTOCAST_DTYPES", "default_precision", "resolve_precision",
-           "check_image"]
+           "check_image", "resize_input"]
 
 #: Precisions the predictor accepts: ``"fp32"`` (no autocast), ``"bf16"`` / ``"fp16"`` (autocast of
 #: the network to bfloat16 / float16; outputs cast back to float32 before post-processing).
@@ -159,6 +160,24 @@ def check_image(image) -> None:
         raise ValueError(f"image is empty: shape {list(image.shape)}")
 
 
+def resize_input(image: np.ndarray, info) -> torch.Tensor:
+    """Resize one image for a model on the host, as :meth:`Predictor.preprocess_batch` does.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        info: the model's ``ModelInfo`` (input policy, S, ``max_size``, ``input_scale``).
+
+    Returns:
+        ``[3, h, w]`` uint8 RGB CPU tensor (a view of the resized ``[h, w, 3]`` array), ``(h, w)``
+        = :func:`segcore.data.transforms.network_input_hw` (S x S for YOLACT), resized with
+        ``cv2.resize`` ``INTER_LINEAR`` as in training.
+    """
+    from segcore.data.transforms import network_input_hw
+
+    h, w = network_input_hw(info, int(image.shape[0]), int(image.shape[1]))
+    return torch.from_numpy(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)
+
+
 class Predictor:
     """Runs a segcore model on RGB images, one at a time or in batches.
 
@@ -231,16 +250,16 @@ class Predictor:
 
     # ------------------------------------------------------------------------------ input
 
-    def _upload(self, array: np.ndarray) -> torch.Tensor:
-        """Host uint8 array -> tensor on the device (CUDA: through pinned memory, asynchronously;
-        the caching host allocator keeps the pinned block alive until the copy has run)."""
-        t = torch.from_numpy(array)
+    def _upload(self, t: torch.Tensor) -> torch.Tensor:
+        """Host tensor -> tensor on the device (CUDA: through pinned memory, asynchronously; the
+        caching host allocator keeps the pinned block alive until the copy has run)."""
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
 
     def preprocess_batch(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Resize and batch images for the network.
+        """Resize and batch images for the network: :meth:`batch_inputs` of :meth:`resize_input`
+        of each image.
 
         Args:
             images: B arrays ``[H_i, W_i, 3]`` uint8 RGB (not checked here, see :meth:`predict_batch`).
@@ -260,32 +279,50 @@ class Predictor:
               image at s x its size (:func:`segcore.data.transforms.network_input_hw`), padded
               the same way.
         """
-        s = self.input_size
+        return self.batch_inputs([self.resize_input(image) for image in images])
+
+    def resize_input(self, image: np.ndarray) -> torch.Tensor:
+        """One image resized for the network on the host (:func:`resize_input` with this model's
+        ``ModelInfo``): ``[3, h, w]`` uint8 RGB CPU tensor. Thread- and process-safe; a
+        ``DataLoader`` worker runs it through :meth:`input_transform`."""
+        return resize_input(image, self.info)
+
+    def input_transform(self) -> Callable[[np.ndarray], torch.Tensor]:
+        """:meth:`resize_input` as a picklable function of the image alone (it carries the
+        ``ModelInfo``, not the model), for ``torch.utils.data.DataLoader`` workers; their outputs
+        go to :meth:`batch_inputs`."""
+        return functools.partial(resize_input, info=self.info)
+
+    def batch_inputs(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Batch resized images (:meth:`resize_input`) into the network input on the device.
+
+        Args:
+            inputs: B host tensors ``[3, h_i, w_i]`` (uint8 or float RGB 0..255).
+
+        Returns:
+            ``(x, input_hw)`` as :meth:`preprocess_batch`: square inputs stacked, short-side ones
+            padded with the pixel mean to the largest size rounded up to ``size_divisibility``.
+            One (pinned, non-blocking) host-to-device copy per batch on CUDA.
+        """
+        sizes = [(int(r.shape[1]), int(r.shape[2])) for r in inputs]
         single_upload = self._single_upload
         if self._short_side or self.info.input_scale > 0:
-            from segcore.data.transforms import network_input_hw, pad_images
+            from segcore.data.transforms import pad_images
 
-            resized, sizes = [], []
-            for image in images:
-                nh, nw = network_input_hw(self.info, image.shape[0], image.shape[1])
-                resized.append(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR))
-                sizes.append((nh, nw))
-            if single_upload:  # one (pinned) upload of a uint8 canvas, the per-image views padded there
-                canvas = np.zeros((len(resized), max(h for h, _ in sizes), max(w for _, w in sizes), 3), np.uint8)
-                for i, (r, (h, w)) in enumerate(zip(resized, sizes)):
-                    canvas[i, :h, :w] = r
+            if single_upload:  # one (pinned) upload of a canvas, the per-image views padded there
+                canvas = torch.zeros((len(inputs), 3, max(h for h, _ in sizes), max(w for _, w in sizes)),
+                                     dtype=inputs[0].dtype)
+                for i, (r, (h, w)) in enumerate(zip(inputs, sizes)):
+                    canvas[i, :, :h, :w] = r
                 dev = self._upload(canvas)
-                parts = [dev[i, :h, :w].permute(2, 0, 1).float() for i, (h, w) in enumerate(sizes)]
+                parts = [dev[i, :, :h, :w].float() for i, (h, w) in enumerate(sizes)]
             else:
-                parts = [torch.from_numpy(r).to(self.device).permute(2, 0, 1).float() for r in resized]
+                parts = [r.to(self.device).float() for r in inputs]
             x = pad_images(parts, self.info.size_divisibility)
+        elif len(inputs) == 1 and not single_upload:
+            x = inputs[0].to(self.device)[None].float()
         else:
-            resized = [cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR) for image in images]
-            sizes = [(s, s)] * len(resized)
-            if len(resized) == 1 and not single_upload:
-                x = torch.from_numpy(resized[0]).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
-            else:
-                x = self._upload(np.stack(resized)).permute(0, 3, 1, 2).float()
+            x = self._upload(torch.stack(list(inputs))).float()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, sizes
