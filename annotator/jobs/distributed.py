@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OUTCOME_NAME", "PROGRESS_PREFIX", "CANCEL_NAME", "PRELABEL_OUTCOME_NAME", "TorchrunNodes",
            "PrelabelOutcome", "launch_torchrun", "launch_prelabel", "run_torchrun", "torchrun_command",
-           "load_json_spec"]
+           "load_json_spec", "save_json_spec"]
 
 OUTCOME_NAME = "train_outcome.json"
 CANCEL_NAME = "train_cancel"
@@ -108,6 +108,18 @@ def torchrun_command(spec_path: Path, nproc: int, *, module: str = "annotator.jo
     spans several machines)."""
     return [sys.executable, "-m", "torch.distributed.run", *(nodes or TorchrunNodes()).args(),
             "--nproc_per_node", str(int(nproc)), "-m", module, str(spec_path)]
+
+
+def save_json_spec(spec, path: Path) -> Path:
+    """Write a job's plan (a dataclass) as JSON to ``path`` atomically (temporary file, rename);
+    returns ``path``."""
+    from dataclasses import asdict
+
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(spec)), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def load_json_spec(cls, path: Path, what: str):

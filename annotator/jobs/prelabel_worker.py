@@ -33,7 +33,7 @@ import math
 import os
 import socket
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Optional
 
@@ -80,11 +80,9 @@ class PrelabelSpec:
 
     def save(self) -> Path:
         """Write ``OUT/prelabel_spec.json`` (atomically); its path."""
-        path = Path(self.out_dir) / SPEC_NAME
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        from annotator.jobs.distributed import save_json_spec
+
+        return save_json_spec(self, Path(self.out_dir) / SPEC_NAME)
 
     @classmethod
     def load(cls, path: Path) -> "PrelabelSpec":
