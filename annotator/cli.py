@@ -8,7 +8,7 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator train PROJECT [--arch NAME] [--init CKPT|VERSION] [--iterations N | --max-minutes M]
                     [--device auto|cpu|cuda] [--augment photo|topdown|none] [--max-detections N] [--out DIR]
     annotator prelabel PROJECT --model VERSION|CKPT [--score-threshold F] [--only-unreviewed] [--device ...]
-                       [--batch-size B]
+                       [--batch-size B] [--gpus N [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]]
     annotator export PROJECT --coco OUT.json [--include accepted|human|all]
     annotator export PROJECT --results OUT.json [--gt GT.json]
     annotator export PROJECT --format yolo|labelme|via|masks --out PATH [--include ...] [--val-fraction F]
@@ -213,24 +213,31 @@ def _resolve_model(project, model: str) -> tuple[Path, int | None]:
 
 
 def cmd_prelabel(args) -> int:
-    from annotator.jobs.prelabel import prelabel
+    import time
+
+    from annotator.jobs.prelabel import prelabel, prepare_workers
     from segcore.checkpoints import CheckpointError
     from segcore.predictor import Predictor
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise AnnotatorError("--batch-size: must be >= 1")
+    if args.gpus < 1:
+        raise AnnotatorError("--gpus: must be >= 1")
+    if args.gpus > 1 or args.nnodes > 1:
+        return _prelabel_torchrun(args)
     project = _open_project(args.project)
     bar = None
+    start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
             bar = _progress_bar(total, "prelabel", "img")
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)   # update(), not n =: tqdm's images/s rate comes from it
 
     try:
-        if args.batch_size is not None and args.batch_size < 1:
-            raise AnnotatorError("--batch-size: must be >= 1")
         ckpt, version = _resolve_model(project, args.model)
+        prepare_workers(len(project.image_ids()))   # the readers' server starts while the model loads
         try:
             predictor = Predictor.from_checkpoint(ckpt, device=args.device)
         except CheckpointError as exc:
@@ -248,10 +255,56 @@ def cmd_prelabel(args) -> int:
         if bar is not None:
             bar.close()
         project.close()
-    print(f"pre-labelled {summary.images} images: {summary.instances} predictions stored, "
+    return _report_prelabel(summary, time.perf_counter() - start)
+
+
+def _report_prelabel(summary, seconds: float) -> int:
+    """The summary line of ``prelabel`` (with images/s), the skipped files; the exit status."""
+    rate = f" in {seconds:.1f} s ({summary.images / seconds:.2f} images/s)" if summary.images and seconds > 0 else ""
+    print(f"pre-labelled {summary.images} images{rate}: {summary.instances} predictions stored, "
           f"{summary.skipped} images skipped (in progress or done){', stopped early' if summary.stopped else ''}"
           + (f", {len(summary.unreadable)} unreadable" if summary.unreadable else ""))
     return _report_skipped(summary.unreadable)
+
+
+def _prelabel_torchrun(args) -> int:
+    """``prelabel --gpus N`` / ``--nnodes M``: :func:`annotator.jobs.distributed.launch_prelabel`.
+    On the project's node (``--node-rank 0``) the project and model are checked here first."""
+    import time
+
+    from annotator.jobs.distributed import TorchrunNodes, launch_prelabel
+
+    nodes = TorchrunNodes(nnodes=args.nnodes, node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint,
+                          rdzv_backend=args.rdzv_backend, rdzv_id=args.rdzv_id)
+    nodes.check()
+    ckpt = version = None
+    if args.node_rank == 0:   # the project's machine: fail here, in one line, rather than in N processes
+        project = _open_project(args.project)
+        try:
+            ckpt, version = _resolve_model(project, args.model)
+        finally:
+            project.close()
+    bar = None
+    start = time.perf_counter()
+
+    def progress(info: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(info["total"], "prelabel", "img")
+        bar.update(info["done"] - bar.n)
+
+    try:
+        outcome = launch_prelabel(
+            Path(args.project).resolve() if ckpt is not None else None, ckpt, model_version=version,
+            nproc=args.gpus, nodes=nodes, device=args.device, score_threshold=args.score_threshold,
+            only_unreviewed=args.only_unreviewed, batch_size=args.batch_size, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if outcome is None:
+        print(f"node {args.node_rank}: done; node 0, which holds the project, wrote the predictions")
+        return 0
+    return _report_prelabel(outcome.summary, time.perf_counter() - start)
 
 
 def cmd_export(args) -> int:
@@ -417,6 +470,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="images per forward pass (default: 8 on CUDA, 1 on CPU)")
+    s.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="N > 1: N processes via torchrun, each predicting a shard (one GPU each; gloo on CPU); "
+                        "this process's node writes the project")
+    g = s.add_argument_group("several machines (torchrun's multi-node options, passed through)")
+    g.add_argument("--nnodes", type=int, default=1, help="machines taking part (each runs this command)")
+    g.add_argument("--node-rank", type=int, default=0,
+                   help="this machine's rank; 0 = the machine that holds the project and writes it")
+    g.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address (node 0's host and a free port)")
+    g.add_argument("--rdzv-backend", default="static", choices=["static", "c10d"],
+                   help="torchrun rendezvous: static (default; ranks follow --node-rank) or c10d")
+    g.add_argument("--rdzv-id", help="job id (the same on every machine; c10d)")
     s.set_defaults(func=cmd_prelabel)
 
     s = sub.add_parser("export", help="export COCO instances JSON and/or COCO results JSON")

@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,7 @@ from torch import nn
 from segcore.device import resolve_device
 
 __all__ = ["Prediction", "Predictor", "PRECISIONS", "AUTOCAST_DTYPES", "default_precision", "resolve_precision",
-           "check_image"]
+           "check_image", "resize_input"]
 
 #: Precisions the predictor accepts: ``"fp32"`` (no autocast), ``"bf16"`` / ``"fp16"`` (autocast of
 #: the network to bfloat16 / float16; outputs cast back to float32 before post-processing).
@@ -166,6 +167,36 @@ def check_image(image) -> None:
         raise ValueError(f"image is empty: shape {list(image.shape)}")
 
 
+def resize_input(image: np.ndarray, info) -> torch.Tensor:
+    """Resize one image for a model on the host, as :meth:`Predictor.preprocess_batch` does.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        info: the model's ``ModelInfo`` (family, input policy, S, ``max_size``, ``input_scale``).
+
+    Returns:
+        ``[3, h, w]`` RGB CPU tensor (uint8, or float32 for YOLACT's float resize):
+
+        * ``input_scale`` > 0 (a recipe of a model trained here): ``(h, w)`` =
+          :func:`segcore.data.transforms.network_input_hw`, ``cv2.resize`` ``INTER_LINEAR`` as in
+          training (no official path exists for it);
+        * otherwise the family's official test-time resize (``Family.resize_image``: YOLACT
+          ``FastBaseTransform``, detectron2 ``ResizeShortestEdge``).
+
+    Picklable through :meth:`Predictor.input_transform` (it carries ``info``, not the model).
+    """
+    if info.input_scale > 0:
+        import cv2
+
+        from segcore.data.transforms import network_input_hw
+
+        h, w = network_input_hw(info, int(image.shape[0]), int(image.shape[1]))
+        return torch.from_numpy(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)
+    from segcore.modeling.registry import family_of_arch
+
+    return family_of_arch(info.arch).resize_image(image, info)
+
+
 class Predictor:
     """Runs a segcore model on RGB images, one at a time or in batches.
 
@@ -211,7 +242,6 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._category_ids = np.asarray([c["id"] for c in self.categories], dtype=np.int64)
         self._postprocess = family.make_postprocess(self.model)
-        self._resize_image = family.resize_image
         self._short_side = info.input_policy == "short_side"
         self.max_size = info.max_size
         self._last_input_hw: tuple[int, int] | None = None
@@ -246,21 +276,9 @@ class Predictor:
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
 
-    @staticmethod
-    def _resize_scaled(image: np.ndarray, info) -> torch.Tensor:
-        """``[H, W, 3]`` uint8 -> ``[3, h, w]`` uint8 CPU tensor at ``info.input_scale``
-        (:func:`segcore.data.transforms.network_input_hw`), ``cv2.resize`` INTER_LINEAR as in
-        training (``segcore.data.crops``)."""
-        import cv2
-
-        from segcore.data.transforms import network_input_hw
-
-        nh, nw = network_input_hw(info, image.shape[0], image.shape[1])
-        small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        return torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)
-
     def preprocess_batch(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Resize and batch images for the network, by the family's official test-time path.
+        """Resize and batch images for the network: :meth:`batch_inputs` of :meth:`resize_input`
+        of each image.
 
         Args:
             images: B arrays ``[H_i, W_i, 3]`` uint8 RGB (not checked here, see :meth:`predict_batch`).
@@ -268,7 +286,7 @@ class Predictor:
         Returns:
             ``(x, input_hw)``: ``x`` ``[B, 3, H', W']`` float32 RGB 0..255 on the device
             (channels_last when the predictor is); ``input_hw`` the B ``(h, w)`` of each resized
-            image inside ``x``. Each image is resized on the host by ``Family.resize_image``:
+            image inside ``x``. Each image is resized on the host by :func:`resize_input`:
 
             * square (YOLACT): the float image resized to S x S with ``F.interpolate``
               (bilinear, ``align_corners=False``), aspect ratio not kept, as the official
@@ -284,28 +302,50 @@ class Predictor:
               (:func:`segcore.data.transforms.network_input_hw`) with ``cv2.resize`` INTER_LINEAR,
               as in training (no official path exists for it), padded the same way.
         """
-        resize = self._resize_scaled if self.info.input_scale > 0 else self._resize_image
-        resized = [resize(image, self.info) for image in images]   # [3, h_i, w_i] on the host
-        sizes = [(int(r.shape[1]), int(r.shape[2])) for r in resized]
+        return self.batch_inputs([self.resize_input(image) for image in images])
+
+    def resize_input(self, image: np.ndarray) -> torch.Tensor:
+        """One image resized for the network on the host (:func:`resize_input` with this model's
+        ``ModelInfo``): ``[3, h, w]`` RGB CPU tensor (uint8, float32 for YOLACT). Thread- and process-safe; a
+        ``DataLoader`` worker runs it through :meth:`input_transform`."""
+        return resize_input(image, self.info)
+
+    def input_transform(self) -> Callable[[np.ndarray], torch.Tensor]:
+        """:meth:`resize_input` as a picklable function of the image alone (it carries the
+        ``ModelInfo``, not the model), for ``torch.utils.data.DataLoader`` workers; their outputs
+        go to :meth:`batch_inputs`."""
+        return functools.partial(resize_input, info=self.info)
+
+    def batch_inputs(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Batch resized images (:meth:`resize_input`) into the network input on the device.
+
+        Args:
+            inputs: B host tensors ``[3, h_i, w_i]`` (uint8 or float RGB 0..255).
+
+        Returns:
+            ``(x, input_hw)`` as :meth:`preprocess_batch`: square inputs stacked, short-side ones
+            padded with the pixel mean to the largest size rounded up to ``size_divisibility``.
+            One (pinned, non-blocking) host-to-device copy per batch on CUDA.
+        """
+        sizes = [(int(r.shape[1]), int(r.shape[2])) for r in inputs]
         single_upload = self._single_upload
         if self._short_side or self.info.input_scale > 0:
             from segcore.data.transforms import pad_images
 
             if single_upload:  # one (pinned) upload of a canvas, the per-image views padded there
-                canvas = torch.zeros((len(resized), 3, max(h for h, _ in sizes), max(w for _, w in sizes)),
-                                     dtype=resized[0].dtype)
-                for i, (r, (h, w)) in enumerate(zip(resized, sizes)):
+                canvas = torch.zeros((len(inputs), 3, max(h for h, _ in sizes), max(w for _, w in sizes)),
+                                     dtype=inputs[0].dtype)
+                for i, (r, (h, w)) in enumerate(zip(inputs, sizes)):
                     canvas[i, :, :h, :w] = r
                 dev = self._upload(canvas)
                 parts = [dev[i, :, :h, :w].float() for i, (h, w) in enumerate(sizes)]
             else:
-                parts = [r.to(self.device).float() for r in resized]
+                parts = [r.to(self.device).float() for r in inputs]
             x = pad_images(parts, self.info.size_divisibility)
+        elif len(inputs) == 1 and not single_upload:
+            x = inputs[0].to(self.device)[None].float()
         else:
-            if len(resized) == 1 and not single_upload:
-                x = resized[0].to(self.device)[None].float()
-            else:
-                x = self._upload(torch.stack(resized)).float()
+            x = self._upload(torch.stack(list(inputs))).float()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, sizes

@@ -1,39 +1,67 @@
 """Pre-labelling: run a segcore ``Predictor`` over project images and store its predictions.
 
 Predictions land as source ``"model"``, review state ``"predicted"`` through
-``Project.replace_predictions`` (one transaction per image, replacing that image's previous
-predictions); human, accepted, rejected and edited annotations are never touched.
+``Project.replace_predictions`` (replacing that image's previous predictions); human, accepted,
+rejected and edited annotations are never touched.
 
-Batching: images go to the model ``batch_size`` at a time through ``predictor.predict_batch``
-(one forward pass per batch; default 1 on CPU, where batching does not pay, and
-:data:`CUDA_BATCH_SIZE` on CUDA). A batch is also closed before its images exceed
-:data:`MAX_BATCH_PIXELS` original pixels in total, since the batch's full-resolution bool masks
-are assembled on the device before they are copied back. While the model runs on one batch a
-background thread decodes the next one (one batch ahead, so at most two batches of decoded
-images are in memory). Results, progress and cancel behave as without batching: each image is
-stored in its own transaction, ``progress`` is called after every image, ``should_stop`` is
-checked before each batch is predicted (so a cancel takes effect after at most one batch).
+The pipeline (:func:`prelabel`; the CLI and the app's "Pre-label all unreviewed" alike):
+
+1. **Read** (:class:`PrelabelImages` in ``torch.utils.data.DataLoader`` workers,
+   :func:`default_num_workers`): each file is decoded with its EXIF orientation
+   (``segcore.data.read_image_rgb``), checked against the size stored in the project and resized
+   for the network on the host (``Predictor.input_transform``), while the model runs on an
+   earlier batch. A file that cannot be read comes back as an item carrying the reason.
+2. **Predict** (the calling thread, :func:`predict_images`): one forward pass per batch of
+   ``batch_size`` images (default 1 on CPU, where batching does not pay, and
+   :data:`CUDA_BATCH_SIZE` on CUDA; a batch is also closed before its images exceed
+   :data:`MAX_BATCH_PIXELS` original pixels in total, since the batch's full-resolution bool
+   masks are assembled on the device before they are copied back).
+3. **Encode** (one background thread): a batch's masks become COCO RLE rows while the next batch
+   runs through the model.
+4. **Write** (:class:`PrelabelWriter`, the calling thread: the one writer of the project): one
+   transaction per :data:`WRITE_IMAGES` images, or per batch once :data:`WRITE_SECONDS` have
+   passed since the last commit (so a slow CPU still commits image by image and a GPU run does
+   not commit 50 times a second), at a stop and at the end.
+
+Memory stays flat over the folder: the job holds one small tuple per image (id, path, size),
+at most ``prefetch`` batches of resized inputs per DataLoader worker, two batches of predictions
+and :data:`WRITE_IMAGES` images' RLE rows.
+
+Progress and cancel: ``progress(done, total)`` is called after each image is predicted (or
+found unreadable) and queued for writing; ``should_stop()`` is checked before each batch is
+predicted, so a cancel takes effect within one batch, and everything reported by ``progress``
+is committed before :func:`prelabel` returns (also after an error).
 
 Folders as they are: an image that cannot be read (empty, truncated, deleted since the project
 was made, changed to another size) is skipped, marked ``unreadable`` in the project (the image
 list shows it) and listed in :attr:`PrelabelSummary.unreadable`; the run goes on with the rest.
+
+``annotator prelabel --gpus N`` (:mod:`annotator.jobs.prelabel_worker`) runs stages 1-3 in each
+of N torchrun processes on its shard of the same plan (:func:`plan_prelabel`) and gathers the
+rows to one process, which alone runs stage 4.
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from annotator import masks
 from annotator.errors import AnnotatorError
 from annotator.project.images import load_rgb
 from annotator.project.records import REVIEWED_STATES
 
-__all__ = ["PrelabelSummary", "prelabel", "category_mapping", "default_batch_size", "CUDA_BATCH_SIZE",
-           "MAX_BATCH_PIXELS"]
+__all__ = ["PrelabelSummary", "PrelabelItem", "LoadedImage", "ImageResult", "PrelabelImages", "PrelabelWriter",
+           "prelabel", "plan_prelabel", "predict_images", "prepare_workers", "category_mapping", "default_batch_size",
+           "default_num_workers", "CUDA_BATCH_SIZE", "MAX_BATCH_PIXELS", "WRITE_IMAGES", "WRITE_SECONDS"]
 
 #: Default images per forward pass on a CUDA predictor (``batch_size=None``).
 CUDA_BATCH_SIZE = 8
@@ -41,6 +69,17 @@ CUDA_BATCH_SIZE = 8
 #: A batch is closed before the sum of its images' H x W would exceed this (8 Full-HD frames);
 #: an image larger than that on its own still forms a batch of one.
 MAX_BATCH_PIXELS = 8 * 1920 * 1080
+
+#: At most this many images' results per write transaction.
+WRITE_IMAGES = 64
+
+#: A transaction is committed after the batch that comes this many seconds (or more) after the
+#: previous commit, however few images it holds.
+WRITE_SECONDS = 1.0
+
+#: Jobs with fewer images than this read their files in the calling process (``num_workers=0``):
+#: starting a worker process costs more than it overlaps.
+MIN_IMAGES_FOR_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -53,6 +92,49 @@ class PrelabelSummary:
     skipped: int
     stopped: bool = False
     unreadable: tuple[str, ...] = ()
+
+
+class PrelabelItem(NamedTuple):
+    """One image to predict: project ``image_id``, absolute ``path`` (str) and the ``height`` /
+    ``width`` stored in the project (px)."""
+
+    image_id: int
+    path: str
+    height: int
+    width: int
+
+
+class LoadedImage(NamedTuple):
+    """What a :class:`PrelabelImages` worker returns for one image.
+
+    Attributes:
+        image_id: project image id.
+        size: original ``(H, W)`` px.
+        data: the network input ``[3, h, w]`` uint8 CPU tensor (with a transform), else the decoded
+            ``[H, W, 3]`` uint8 RGB array; None when unreadable.
+        error: why the file could not be used (one line), else None.
+    """
+
+    image_id: int
+    size: tuple[int, int]
+    data: Any
+    error: Optional[str]
+
+
+class ImageResult(NamedTuple):
+    """One image's predictions, ready to store.
+
+    Attributes:
+        image_id: project image id.
+        rows: ``({"category_id": checkpoint COCO id, "rle": compressed RLE (counts str, the
+            image's size), "score": float in [0, 1]}, ...)`` without empty masks; None when
+            unreadable.
+        error: why the file could not be used (one line), else None.
+    """
+
+    image_id: int
+    rows: Optional[tuple[dict, ...]]
+    error: Optional[str]
 
 
 def category_mapping(project, checkpoint_categories: list[dict]) -> dict[int, int]:
@@ -86,155 +168,373 @@ def category_mapping(project, checkpoint_categories: list[dict]) -> dict[int, in
     return mapping
 
 
-def _rles(prediction) -> list[dict]:
-    if hasattr(prediction, "to_rle"):
-        return [masks.counts_to_str(r) for r in prediction.to_rle()]
-    return [masks.encode_mask(m) for m in np.asarray(prediction.masks)]
-
-
 def default_batch_size(predictor) -> int:
     """Images per forward pass when ``prelabel(batch_size=None)``: :data:`CUDA_BATCH_SIZE` for a
     predictor with ``predict_batch`` whose ``device`` is CUDA, else 1."""
-    device = getattr(predictor, "device", None)
-    if hasattr(predictor, "predict_batch") and getattr(device, "type", str(device)) == "cuda":
+    if hasattr(predictor, "predict_batch") and _device_type(predictor) == "cuda":
         return CUDA_BATCH_SIZE
     return 1
 
 
-def _batches(project, ids: list[int], batch_size: int) -> list[list[int]]:
-    """Split ``ids`` in order into lists of at most ``batch_size`` images and (except for a single
-    image) at most :data:`MAX_BATCH_PIXELS` pixels, using the sizes stored in the project."""
+def default_num_workers(predictor, n_images: int) -> int:
+    """DataLoader worker processes when ``num_workers=None``: 0 (read in this process) for fewer
+    than :data:`MIN_IMAGES_FOR_WORKERS` images; on CUDA ``min(4, CPU cores - 1)`` (reading and
+    resizing then take about as long as a batched forward); on the CPU 1 (reading is a few
+    per cent of a forward pass, and the model uses the cores)."""
+    if n_images < MIN_IMAGES_FOR_WORKERS:
+        return 0
+    if _device_type(predictor) == "cuda":
+        return max(1, min(4, (os.cpu_count() or 2) - 1))
+    return 1
+
+
+def _device_type(predictor) -> str:
+    device = getattr(predictor, "device", None)
+    return str(getattr(device, "type", device))
+
+
+def plan_prelabel(project, image_ids: Optional[Iterable[int]] = None, *,
+                  only_unreviewed: bool = True) -> tuple[list[PrelabelItem], int]:
+    """The images a run predicts, in id order (``image_ids`` order when given).
+
+    Args:
+        image_ids: None = every image of the project.
+        only_unreviewed: leave out images a person has worked on (states ``in_progress`` and
+            ``done``, :data:`annotator.project.records.REVIEWED_STATES`).
+
+    Returns:
+        ``(items, skipped)``: one :class:`PrelabelItem` per image to predict, and the number left
+        out as reviewed.
+
+    Raises:
+        AnnotatorError: an unknown image id.
+    """
+    records = project.images() if image_ids is None else [project.image(int(i)) for i in image_ids]
+    items, skipped = [], 0
+    for rec in records:
+        if only_unreviewed and rec.state in REVIEWED_STATES:
+            skipped += 1
+        else:
+            items.append(PrelabelItem(int(rec.id), str(project.abs_path(rec.file_name)), int(rec.height),
+                                      int(rec.width)))
+    return items, skipped
+
+
+class PrelabelImages(Dataset):
+    """Map-style dataset over :class:`PrelabelItem` s for ``torch.utils.data.DataLoader`` workers.
+
+    Args:
+        items: the images, in order.
+        transform: ``[H, W, 3]`` uint8 RGB -> network input (``Predictor.input_transform()``,
+            picklable), or None to return the decoded image itself.
+
+    ``dataset[k]`` is a :class:`LoadedImage`; it never raises for a file that cannot be used
+    (missing, not an image, decoded size different from the project's): ``error`` says why.
+    """
+
+    def __init__(self, items: Sequence[PrelabelItem], transform: Optional[Callable[[np.ndarray], Any]] = None):
+        self.items = items
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> LoadedImage:
+        image_id, path, height, width = self.items[index]
+        size = (int(height), int(width))
+        try:
+            image = load_rgb(path)
+        except AnnotatorError as exc:
+            return LoadedImage(image_id, size, None, str(exc).split(": cannot read image: ", 1)[-1])
+        if image.shape[:2] != size:
+            return LoadedImage(image_id, size, None, f"changed on disk: now {image.shape[1]} x {image.shape[0]} px, "
+                                                     f"the project has {width} x {height}")
+        return LoadedImage(image_id, size, image if self.transform is None else self.transform(image), None)
+
+
+def _batches(items: Sequence[PrelabelItem], batch_size: int) -> list[list[int]]:
+    """Split ``range(len(items))`` in order into lists of at most ``batch_size`` indices and (except
+    for a single image) at most :data:`MAX_BATCH_PIXELS` original pixels."""
     if batch_size == 1:
-        return [[i] for i in ids]
+        return [[k] for k in range(len(items))]
     out: list[list[int]] = []
     current: list[int] = []
     pixels = 0
-    for image_id in ids:
-        rec = project.image(image_id)
-        n = int(rec.width) * int(rec.height)
+    for k, item in enumerate(items):
+        n = int(item.width) * int(item.height)
         if current and (len(current) >= batch_size or pixels + n > MAX_BATCH_PIXELS):
             out.append(current)
             current, pixels = [], 0
-        current.append(image_id)
+        current.append(k)
         pixels += n
     if current:
         out.append(current)
     return out
 
 
-def _load_all(paths: list) -> list:
-    """Decode ``paths`` in order: an RGB array, or the ``AnnotatorError`` of an unreadable file."""
+def _worker_context():
+    """The ``multiprocessing`` context of the DataLoader workers: ``forkserver`` where the platform
+    has it (a server process that imported this module once forks each worker; about 0.05 s a
+    worker after the first), else ``spawn``. Not ``fork``: a fork of a process whose OpenCV
+    thread pool or Qt threads are busy can deadlock the child (OpenCV's pool is reset there)."""
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def prepare_workers(n_images: Optional[int] = None) -> None:
+    """Start the DataLoader workers' fork server now, in the background (it imports torch, OpenCV
+    and this module once, about 2 s on a laptop CPU), so that it is ready when the first job's
+    workers start; call it before loading the model. Does nothing for a job of ``n_images`` <
+    :data:`MIN_IMAGES_FOR_WORKERS` (read in-process) or where workers are spawned; safe to call
+    again."""
+    if n_images is not None and n_images < MIN_IMAGES_FOR_WORKERS:
+        return
+    ctx = _worker_context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _forward(predictor, images: list[LoadedImage], score_threshold: float, preprocessed: bool) -> list:
+    """One forward pass over a batch of readable images (their ``Prediction`` s, in order)."""
+    if not images:
+        return []
+    if preprocessed:
+        with torch.inference_mode():
+            x, input_hw = predictor.batch_inputs([im.data for im in images])
+            return predictor.predict_preprocessed(x, [im.size for im in images], input_hw,
+                                                  score_threshold=score_threshold)
+    if len(images) > 1:
+        return predictor.predict_batch([im.data for im in images], score_threshold=score_threshold)
+    return [predictor.predict(images[0].data, score_threshold=score_threshold)]
+
+
+def _rles(prediction) -> list[dict]:
+    if hasattr(prediction, "to_rle"):
+        return [masks.counts_to_str(r) for r in prediction.to_rle()]
+    return [masks.encode_mask(m) for m in np.asarray(prediction.masks)]
+
+
+def _encode(batch: list[LoadedImage], predictions: list) -> list[ImageResult]:
+    """A batch's items (readable ones with their ``Prediction``, in order) -> :class:`ImageResult` s."""
+    preds = iter(predictions)
     out = []
-    for path in paths:
-        try:
-            out.append(load_rgb(path))
-        except AnnotatorError as exc:
-            out.append(exc)
+    for item in batch:
+        if item.error is not None:
+            out.append(ImageResult(item.image_id, None, item.error))
+            continue
+        pred = next(preds)
+        rows = []
+        for rle, score, cid in zip(_rles(pred), np.asarray(pred.scores), np.asarray(pred.category_ids)):
+            if masks.rle_area(rle) == 0:
+                continue
+            rows.append({"category_id": int(cid), "rle": rle, "score": float(min(max(float(score), 0.0), 1.0))})
+        out.append(ImageResult(item.image_id, tuple(rows), None))
     return out
 
 
-def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, score_threshold: float = 0.05,
-             only_unreviewed: bool = True, model_version: Optional[int] = None,
-             progress: Optional[Callable[[int, int], None]] = None,
-             should_stop: Optional[Callable[[], bool]] = None,
-             batch_size: Optional[int] = None) -> PrelabelSummary:
-    """Predict every image (default: all; ``only_unreviewed`` skips images a person has worked on:
-    states ``in_progress`` and ``done``, :data:`annotator.project.records.REVIEWED_STATES`).
+def predict_images(predictor, items: Sequence[PrelabelItem], *, score_threshold: float = 0.05,
+                   batch_size: Optional[int] = None, num_workers: Optional[int] = None,
+                   should_stop: Optional[Callable[[], bool]] = None) -> Iterator[ImageResult]:
+    """Stages 1-3 of the pipeline (module docstring): yield one :class:`ImageResult` per item, in
+    order, until the items are done or ``should_stop()`` (checked before each batch) is true.
 
-    Each image is read with OpenCV as ``[H, W, 3]`` uint8 RGB and passed to the predictor,
-    ``batch_size`` images at a time: ``predictor.predict_batch(images, score_threshold=...)``
-    (a list of ``Prediction``) when the predictor has it and the batch has several images, else
-    ``predictor.predict(image, score_threshold=...)``. A ``Prediction`` has ``scores`` ``[N]``,
-    ``category_ids`` ``[N]`` (the checkpoint's COCO ids, mapped with :func:`category_mapping`
-    using ``predictor.categories``) and masks (``to_rle()``, compressed RLE at the image's size).
-    Empty masks are dropped. ``progress(done, total)`` is called after each image is stored or
-    skipped; ``should_stop()`` is checked before each batch (a stop keeps what is stored). An
-    image that cannot be read, or whose stored size no longer matches its file, is skipped and
-    marked unreadable (module docstring).
+    The predictor is used as ``predictor.input_transform()`` (in the DataLoader workers),
+    ``predictor.batch_inputs`` and ``predictor.predict_preprocessed`` when it has all three
+    (``segcore.predictor.Predictor``); otherwise the workers return the decoded ``[H, W, 3]``
+    uint8 RGB image and a batch of several images goes to ``predictor.predict_batch(images,
+    score_threshold=...)`` when it has it, one image to ``predictor.predict(image,
+    score_threshold=...)``. A ``Prediction`` has ``scores`` ``[N]``, ``category_ids`` ``[N]`` (the
+    checkpoint's COCO ids) and masks (``to_rle()``, compressed RLE at the image's size, or
+    ``masks`` ``[N, H, W]`` bool).
 
     Args:
+        items: from :func:`plan_prelabel` (or a shard of it).
         batch_size: images per forward pass; None = :func:`default_batch_size` (1 on CPU, 8 on
-            CUDA). Predictors without ``predict_batch`` always run one image at a time. Results
-            do not depend on it beyond floating-point noise of batched kernels (and, for the
-            short-side families, the shared padding of a batch; see ``segcore.predictor``).
+            CUDA). Predictors with neither ``predict_batch`` nor ``batch_inputs`` run one image
+            at a time. Results do not depend on it beyond floating-point noise of batched
+            kernels (and, for the short-side families, the shared padding of a batch; see
+            ``segcore.predictor``).
+        num_workers: DataLoader worker processes; None = :func:`default_num_workers`.
+
+    Returns:
+        An iterator (a generator: closing it, or leaving it unfinished, stops the workers).
 
     Raises:
-        AnnotatorError: category clash, or the model predicts a category it does not list.
-        ValueError: ``batch_size`` < 1.
+        ValueError: ``batch_size`` < 1 or ``num_workers`` < 0 (at the call, before any work).
     """
     if batch_size is None:
         batch_size = default_batch_size(predictor)
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not hasattr(predictor, "predict_batch"):
+    preprocessed = all(hasattr(predictor, a) for a in ("input_transform", "batch_inputs", "predict_preprocessed"))
+    if not preprocessed and not hasattr(predictor, "predict_batch"):
         batch_size = 1
-    ids = [im.id for im in project.images()] if image_ids is None else [int(i) for i in image_ids]
-    todo, skipped = [], 0
-    for image_id in ids:
-        if only_unreviewed and project.image_state(image_id) in REVIEWED_STATES:
-            skipped += 1
-        else:
-            todo.append(image_id)
-    mapping = category_mapping(project, list(predictor.categories)) if todo else {}
-    done = instances = 0
-    stopped = False
-    unreadable: list[str] = []
+    workers = default_num_workers(predictor, len(items)) if num_workers is None else int(num_workers)
+    if workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {workers}")
+    dataset = PrelabelImages(items, predictor.input_transform() if preprocessed and items else None)
+    loader = DataLoader(dataset, batch_sampler=_batches(items, batch_size), collate_fn=list, num_workers=workers,
+                        prefetch_factor=2 if workers else None,
+                        multiprocessing_context=_worker_context() if workers else None)
+    return _pipeline(predictor, loader, float(score_threshold), preprocessed, should_stop)
 
-    def skip(image_id: int, reason: str) -> None:
-        nonlocal done
-        project.mark_unreadable(image_id, reason)
-        unreadable.append(f"{project.image(image_id).file_name}: {reason}")
-        done += 1
-        if progress is not None:
-            progress(done, len(todo))
 
-    def store(image_id: int, pred) -> None:
-        nonlocal done, instances
-        preds = []
-        for rle, score, cid in zip(_rles(pred), np.asarray(pred.scores), np.asarray(pred.category_ids)):
-            if int(cid) not in mapping:
-                raise AnnotatorError(f"{project.db_path}: category_ids: the model predicted category {int(cid)} "
-                                     "missing from its own categories list")
-            if masks.rle_area(rle) == 0:
-                continue
-            preds.append({"category_id": mapping[int(cid)], "rle": rle,
-                          "score": float(min(max(float(score), 0.0), 1.0))})
-        instances += project.replace_predictions(image_id, preds, model_version)
-        project.mark_readable(image_id)
-        done += 1
-        if progress is not None:
-            progress(done, len(todo))
-
-    batches = _batches(project, todo, batch_size)
-    # paths are read here: the project's SQLite connection belongs to this thread
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prelabel-decode") as pool:
-        pending = pool.submit(_load_all, [project.image_path(i) for i in batches[0]]) if batches else None
-        for k, batch in enumerate(batches):
-            if should_stop is not None and should_stop():
-                stopped = True
+def _pipeline(predictor, loader: DataLoader, score_threshold: float, preprocessed: bool,
+              should_stop: Optional[Callable[[], bool]]) -> Iterator[ImageResult]:
+    """The generator behind :func:`predict_images`: forward in this thread, encoding in another."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prelabel-encode")
+    pending: deque = deque()
+    batches = iter(loader)
+    try:
+        while not (should_stop is not None and should_stop()):
+            batch = next(batches, None)
+            if batch is None:
                 break
-            loaded = pending.result()
-            pending = (pool.submit(_load_all, [project.image_path(i) for i in batches[k + 1]])
-                       if k + 1 < len(batches) else None)
-            good = []
-            for image_id, item in zip(batch, loaded):
-                rec = project.image(image_id)
-                if isinstance(item, AnnotatorError):
-                    skip(image_id, str(item).split(": cannot read image: ", 1)[-1])
-                elif item.shape[:2] != (rec.height, rec.width):
-                    skip(image_id, f"changed on disk: now {item.shape[1]} x {item.shape[0]} px, the project has "
-                                   f"{rec.width} x {rec.height}")
+            preds = _forward(predictor, [im for im in batch if im.error is None], score_threshold, preprocessed)
+            pending.append(pool.submit(_encode, batch, preds))
+            del batch, preds
+            # at most one batch is encoded while the next one runs through the model
+            while len(pending) > 1 or (pending and pending[0].done()):
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
+        del batches  # shuts the DataLoader workers down
+
+
+class PrelabelWriter:
+    """The one writer of a pre-label run (stage 4 of the pipeline, module docstring).
+
+    Args:
+        project: the ``Project`` (or a wrapper with the same methods, e.g. the GUI's
+            ``RecordingProject``), used only from the calling thread.
+        mapping: checkpoint COCO category id -> project category id (:func:`category_mapping`).
+        model_version: stored with each prediction (None for a plain checkpoint file).
+        total: images the run will report (the ``total`` of ``progress``).
+        progress: ``progress(done, total)`` after each :meth:`add`.
+        write_images, write_seconds: commit when this many images wait, or at the first
+            :meth:`add` this many seconds after the previous commit (None: :data:`WRITE_IMAGES`,
+            :data:`WRITE_SECONDS`; ``write_images=1`` writes image by image).
+
+    Attributes:
+        done (images added), images (predicted and committed), instances (committed),
+        unreadable (``"<file>: <reason>"`` committed as unreadable).
+    """
+
+    def __init__(self, project, mapping: dict[int, int], model_version: Optional[int], *, total: int,
+                 progress: Optional[Callable[[int, int], None]] = None, write_images: Optional[int] = None,
+                 write_seconds: Optional[float] = None):
+        self.project, self.mapping, self.model_version = project, mapping, model_version
+        self.total, self.progress = int(total), progress
+        self.write_images = max(1, int(WRITE_IMAGES if write_images is None else write_images))
+        self.write_seconds = float(WRITE_SECONDS if write_seconds is None else write_seconds)
+        self.done = self.images = self.instances = 0
+        self.unreadable: list[str] = []
+        self.seen: set[int] = set()
+        self._queue: list[ImageResult] = []
+        self._last_commit = time.monotonic()
+
+    def add(self, result: ImageResult) -> None:
+        """Queue one image's result (commits when due), then report progress.
+
+        Raises:
+            AnnotatorError: the model predicted a category missing from its own list (names the
+                project file and the field), or an image came twice in one run.
+        """
+        if result.image_id in self.seen:
+            raise AnnotatorError(f"{self.project.db_path}: images.id: image {result.image_id} was predicted twice "
+                                 "in one run")
+        rows = None
+        if result.rows is not None:
+            rows = []
+            for row in result.rows:
+                cid = int(row["category_id"])
+                if cid not in self.mapping:
+                    raise AnnotatorError(f"{self.project.db_path}: category_ids: the model predicted category {cid} "
+                                         "missing from its own categories list")
+                rows.append(dict(row, category_id=self.mapping[cid]))
+        self.seen.add(result.image_id)
+        self._queue.append(ImageResult(result.image_id, None if rows is None else tuple(rows), result.error))
+        self.done += 1
+        if len(self._queue) >= self.write_images or time.monotonic() - self._last_commit >= self.write_seconds:
+            self.flush()
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def flush(self) -> None:
+        """Commit the queued results in one transaction: predictions replace each image's
+        ``predicted`` annotations (``replace_predictions``) and clear an unreadable mark; an
+        unreadable image is marked (``mark_unreadable``). Nothing is committed if it raises."""
+        if not self._queue:
+            return
+        p = self.project
+        images = instances = 0
+        unreadable = []
+        with p.transaction():
+            for image_id, rows, error in self._queue:
+                if error is not None:
+                    p.mark_unreadable(image_id, error)
+                    unreadable.append(f"{p.image(image_id).file_name}: {error}")
                 else:
-                    good.append((image_id, item))
-            images = [x for _, x in good]
-            if len(images) > 1:
-                preds = predictor.predict_batch(images, score_threshold=score_threshold)
-            else:
-                preds = [predictor.predict(image, score_threshold=score_threshold) for image in images]
-            for (image_id, _), pred in zip(good, preds):
-                store(image_id, pred)
-        if pending is not None:
-            pending.cancel()
-    return PrelabelSummary(images=done - len(unreadable), instances=instances, skipped=skipped, stopped=stopped,
-                           unreadable=tuple(unreadable))
+                    instances += p.replace_predictions(image_id, list(rows), self.model_version)
+                    p.mark_readable(image_id)
+                    images += 1
+        self._queue.clear()
+        self._last_commit = time.monotonic()
+        self.images += images
+        self.instances += instances
+        self.unreadable.extend(unreadable)
+
+    def summary(self, *, skipped: int, stopped: bool) -> PrelabelSummary:
+        """The run's :class:`PrelabelSummary` (of what is committed)."""
+        return PrelabelSummary(images=self.images, instances=self.instances, skipped=skipped, stopped=stopped,
+                               unreadable=tuple(self.unreadable))
+
+
+def prelabel(project, predictor, image_ids: Optional[Iterable[int]] = None, *, score_threshold: float = 0.05,
+             only_unreviewed: bool = True, model_version: Optional[int] = None,
+             progress: Optional[Callable[[int, int], None]] = None,
+             should_stop: Optional[Callable[[], bool]] = None,
+             batch_size: Optional[int] = None, num_workers: Optional[int] = None,
+             write_images: Optional[int] = None, write_seconds: Optional[float] = None) -> PrelabelSummary:
+    """Predict every image (default: all; ``only_unreviewed`` skips images a person has worked on:
+    states ``in_progress`` and ``done``, :data:`annotator.project.records.REVIEWED_STATES`) and
+    store the predictions, through the pipeline of the module docstring.
+
+    Each image is read as ``[H, W, 3]`` uint8 RGB (EXIF orientation applied) and predicted
+    (:func:`predict_images`: the predictor interface, ``batch_size``, ``num_workers``); category
+    ids are mapped with :func:`category_mapping` using ``predictor.categories``; empty masks are
+    dropped; results are written by a :class:`PrelabelWriter` (``write_images``,
+    ``write_seconds``). ``progress(done, total)`` after each image; ``should_stop()`` before each
+    batch (a stop commits what was reported). An image that cannot be read, or whose stored size
+    no longer matches its file, is skipped and marked unreadable (module docstring).
+
+    Raises:
+        AnnotatorError: category clash, or the model predicts a category it does not list (the
+            images reported before it are stored).
+        ValueError: ``batch_size`` < 1 or ``num_workers`` < 0.
+    """
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    items, skipped = plan_prelabel(project, image_ids, only_unreviewed=only_unreviewed)
+    mapping = category_mapping(project, list(predictor.categories)) if items else {}
+    writer = PrelabelWriter(project, mapping, model_version, total=len(items), progress=progress,
+                            write_images=write_images, write_seconds=write_seconds)
+    try:
+        for result in predict_images(predictor, items, score_threshold=score_threshold, batch_size=batch_size,
+                                     num_workers=num_workers, should_stop=should_stop):
+            writer.add(result)
+    finally:
+        writer.flush()
+    return writer.summary(skipped=skipped, stopped=writer.done < len(items))

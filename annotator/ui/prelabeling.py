@@ -82,7 +82,7 @@ class PrelabelMixin:
         return self.prelabel_jobs.start(job)
 
     def cancel_prelabel(self) -> None:
-        """Ask the running pre-label job to stop after the current image."""
+        """Ask the running pre-label job to stop after the current batch (one image on a CPU)."""
         if self.prelabel_jobs.busy:
             self.prelabel_jobs.cancel()
             self.status_label.setText("Cancelling...")

@@ -2,8 +2,10 @@
 
 - :class:`PrelabelController` owns one long-lived ``QThread`` with a :class:`PrelabelWorker`.
   Each job opens its **own** ``Project`` on the project path (SQLite connections are per
-  thread), runs :func:`annotator.jobs.prelabel.prelabel` and reports through signals. The
-  ``Predictor`` is loaded once per checkpoint file and reused across images and jobs.
+  thread), runs :func:`annotator.jobs.prelabel.prelabel` (the CLI's pipeline: DataLoader
+  reader processes, batched writes) and reports through signals; :class:`RecordingProject`
+  turns each image's pre-label run into one undo step. The ``Predictor`` is loaded once per
+  checkpoint file and reused across images and jobs.
 - :func:`run_in_thread` runs a plain function on the global ``QThreadPool`` (folder -> project).
 - :class:`FileCheckController` hashes the images registered without a hash and finds files
   changed or gone since, on its own thread with its own connection, a chunk at a time.
@@ -20,6 +22,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,21 +142,44 @@ class FileCheckController(QObject):
 class RecordingProject:
     """Wraps the worker's ``Project`` so each ``replace_predictions`` (one pre-label run of one
     image) reports the image's annotations before and after it through ``record(image_id,
-    before, after, done_before, done_after)``; the GUI pushes that as one undoable command."""
+    before, after, done_before, done_after)``; the GUI pushes that as one undoable command.
+
+    The pre-label writer commits several images in one :meth:`transaction`: their records are
+    held until that transaction commits (and dropped if it rolls back), so the GUI never gets
+    an undo step for rows that are not in the project, and each image stays its own step.
+    """
 
     def __init__(self, project, record: Callable):
         self._project, self._record = project, record
+        self._held: list[tuple] | None = None   # records of the open outermost transaction
 
     def __getattr__(self, name):
         return getattr(self._project, name)
 
+    @contextmanager
+    def transaction(self):
+        """``Project.transaction`` that reports the records made inside it once it commits."""
+        if self._held is not None:              # nested: the outermost one reports
+            with self._project.transaction():
+                yield self
+            return
+        self._held = []
+        try:
+            with self._project.transaction():
+                yield self
+            held = self._held
+        finally:
+            self._held = None
+        for args in held:
+            self._record(*args)
+
     def replace_predictions(self, image_id, predictions, model_version):
         p = self._project
-        with p.transaction():   # snapshot, replace and snapshot atomically
+        with self.transaction():   # snapshot, replace and snapshot atomically
             before, done_b = p.annotations(image_id), p.image(image_id).done
             n = p.replace_predictions(image_id, predictions, model_version)
             after, done_a = p.annotations(image_id), p.image(image_id).done
-        self._record(int(image_id), before, after, done_b, done_a)
+            self._held.append((int(image_id), before, after, done_b, done_a))
         return n
 
 
@@ -258,11 +284,12 @@ class PrelabelWorker(QObject):
 
     @Slot(object)
     def run(self, job: PrelabelJob) -> None:
-        from annotator.jobs.prelabel import prelabel
+        from annotator.jobs.prelabel import prelabel, prepare_workers
         from annotator.project import Project
 
         project = None
         try:
+            prepare_workers(None if job.image_ids is None else len(job.image_ids))  # starts while the model loads
             predictor = self.predictor_for(job.checkpoint)
             project = Project.open(Path(job.project_path), create_if_folder=False)
             summary = prelabel(
@@ -332,7 +359,7 @@ class PrelabelController(QObject):
         return True
 
     def cancel(self) -> None:
-        """Ask the running job to stop after the current image."""
+        """Ask the running job to stop after the current batch (one image on a CPU)."""
         if self._busy:
             self._stop.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import cv2
@@ -213,8 +214,8 @@ def test_default_batch_size():
     assert default_batch_size(FakeBatchPredictor(CATS, "cuda")) == CUDA_BATCH_SIZE == 8
 
 
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_unreadable_image_is_skipped_and_marked(project, batch_size):
+@pytest.mark.parametrize("batch_size,num_workers", [(1, 0), (3, 0), (1, 1), (2, 2)])
+def test_unreadable_image_is_skipped_and_marked(project, batch_size, num_workers):
     """A bad file in the middle is skipped, marked unreadable and named; the images after it are
     pre-labelled; once the file is readable again the next run clears the mark."""
     images = project.images()
@@ -223,14 +224,14 @@ def test_unreadable_image_is_skipped_and_marked(project, batch_size):
     path.write_bytes(b"not an image")
     project.image_path(images[2].id).rename(project.image_path(images[2].id).with_suffix(".gone"))
     fake = FakeBatchPredictor(CATS)
-    summary = prelabel(project, fake, batch_size=batch_size)
+    summary = prelabel(project, fake, batch_size=batch_size, num_workers=num_workers)
     assert summary.images == 1 and summary.instances == 2
     assert [u.split(":")[0] for u in summary.unreadable] == [images[1].file_name, images[2].file_name]
     assert "not a valid image" in summary.unreadable[0] and "No such file" in summary.unreadable[1]
     assert [project.image_state(i.id) for i in images] == ["predicted", "unreadable", "unreadable"]
     assert project.image(images[1].id).error.startswith("not a valid image")
     path.write_bytes(good)
-    summary = prelabel(project, fake, image_ids=[images[1].id], batch_size=batch_size)
+    summary = prelabel(project, fake, image_ids=[images[1].id], batch_size=batch_size, num_workers=num_workers)
     assert summary.unreadable == () and project.image_state(images[1].id) == "predicted"
 
 
@@ -278,3 +279,121 @@ def test_batched_prelabel_matches_single_with_real_yolact_tiny(tmp_path, coco_ti
         for (c1, s1, r1, b1), (c3, s3, r3, b3) in zip(single, batched):
             assert c1 == c3 and s1 == pytest.approx(s3, abs=1e-4)
             assert masks.rle_iou(r1, r3) >= 0.99 and np.allclose(b1, b3, atol=1.0)
+
+
+class CountingProject:
+    """A ``Project`` that counts its outermost (committed) transactions."""
+
+    def __init__(self, project):
+        self._p, self.commits, self._depth = project, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        self._depth += 1
+        try:
+            with self._p.transaction():
+                yield self
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            self.commits += 1
+
+
+def _rows(p) -> dict:
+    """Every stored annotation by image file name: all columns except ids and timestamps."""
+    return {p.image(i).file_name: [(a.category_id, a.rle, a.bbox, a.area, a.score, a.source, a.review_state,
+                                    a.model_version) for a in p.annotations(i)] for i in p.image_ids()}
+
+
+def _folder(tmp_path, coco_tiny, n: int):
+    """``n`` coco-tiny val images at a quarter of their size, as ``images/00.png``, ..."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for k, src in enumerate(sorted((coco_tiny / "val2017").glob("*.jpg"))[:n]):
+        img = cv2.imread(str(src))
+        cv2.imwrite(str(folder / f"{k:02d}.png"), cv2.resize(img, (img.shape[1] // 4, img.shape[0] // 4)))
+    return folder
+
+
+def test_batched_writes_store_the_same_rows_as_per_image_writes(tmp_path, coco_tiny):
+    """The pipeline (reader process, one transaction for the run) stores exactly the rows of the
+    per-image loop (no reader process, one transaction per image), for a real model."""
+    import torch
+
+    from segcore.modeling.registry import build_model
+    from segcore.predictor import Predictor
+
+    folder = _folder(tmp_path, coco_tiny, 6)
+    torch.manual_seed(0)
+    predictor = Predictor(build_model("yolact_tiny", num_classes=2, input_size=128), categories=CATS)
+    rows, commits = {}, {}
+    for name, kw in (("per_image", {"num_workers": 0, "write_images": 1}),
+                     ("batched", {"num_workers": 1, "write_images": 64, "write_seconds": 1e9})):
+        with Project.create(tmp_path / name, images_dir=folder) as p:
+            counted = CountingProject(p)
+            summary = prelabel(counted, predictor, score_threshold=0.05, model_version=None, **kw)
+            assert summary.images == 6 and summary.instances > 0
+            rows[name], commits[name] = _rows(p), counted.commits
+    assert rows["batched"] == rows["per_image"]
+    assert commits == {"per_image": 1 + 6, "batched": 1 + 1}  # + the category mapping's transaction
+
+
+def test_unreadable_images_in_a_batched_transaction(tmp_path, coco_tiny):
+    """Bad files between good ones, all in one write transaction: skipped, marked and named."""
+    folder = _folder(tmp_path, coco_tiny, 6)
+    with Project.create(tmp_path / "proj", images_dir=folder) as p:
+        cv2.imwrite(str(folder / "02.png"), np.zeros((9, 7, 3), np.uint8))   # changed to another size
+        (folder / "04.png").write_bytes(b"not an image")
+        counted = CountingProject(p)
+        summary = prelabel(counted, FakeBatchPredictor(CATS), batch_size=2, num_workers=1, write_seconds=1e9)
+        assert counted.commits == 1 + 1
+        assert summary.images == 4 and summary.instances == 8 and len(summary.unreadable) == 2
+        assert summary.unreadable[0].startswith("../images/02.png: changed on disk: now 7 x 9 px")
+        assert summary.unreadable[1].startswith("../images/04.png: not a valid image")
+        assert [p.image_state(i) for i in p.image_ids()] == ["predicted", "predicted", "unreadable", "predicted",
+                                                             "unreadable", "predicted"]
+
+
+def test_cancel_stops_within_one_batch_and_keeps_what_was_reported(tmp_path, coco_tiny):
+    folder = _folder(tmp_path, coco_tiny, 9)
+    with Project.create(tmp_path / "proj9", images_dir=folder) as p:
+        fake = FakeBatchPredictor(CATS)
+        asked = []
+
+        def progress(done, total):
+            if not asked:
+                asked.append(len(fake.batches))   # forward passes begun when the stop was asked
+
+        summary = prelabel(p, fake, batch_size=2, num_workers=1, write_seconds=1e9, progress=progress,
+                           should_stop=lambda: bool(asked))
+        assert summary.stopped and len(fake.batches) == asked[0] < 5   # no forward pass after the stop
+        predicted = 2 * len(fake.batches)
+        assert summary.images == predicted and summary.instances == 2 * predicted
+        states = [p.image_state(i) for i in p.image_ids()]
+        assert states == ["predicted"] * predicted + ["unlabeled"] * (9 - predicted)  # committed at the stop
+
+
+def test_readers_resize_in_worker_processes(project):
+    """With a Predictor, the DataLoader workers return the resized network input (not the
+    decoded image), and the network input equals the predictor's own preprocessing."""
+    import torch
+
+    from annotator.jobs.prelabel import PrelabelImages, plan_prelabel
+    from segcore.modeling.registry import build_model
+    from segcore.predictor import Predictor
+
+    predictor = Predictor(build_model("yolact_tiny", num_classes=2, input_size=64), categories=CATS)
+    items, _ = plan_prelabel(project)
+    loader = torch.utils.data.DataLoader(PrelabelImages(items, predictor.input_transform()), batch_size=1,
+                                         collate_fn=list, num_workers=1, multiprocessing_context="spawn")
+    loaded = [it for batch in loader for it in batch]
+    assert [it.image_id for it in loaded] == [i.image_id for i in items]
+    for it, item in zip(loaded, items):
+        assert it.error is None and it.size == (item.height, item.width)
+        assert it.data.dtype == torch.uint8 and tuple(it.data.shape) == (3, 64, 64)
+        x, hw = predictor.batch_inputs([it.data])
+        ref, ref_hw = predictor.preprocess_batch([cv2.cvtColor(cv2.imread(item.path), cv2.COLOR_BGR2RGB)])
+        assert hw == ref_hw and torch.equal(x, ref)

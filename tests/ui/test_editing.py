@@ -312,3 +312,76 @@ def test_prelabel_run_is_one_undoable_step(qtbot, win, seen, tmp_path):
     win.redo()
     assert rows(win) == after
     assert win.instance_panel.row_values(after[-1][0])[3] == "model"
+
+
+def test_recording_project_reports_each_image_after_the_commit(project_dir):
+    """RecordingProject (the GUI worker's project): inside a write transaction of several images
+    each image's record is held until the commit, then reported one per image; a rolled-back
+    transaction reports nothing; a replace on its own reports at once."""
+    from annotator.ui.workers import RecordingProject
+
+    with Project.open(project_dir) as p, Project.open(project_dir) as other:
+        ids, cat = p.image_ids(), p.categories()[0].id
+
+        def committed(image_id):
+            return len(other._conn.execute("SELECT id FROM annotations WHERE image_id = ?", (image_id,)).fetchall())
+
+        seen = []
+        rec = RecordingProject(p, lambda image_id, before, after, *_: seen.append(
+            (image_id, len(before), len(after), committed(image_id))))
+
+        def pred(image_id):
+            im = p.image(image_id)
+            m = np.zeros((im.height, im.width), bool)
+            m[5:20, 5:30] = True
+            return [{"category_id": cat, "rle": masks.encode_mask(m), "score": 0.5}]
+
+        with rec.transaction():
+            for i in ids:
+                rec.replace_predictions(i, pred(i), None)
+            assert seen == []                                     # held while the transaction is open
+        assert seen == [(ids[0], 0, 1, 1), (ids[1], 0, 1, 1)]     # one record per image, committed rows
+        with pytest.raises(RuntimeError), rec.transaction():
+            rec.replace_predictions(ids[0], [], None)
+            raise RuntimeError("rolled back")
+        assert len(seen) == 2 and committed(ids[0]) == 1
+        rec.replace_predictions(ids[0], [], None)
+        assert seen[-1] == (ids[0], 1, 0, 0)
+
+
+def test_prelabel_all_in_one_write_transaction_is_one_undo_step_per_image(qtbot, win, seen, tmp_path, monkeypatch):
+    """"Pre-label all unreviewed" through the pipeline with every image in one write transaction
+    (WRITE_SECONDS raised): each image still gets its own undo step, pushed only after the
+    commit, and undoing one image leaves the other's predictions alone."""
+    import torch
+
+    import annotator.jobs.prelabel as job
+    from segcore.checkpoints import save_checkpoint
+    from segcore.modeling.registry import build_model
+
+    monkeypatch.setattr(job, "WRITE_SECONDS", 1e9)
+    monkeypatch.setattr(job, "MIN_IMAGES_FOR_WORKERS", 1)   # read in a DataLoader worker process
+    commits_seen = []
+    other = Project.open(win.project.db_path)               # another connection: sees only committed rows
+    win.prelabel_jobs.recorded.connect(lambda args: commits_seen.append(
+        len(other._conn.execute("SELECT id FROM annotations WHERE image_id = ?", (args[0],)).fetchall())))
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.pth"
+    save_checkpoint(ckpt, build_model("yolact_tiny", num_classes=2, input_size=160),
+                    categories=[{"id": 1, "name": "thing"}, {"id": 2, "name": "stuff"}])
+    ids = win.image_list.image_ids()
+    win.score_threshold = 0.0
+    win.set_model(str(ckpt))
+    with qtbot.waitSignal(win.prelabel_finished, timeout=60000) as done:
+        assert win.prelabel_unreviewed()
+    other.close()
+    assert seen["errors"] == [] and done.args[0].images == len(ids) == 2
+    after = {i: rows(win, i) for i in ids}
+    assert all(after[i] for i in ids)
+    assert len(commits_seen) == 2 and all(n > 0 for n in commits_seen)   # recorded after the commit
+    assert [win.history.undo_text(i) for i in ids] == ["Pre-label", "Pre-label"]
+    shown = win.current_image_id
+    win.undo()
+    assert rows(win) == [] and all(rows(win, i) == after[i] for i in ids if i != shown)
+    win.redo()
+    assert {i: rows(win, i) for i in ids} == after
