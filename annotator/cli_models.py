@@ -5,7 +5,7 @@
     annotator export-onnx CHECKPOINT.pth --out model.onnx [--opset N] [--score-threshold F]
                           [--max-detections N] [--exporter dynamo|torchscript]
     annotator download-weights NAME [--cache DIR] [--import-to PROJECT] [--force]
-    annotator download-weights --list
+    annotator download-weights --list     # COCO checkpoints and ImageNet backbones
 
 :func:`add_subcommands` adds both to the CLI's argparse sub-parsers. Handlers return the exit
 status; user errors are raised as :class:`annotator.errors.AnnotatorError` (``annotator.cli.main``
@@ -63,15 +63,18 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_download_weights(args: argparse.Namespace) -> int:
-    """``annotator download-weights``: fetch official weights into the cache and verify them
-    (:func:`annotator.weights.download_weights`); ``--import-to`` then imports them into a
-    segcore checkpoint registered in that project, as ``annotator import-weights --project``.
+    """``annotator download-weights``: fetch official weights and verify them
+    (:func:`annotator.weights.download_weights`). COCO checkpoints go to the cache (``--cache``);
+    ``--import-to`` then imports them into a segcore checkpoint registered in that project, as
+    ``annotator import-weights --project``. ImageNet backbones go to torch's hub folder
+    (``$TORCH_HOME/hub/checkpoints``), where training finds them by itself.
 
     Returns 0, or 1 after printing one ``error:`` line when the size / sha256 does not match.
 
     Raises:
-        AnnotatorError: no NAME, unknown NAME, offline (``cannot download NAME: offline or host
-            unreachable (<reason>)``), HTTP error, unwritable cache, missing project.
+        AnnotatorError: no NAME, unknown NAME, ``--import-to`` or ``--cache`` with an ImageNet
+            backbone, offline (``cannot download NAME: offline or host unreachable (<reason>)``),
+            HTTP error, unwritable cache, missing project.
     """
     from annotator import weights
 
@@ -83,6 +86,12 @@ def cmd_download_weights(args: argparse.Namespace) -> int:
     if not args.name:
         raise AnnotatorError("download-weights: give NAME or --list")
     entry = weights.lookup(args.name)
+    if entry.kind != "coco" and args.import_to:
+        raise AnnotatorError(f"--import-to: {entry.name} is an ImageNet backbone, not a model: training uses it "
+                             "automatically once downloaded (download it without --import-to)")
+    if entry.store == "torch_hub" and cache is not None:
+        raise AnnotatorError(f"--cache: {entry.name} goes to torch's hub folder {weights.folder_of(entry)}, where "
+                             "torchvision and training look for it (set TORCH_HOME to move that folder)")
     if args.import_to and not Path(args.import_to).exists():
         raise AnnotatorError(f"--import-to: project not found: {args.import_to}")
     try:
@@ -91,14 +100,23 @@ def cmd_download_weights(args: argparse.Namespace) -> int:
     except weights.ChecksumError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    against = {"published": "the published hash", "remembered": "the remembered hash",
+               "name": "the sha256 prefix in its file name"}
     if not result.downloaded:
-        print(f"{result.path}: already in the cache (sha256 {result.sha256}, verified against the "
-              f"{'published' if result.verified == 'published' else 'remembered'} hash)")
+        where = "the cache" if entry.store == "cache" else "torch's hub checkpoints folder"
+        print(f"{result.path}: already in {where} (sha256 {result.sha256}, verified against "
+              f"{against[result.verified]})")
     elif result.verified == "published":
         print(f"downloaded {result.path} ({result.size:,} bytes, sha256 {result.sha256} matches the published hash)")
+    elif result.verified == "name":
+        print(f"downloaded {result.path} ({result.size:,} bytes, sha256 {result.sha256} starts with the "
+              f"{entry.name_hash_prefix()} of its file name, as torch.hub checks it)")
     else:
         print(f"downloaded {result.path} ({result.size:,} bytes)")
         print(f"sha256 {result.sha256}  ({weights.NOT_PUBLISHED}: compare it with a source you trust)")
+    if entry.kind != "coco":
+        print(f"training {entry.arch} and the other architectures with this backbone now starts from it "
+              "(when no model version or downloaded COCO checkpoint of the architecture is there)")
     if args.import_to:
         weights.import_weights(result.path, entry.arch, project=args.import_to)
     return 0
@@ -118,11 +136,13 @@ def add_subcommands(sub) -> None:
                    help="torch.onnx exporter (torchscript cannot export deformable convs)")
     s.set_defaults(func=cmd_export_onnx)
 
-    s = sub.add_parser("download-weights", help="download official weights into the cache (sha256-verified)")
+    s = sub.add_parser("download-weights", help="download official COCO checkpoints / ImageNet backbones "
+                                                "(sha256-verified); never done automatically")
     s.add_argument("name", nargs="?", metavar="NAME", help="registry name (see --list)")
     s.add_argument("--list", action="store_true", help="list the downloadable weights")
-    s.add_argument("--cache", metavar="DIR", help="cache folder (default $XDG_CACHE_HOME/annotator/weights)")
+    s.add_argument("--cache", metavar="DIR", help="cache folder of COCO checkpoints (default "
+                   "$XDG_CACHE_HOME/annotator/weights; ImageNet backbones go to $TORCH_HOME/hub/checkpoints)")
     s.add_argument("--import-to", metavar="PROJECT",
-                   help="then import the weights (as import-weights) and register them in PROJECT")
+                   help="then import the COCO checkpoint (as import-weights) and register it in PROJECT")
     s.add_argument("--force", action="store_true", help="download again even if a verified copy is cached")
     s.set_defaults(func=cmd_download_weights)

@@ -1,29 +1,41 @@
 """Downloadable official weights: a small registry and a verified download into the user's cache.
 
 Nothing here runs unless the user asks (``annotator download-weights NAME``): the app works
-offline and never fetches anything by itself.
+offline and never fetches anything by itself. Training uses what was downloaded (it looks, it
+never fetches): see :func:`find_downloaded` and ``annotator.jobs.train``.
 
 Registry (:data:`WEIGHTS`, name -> :class:`WeightsEntry` =
 :class:`segcore.modeling.registry.OfficialWeights`): every model family's ``official_weights``
-(the family packages own them). Today these are the official YOLACT / YOLACT++ checkpoints of
-dbolya/yolact, served from the author's Hugging Face mirrors
-``https://huggingface.co/dbolya/<repo>/resolve/main/<file>`` (README of dbolya/yolact;
-``/work/shared/reference/model_refs.md`` section 1.5). Only
-``yolact_resnet50_54_800000.pth`` has a published size and sha256 (127,300,392 bytes,
-``c12bb7a7...d6d7``, from openvinotoolkit/open_model_zoo
-``models/public/yolact-resnet50-fpn-pytorch/model.yml``); for the others the sha256 is not
-published, so it is printed after the download for you to compare with a source you trust, and
-remembered in a ``<file>.sha256`` side file so that a later run can tell the file is unchanged.
+(the family packages own them and cite their sources in ``entry.source``). Two kinds:
+
+* ``kind="coco"``: whole models trained on COCO, stored in the annotator's cache
+  (``store="cache"``): the official YOLACT / YOLACT++ checkpoints of dbolya/yolact (the author's
+  Hugging Face mirrors ``https://huggingface.co/dbolya/<repo>/resolve/main/<file>``), AdelaiDet's
+  BlendMask checkpoints (Hugging Face ``ZjuCv/AdelaiDet``) and centermask2's CenterMask /
+  CenterMask-Lite checkpoints (Dropbox links of its README); ``/work/shared/reference/model_refs.md``
+  sections 1.5, 3.3 and 4.3. Only ``yolact_resnet50_54_800000.pth`` has a published size and
+  sha256 (127,300,392 bytes, ``c12bb7a7...d6d7``, from openvinotoolkit/open_model_zoo
+  ``models/public/yolact-resnet50-fpn-pytorch/model.yml``); for the others the sha256 is not
+  published, so it is printed after the download for you to compare with a source you trust, and
+  remembered in a ``<file>.sha256`` side file so that a later run can tell the file is unchanged.
+* ``kind="imagenet"``: torchvision's ImageNet ResNet-18 / 50 / 101 (``IMAGENET1K_V1``; URL and
+  file name from torchvision's weights API), stored where torchvision and the YOLACT family's
+  backbone lookup find them (``store="torch_hub"``: ``torch.hub.get_dir()/checkpoints``, i.e.
+  ``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/hub/checkpoints``) and checked as
+  torch.hub checks them: the file's sha256 must start with the hex part of its name
+  (``resnet18-f37072fd.pth``, ``torch.hub.HASH_REGEX``).
+
 None of these URLs could be tried from the development machine (no network).
 
-Download (:func:`download_weights`): ``urllib.request`` streams into ``<cache>/<file>.part``
+Download (:func:`download_weights`): ``urllib.request`` streams into ``<folder>/<file>.part``
 with a tqdm progress bar (on a terminal), the size and sha256 (``hashlib``) are checked, and
-only a verified file is renamed (``os.replace``, atomic) to ``<cache>/<file>``. Any failure
-removes the ``.part`` file. A file already in the cache that verifies is not downloaded again.
-Cache folder: ``$XDG_CACHE_HOME/annotator/weights`` (default ``~/.cache/annotator/weights``).
+only a verified file is renamed (``os.replace``, atomic) to ``<folder>/<file>``. Any failure
+removes the ``.part`` file. A file already there that verifies is not downloaded again.
+Cache folder of ``store="cache"``: ``$XDG_CACHE_HOME/annotator/weights`` (default
+``~/.cache/annotator/weights``).
 
 The downloaded ``.pth`` files are plain state_dicts; they are only ever read with
-``torch.load(weights_only=True)`` (``segcore.importers``), never executed.
+``torch.load(weights_only=True)`` (``segcore.importers``, torchvision ResNet loading), never executed.
 """
 
 from __future__ import annotations
@@ -42,11 +54,15 @@ from segcore.modeling import FAMILIES
 from segcore.modeling.registry import OfficialWeights as WeightsEntry
 
 __all__ = ["WeightsEntry", "WEIGHTS", "DownloadResult", "WeightsDownloadError", "OfflineError",
-           "ChecksumError", "default_cache_dir", "lookup", "download_weights", "sha256_of", "list_lines",
-           "import_weights"]
+           "ChecksumError", "default_cache_dir", "folder_of", "lookup", "download_weights", "sha256_of", "list_lines",
+           "find_downloaded", "import_weights", "KIND_TITLES"]
 
 _CHUNK = 1 << 20  # bytes read per step
 NOT_PUBLISHED = "sha256 not published; printed after download for you to check"
+#: ``--list`` headings by :attr:`WeightsEntry.kind`.
+KIND_TITLES = {"coco": "COCO checkpoints (import with --import-to PROJECT; training starts from one of its "
+                       "architecture when downloaded)",
+               "imagenet": "ImageNet backbones (training uses them when no trained model is there; not importable)"}
 
 
 #: name -> entry: every model family's ``official_weights`` (the family packages own them).
@@ -64,7 +80,8 @@ class OfflineError(WeightsDownloadError):
 
 
 class ChecksumError(WeightsDownloadError):
-    """The downloaded bytes do not have the published size / sha256; nothing is kept; exit 1."""
+    """The downloaded bytes do not have the published size / sha256 (or, for a torch hub file,
+    the sha256 prefix in its name); nothing is kept; exit 1."""
 
     exit_code = 1
 
@@ -73,8 +90,9 @@ class ChecksumError(WeightsDownloadError):
 class DownloadResult:
     """``path`` of the verified file in the cache, its ``sha256`` (hex) and ``size`` (bytes),
     ``downloaded`` (False when the cached file was reused) and ``verified`` ("published" when
-    checked against the registry's sha256, "remembered" against the side file of an earlier
-    download, "none" for a first download without a published hash)."""
+    checked against the registry's sha256, "name" against the sha256 prefix in the file name
+    (torch.hub's convention), "remembered" against the side file of an earlier download, "none"
+    for a first download without a published hash)."""
 
     entry: WeightsEntry
     path: Path
@@ -90,18 +108,33 @@ def default_cache_dir() -> Path:
     return Path(base) / "annotator" / "weights"
 
 
+def folder_of(entry: WeightsEntry, cache_dir: str | Path | None = None) -> Path:
+    """Where ``entry``'s file goes: ``cache_dir`` (default :func:`default_cache_dir`) for
+    ``store="cache"``; ``torch.hub.get_dir()/checkpoints`` for ``store="torch_hub"`` (``cache_dir``
+    does not apply: that is where torchvision and the backbone lookups look; ``TORCH_HOME`` moves it)."""
+    if entry.store == "torch_hub":
+        import torch.hub
+
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
 def lookup(name: str, registry: dict[str, WeightsEntry] | None = None) -> WeightsEntry:
-    """The entry for ``name`` (with or without ``.pth``).
+    """The entry for ``name``: a registry name (with or without ``.pth``) or an entry's file name
+    (``resnet50-0676ba61.pth``, ``blendmask_R_50_3x.pth``).
 
     Raises:
         AnnotatorError: unknown name (the message lists the known ones).
     """
     registry = WEIGHTS if registry is None else registry
     key = name[:-4] if name.endswith(".pth") else name
-    if key not in registry:
-        raise AnnotatorError(f"NAME: unknown weights {name!r}; known: {', '.join(sorted(registry))} "
-                             f"(annotator download-weights --list)")
-    return registry[key]
+    if key in registry:
+        return registry[key]
+    by_file = [e for e in registry.values() if e.filename == name]
+    if len(by_file) == 1:
+        return by_file[0]
+    raise AnnotatorError(f"NAME: unknown weights {name!r}; known: {', '.join(sorted(registry))} "
+                         f"(annotator download-weights --list)")
 
 
 def sha256_of(path: Path) -> str:
@@ -117,19 +150,37 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _cached(entry: WeightsEntry, path: Path) -> tuple[str, str] | None:
-    """``(sha256, how)`` when ``path`` exists and verifies, else None."""
+def _expected(entry: WeightsEntry, path: Path) -> tuple[str, str] | None:
+    """``(expected sha256 or its prefix, how)`` for a file at ``path``, or None when nothing
+    says what it should be (no published hash, no side file)."""
+    if entry.sha256 is not None:
+        return entry.sha256.lower(), "published"
+    if entry.store == "torch_hub":
+        return entry.name_hash_prefix(), "name"
+    side = _sidecar(path)
+    if not side.is_file():
+        return None
+    words = side.read_text(encoding="ascii", errors="replace").split()
+    return (words[0].lower() if words else ""), "remembered"
+
+
+def _matches(digest: str, expected: str, how: str) -> bool:
+    # torch.hub's check: the name carries a prefix of the hash (download_url_to_file, check_hash)
+    return bool(expected) and (digest.startswith(expected) if how == "name" else digest == expected)
+
+
+def _cached(entry: WeightsEntry, path: Path, *, verify: bool = True) -> tuple[str, str] | None:
+    """``(sha256, how)`` when ``path`` exists and verifies, else None. ``verify=False`` only checks
+    that the file is there with its size and something to verify it against (sha256 ``""``)."""
     if not path.is_file() or (entry.size is not None and path.stat().st_size != entry.size):
         return None
-    expected, how = entry.sha256, "published"
-    if expected is None:
-        side = _sidecar(path)
-        if not side.is_file():
-            return None
-        words = side.read_text(encoding="ascii", errors="replace").split()
-        expected, how = (words[0] if words else ""), "remembered"
+    want = _expected(entry, path)
+    if want is None:
+        return None
+    if not verify:
+        return "", want[1]
     digest = sha256_of(path)
-    return (digest, how) if digest == expected.lower() else None
+    return (digest, want[1]) if _matches(digest, *want) else None
 
 
 def _reason(exc: BaseException) -> str:
@@ -154,7 +205,9 @@ def download_weights(name: str, *, cache_dir: str | Path | None = None,
 
     Args:
         name: registry name (see :data:`WEIGHTS`; ``.pth`` suffix accepted).
-        cache_dir: folder for the file (default :func:`default_cache_dir`); created if missing.
+        cache_dir: folder for a ``store="cache"`` file (default :func:`default_cache_dir`);
+            created if missing. A ``store="torch_hub"`` file (ImageNet backbones) always goes to
+            ``torch.hub.get_dir()/checkpoints`` (:func:`folder_of`).
         registry: the registry to use (default :data:`WEIGHTS`; tests pass their own).
         timeout: seconds for the connection and for each read.
         progress: show a tqdm progress bar (only on a terminal).
@@ -168,11 +221,12 @@ def download_weights(name: str, *, cache_dir: str | Path | None = None,
         AnnotatorError: unknown ``name``.
         OfflineError: the host cannot be reached (no network, DNS failure, refused, timeout).
         WeightsDownloadError: HTTP error, connection lost mid-way, cache not writable.
-        ChecksumError: size or sha256 differs from the published value (the ``.part`` file is
-            deleted; nothing lands in the cache).
+        ChecksumError: size or sha256 differs from the published value, or a torch hub file's
+            sha256 does not start with the prefix in its name (the ``.part`` file is deleted;
+            nothing lands in the folder).
     """
     entry = lookup(name, registry)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = folder_of(entry, cache_dir)
     final = cache / entry.filename
     part = cache / (entry.filename + ".part")
     if not force:
@@ -234,27 +288,82 @@ def download_weights(name: str, *, cache_dir: str | Path | None = None,
                                 f"{received}{'+' if received > entry.size else ''}; file deleted")
         if entry.sha256 is not None and got != entry.sha256.lower():
             raise ChecksumError(f"{final}: sha256 mismatch: expected {entry.sha256}, got {got}; file deleted")
+        prefix = entry.name_hash_prefix() if entry.store == "torch_hub" else None
+        if prefix is not None and not got.startswith(prefix):
+            raise ChecksumError(f"{final}: sha256 mismatch: the file name says it starts with {prefix}, got {got}; "
+                                "file deleted")
         os.replace(part, final)
     finally:
         part.unlink(missing_ok=True)
-    if entry.sha256 is None:
+    if entry.sha256 is not None:
+        verified = "published"
+    elif prefix is not None:
+        verified = "name"
+    else:
+        verified = "none"
         _sidecar(final).write_text(f"{got}  {entry.filename}\n", encoding="ascii")
-    return DownloadResult(entry, final, got, received, downloaded=True,
-                          verified="published" if entry.sha256 else "none")
+    return DownloadResult(entry, final, got, received, downloaded=True, verified=verified)
 
 
 def list_lines(registry: dict[str, WeightsEntry] | None = None, cache_dir: str | Path | None = None) -> list[str]:
-    """Human-readable registry listing, one block of lines per entry (``--list``)."""
+    """Human-readable registry listing (``--list``): a heading per kind (:data:`KIND_TITLES`), then
+    a block of lines per entry: name, whether it is downloaded, architecture, size, URL, hash and
+    the folder it goes to."""
     registry = WEIGHTS if registry is None else registry
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     lines = []
-    for entry in registry.values():
-        cached = " (in cache)" if (cache / entry.filename).is_file() else ""
-        size = f"{entry.size:,} bytes" if entry.size is not None else "size not published"
-        lines.append(f"{entry.name}{cached}  --arch {entry.arch}  {size}")
-        lines.append(f"    {entry.url}")
-        lines.append(f"    sha256 {entry.sha256}" if entry.sha256 else f"    {NOT_PUBLISHED}")
+    for kind, title in KIND_TITLES.items():
+        entries = [e for e in registry.values() if e.kind == kind]
+        if not entries:
+            continue
+        lines.append(f"{title}:")
+        for entry in entries:
+            folder = folder_of(entry, cache_dir)
+            cached = " (downloaded)" if (folder / entry.filename).is_file() else ""
+            size = f"{entry.size:,} bytes" if entry.size is not None else "size not published"
+            arch = (f"--arch {entry.arch}" if entry.kind == "coco"
+                    else f"backbone of {entry.arch} and every architecture with it")
+            lines.append(f"  {entry.name}{cached}  {arch}  {size}")
+            lines.append(f"      {entry.url}")
+            if entry.sha256:
+                lines.append(f"      sha256 {entry.sha256}")
+            elif entry.store == "torch_hub":
+                lines.append(f"      sha256 starts with {entry.name_hash_prefix()} (torch.hub file-name convention); "
+                             f"saved in {folder}")
+            else:
+                lines.append(f"      {NOT_PUBLISHED}")
     return lines
+
+
+def find_downloaded(arch: str, *, kind: str = "coco", cache_dir: str | Path | None = None,
+                    registry: dict[str, WeightsEntry] | None = None, verify: bool = True,
+                    log: Callable[[str], None] | None = None) -> tuple[WeightsEntry, Path] | None:
+    """The first registry entry of ``kind`` for ``arch`` whose file is downloaded and verifies, and
+    its path; None when there is none. Never downloads.
+
+    Args:
+        arch: a registered architecture (``entry.arch`` must equal it).
+        kind: ``"coco"`` (default) or ``"imagenet"``.
+        cache_dir: the annotator cache (default :func:`default_cache_dir`).
+        registry: default :data:`WEIGHTS`.
+        verify: hash the file against its published / remembered / file-name sha256 (a file
+            that does not verify is passed over); False only checks that it is there with its
+            size and a hash to check it against (quick, for the GUI's description).
+        log: told about each file that is there but passed over (changed since the download,
+            or no hash to check it against).
+    """
+    if kind not in KIND_TITLES:
+        raise ValueError(f"kind must be one of {', '.join(KIND_TITLES)}, got {kind!r}")
+    registry = WEIGHTS if registry is None else registry
+    for entry in registry.values():
+        if entry.kind != kind or entry.arch != arch:
+            continue
+        path = folder_of(entry, cache_dir) / entry.filename
+        if _cached(entry, path, verify=verify) is not None:
+            return entry, path
+        if path.is_file() and log is not None:
+            log(f"{path}: downloaded {entry.name} does not verify (size / sha256 changed, or no hash to check "
+                f"it against); passed over (annotator download-weights {entry.name} --force fetches it again)")
+    return None
 
 
 def import_weights(path: str | Path, arch: str, *, out: str | Path | None = None, project: str | Path | None = None,

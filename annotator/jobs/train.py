@@ -56,8 +56,14 @@ Weights to start from, in order (the job logs which): ``resume`` (a run folder o
 continue it), ``--init CKPT|VERSION``, the project's active model version (same architecture),
 else its newest version of that architecture (each round continues the previous one, also when
 that one was not made active),
+an official COCO checkpoint of exactly that architecture downloaded earlier with ``annotator
+download-weights`` (found in the weights cache by :func:`find_coco_checkpoint`, imported in memory
+with ``segcore.importers.import_official_weights``, then every tensor whose name and shape fit
+copied: the class layers stay random because the project's categories differ from COCO's; a file
+that no longer verifies or that the importer refuses is passed over with a logged line),
 ImageNet backbone weights found offline (nothing is downloaded): for YOLACT the torchvision
-ResNet in the torch hub cache (``~/.cache/torch/hub/checkpoints``); for the detectron2-style
+ResNet in the torch hub cache (``~/.cache/torch/hub/checkpoints``; ``annotator download-weights
+resnet50-imagenet`` etc. put them there on request); for the detectron2-style
 BlendMask / CenterMask ResNets detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` in
 ``$XDG_CACHE_HOME/annotator/weights`` or detectron2's own cache
 (``~/.torch/iopath_cache/detectron2/ImageNetPretrained/MSRA``), random init. ``--init`` also
@@ -73,7 +79,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Optional, Union
+from typing import Callable, ClassVar, Mapping, Optional, Union
 
 import pydantic
 import torch
@@ -142,7 +148,7 @@ class TrainSpec:
     patience: int
     min_iterations: int
     freeze_bn: Optional[bool]
-    init_source: str            # "resume" | "checkpoint" | "version" | "imagenet" | "random"
+    init_source: str            # "resume" | "checkpoint" | "version" | "coco" | "imagenet" | "random"
     init_path: Optional[str]
     init_note: str
     parent: Optional[int]
@@ -193,6 +199,73 @@ def lr_steps(iterations: int) -> tuple[int, ...]:
     return tuple(int(iterations * f) for f in (0.35, 0.75, 0.875, 0.9375))
 
 
+def match_tensors(own: Mapping[str, torch.Tensor], source: Mapping[str, torch.Tensor]
+                  ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors of ``source`` that fit ``own`` by name and shape, and the names in both whose
+    shape differs (class-dependent layers when the categories differ). ``own`` may hold meta
+    tensors (only shapes are read)."""
+    matched, skipped = {}, []
+    for name, tensor in source.items():
+        if name in own and own[name].shape == tensor.shape:
+            matched[name] = tensor
+        elif name in own:
+            skipped.append(name)
+    return matched, skipped
+
+
+def copy_matching_tensors(model: torch.nn.Module, source: Mapping[str, torch.Tensor], what: str) -> list[str]:
+    """Copy every tensor of ``source`` (a state_dict) whose name and shape match into ``model``;
+    the rest of ``model`` keeps its init. The one name + shape copy of every training start from
+    trained weights (a segcore checkpoint, an official COCO checkpoint).
+
+    Returns:
+        Notes for the user: ``initialised N/M tensors from <what>`` and, when some were skipped
+        for their shape, which.
+    """
+    own = model.state_dict()
+    matched, skipped = match_tensors(own, source)
+    model.load_state_dict(matched, strict=False)
+    notes = [f"initialised {len(matched)}/{len(own)} tensors from {what}"]
+    if skipped:
+        notes.append(f"left at random init (shape differs, e.g. other categories): {', '.join(skipped)}")
+    return notes
+
+
+def official_coco_state(path: Path, arch: str) -> dict[str, torch.Tensor]:
+    """The state_dict of ``arch`` filled from an official COCO checkpoint (imported in memory
+    with ``segcore.importers.import_official_weights``: read with ``torch.load(weights_only=True)``,
+    keys mapped by the family's importer; nothing is written).
+
+    Raises:
+        AnnotatorError: the importer refused the file (unreadable, unknown or missing keys,
+            shapes), one line.
+    """
+    from segcore.importers import WeightImportError, import_official_weights
+
+    try:
+        model, _report, _categories = import_official_weights(Path(path), arch)
+    except WeightImportError as exc:
+        raise AnnotatorError(str(exc).splitlines()[0]) from None
+    return model.state_dict()
+
+
+def _coco_start_note(path: Path, arch: str, num_classes: int, arch_kwargs: dict) -> str:
+    """``starting from the official COCO weights <file> (N/M tensors; class layers random init)``:
+    the count against the model the run builds (on the meta device: shapes only).
+
+    Raises:
+        AnnotatorError: the importer refused the file (see :func:`official_coco_state`).
+    """
+    from segcore.modeling.registry import build_model
+
+    state = official_coco_state(path, arch)
+    with torch.device("meta"):
+        own = build_model(arch, num_classes=num_classes, **arch_kwargs).state_dict()
+    matched, skipped = match_tensors(own, state)
+    rest = "; class layers random init" if skipped else ""
+    return f"starting from the official COCO weights {path} ({len(matched)}/{len(own)} tensors{rest})"
+
+
 def load_init_weights(model: torch.nn.Module, path: Path) -> list[str]:
     """Copy every tensor of a segcore checkpoint at ``path`` whose name and shape match.
 
@@ -222,18 +295,7 @@ def load_init_weights(model: torch.nn.Module, path: Path) -> list[str]:
             return _load_backbone_file(model, path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise AnnotatorError(f"{path}: model: not a segcore checkpoint (no 'model' state_dict)")
-    own = model.state_dict()
-    matched, skipped = {}, []
-    for name, tensor in ckpt["model"].items():
-        if name in own and own[name].shape == tensor.shape:
-            matched[name] = tensor
-        elif name in own:
-            skipped.append(name)
-    model.load_state_dict(matched, strict=False)
-    notes = [f"initialised {len(matched)}/{len(own)} tensors from {path}"]
-    if skipped:
-        notes.append(f"left at random init (shape differs, e.g. other categories): {', '.join(skipped)}")
-    return notes
+    return copy_matching_tensors(model, ckpt["model"], str(path))
 
 
 def _load_backbone_file(model: torch.nn.Module, path: Path) -> list[str]:
@@ -253,6 +315,18 @@ def default_optim(arch: str, batch_size: int) -> tuple[float, float]:
     from segcore.modeling.registry import family_of_arch
 
     return family_of_arch(arch).default_optim(int(batch_size))
+
+
+def find_coco_checkpoint(arch: str, *, verify: bool = True, log: Callable[[str], None] | None = None
+                         ) -> Optional[Path]:
+    """A downloaded official COCO checkpoint of exactly ``arch`` in the weights cache
+    (``annotator download-weights``; :func:`annotator.weights.find_downloaded`: the family's
+    first entry for ``arch`` that is there and verifies), or None; never downloads. ``verify=False``
+    skips hashing the file (the GUI's description); ``log`` hears of files passed over."""
+    from annotator.weights import find_downloaded
+
+    found = find_downloaded(arch, verify=verify, log=log)
+    return None if found is None else found[1]
 
 
 def find_imagenet_backbone(arch: str) -> Optional[Path]:
@@ -384,7 +458,19 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
                                   use_newest=use_active_version)) is not None:
         parent, source = start, "version"
         init_path = Path(project.model_version(start).checkpoint_path)
-    else:
+    elif (coco := find_coco_checkpoint(arch, log=log)) is not None:
+        init_path, source = coco, "coco"
+    parent_path = init_path if source in ("version", "checkpoint") else None
+    recipe, arch_kwargs = _recipe(arch, train_records, input_size=input_size, augment=augment,
+                                  max_detections=max_detections, init_path=parent_path)
+    note = None
+    if source == "coco":
+        try:
+            note = _coco_start_note(init_path, arch, len(categories), arch_kwargs)
+        except AnnotatorError as exc:
+            log(f"the downloaded official COCO weights cannot be used ({exc})")
+            init_path, source = None, "random"
+    if source == "random":
         backbone = find_imagenet_backbone(arch)
         source = "imagenet" if backbone is not None else "random"
     if source == "version":
@@ -393,13 +479,10 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
         note = f"starting from checkpoint {init_path}"
     elif source == "imagenet":
         note = f"starting from ImageNet backbone weights {backbone} (rest random init)"
-    else:
-        note = "no model version, --init or offline ImageNet weights: training starts from random init"
+    elif source == "random":
+        note = ("no model version, --init, downloaded COCO checkpoint or ImageNet weights: training starts "
+                "from random init")
     log(note)
-
-    parent_path = init_path if source in ("version", "checkpoint") else None
-    recipe, arch_kwargs = _recipe(arch, train_records, input_size=input_size, augment=augment,
-                                  max_detections=max_detections, init_path=parent_path)
     for line in recipe.notes:
         log(f"recipe: {line}")
     if max_minutes is None and iterations is None and dev.type == "cpu":
@@ -430,7 +513,7 @@ def prepare_train_job(project, *, arch: Optional[str], init: str | None = None, 
         max_minutes=None if max_minutes is None else float(max_minutes), crop_size=recipe.crop_size,
         crop_scale=float(recipe.input_scale or 1.0), recipe_notes=list(recipe.notes),
         seed=int(seed), device=str(dev), eval_every=eval_every, patience=int(patience if patience is not None else 3),
-        min_iterations=iterations // 3, freeze_bn=None if source in ("version", "checkpoint") else False,
+        min_iterations=iterations // 3, freeze_bn=None if source in ("version", "checkpoint", "coco") else False,
         init_source=source, init_path=str(backbone if source == "imagenet" else init_path) if (init_path or backbone)
         else None, init_note=note, parent=parent, val_fraction=float(val_fraction),
         snapshot={"annotation_ids": ann_ids, "images": len(records),
@@ -552,6 +635,12 @@ def build_spec_model(spec: TrainSpec) -> tuple[torch.nn.Module, list[str]]:
                 f"ImageNet weights not usable ({exc}); random init"]
     if spec.init_source in ("version", "checkpoint"):
         return model, load_init_weights(model, Path(spec.init_path))
+    if spec.init_source == "coco":
+        try:
+            state = official_coco_state(Path(spec.init_path), spec.arch)
+        except AnnotatorError as exc:  # changed or removed since the plan was made
+            return model, [f"official COCO weights not usable ({exc}); random init"]
+        return model, copy_matching_tensors(model, state, f"the official COCO weights {spec.init_path}")
     return model, []
 
 

@@ -5,7 +5,8 @@ has two tabs:
 
 * **Train**: architecture, the weights the run will start from (the same order as
   :func:`annotator.jobs.train.prepare_train_job`: the project's active version of the same
-  architecture, ImageNet backbone weights already in the torch hub cache, random init), an
+  architecture, its official COCO checkpoint when downloaded, ImageNet backbone weights already
+  on disk, random init), an
   "Advanced" panel (architecture, input size, iterations, learning rate, batch size, device; 0 /
   "auto" = the job's defaults for small data), Start / Cancel, a progress bar, a log and a live
   :class:`CurveWidget` (training loss and validation segm / bbox AP). The run is an
@@ -85,7 +86,7 @@ LOSS_COLOR, SEGM_COLOR, BBOX_COLOR = QColor(40, 90, 200), QColor(210, 60, 40), Q
 def start_weights_text(project, arch: str) -> str:
     """What a run of ``arch`` on ``project`` starts from, in the order of ``prepare_train_job``
     (no ``--init`` / resume from the GUI). Reads the project only; writes nothing."""
-    from annotator.jobs.train import _start_version, find_imagenet_backbone
+    from annotator.jobs.train import _start_version, find_coco_checkpoint, find_imagenet_backbone
 
     start = None
     if project is not None:
@@ -97,10 +98,13 @@ def start_weights_text(project, arch: str) -> str:
         mv = project.model_version(start)
         which = "current model version" if start == project.active_model_version() else "newest model version"
         return f"{which} v{start} ({Path(mv.checkpoint).name})"
+    coco = find_coco_checkpoint(arch, verify=False)
+    if coco is not None:
+        return f"official COCO weights downloaded ({coco.name}); class layers random init"
     backbone = find_imagenet_backbone(arch)
     if backbone is not None:
         return f"ImageNet backbone weights found offline ({backbone.name}); rest random init"
-    return "random init (no model version of this architecture, no offline ImageNet weights)"
+    return "random init (no model version of this architecture, no downloaded COCO or ImageNet weights)"
 
 
 class CurveWidget(QWidget):

@@ -36,8 +36,9 @@ from typing import Any, Literal
 from torch import nn
 
 __all__ = ["ARCHITECTURES", "register", "build_model", "list_architectures", "ModelInfo", "Family", "FAMILIES",
-           "register_family", "family_of", "family_of_arch", "Licence", "OfficialWeights", "LatencyTarget",
-           "ImagenetBackbone", "OnnxSupport", "BoxPromptSupport", "InputPolicy", "arch_info"]
+           "register_family", "family_of", "family_of_arch", "Licence", "OfficialWeights", "WeightsKind",
+           "WeightsStore", "LatencyTarget", "ImagenetBackbone", "OnnxSupport", "BoxPromptSupport", "InputPolicy",
+           "arch_info"]
 
 InputPolicy = Literal["square", "short_side"]
 
@@ -104,11 +105,37 @@ class Licence:
     source: str     # where the licence was read (file @ commit)
 
 
+#: :attr:`OfficialWeights.kind`: a whole model trained on COCO / an ImageNet backbone.
+WeightsKind = Literal["coco", "imagenet"]
+#: :attr:`OfficialWeights.store`: the annotator's weights cache / torch's hub checkpoints folder.
+WeightsStore = Literal["cache", "torch_hub"]
+
+
 @dataclass(frozen=True)
 class OfficialWeights:
-    """A downloadable official checkpoint (``annotator download-weights``).
+    """A downloadable official file (``annotator download-weights``).
 
-    ``sha256`` / ``size`` are None where nobody published them (trust on first use)."""
+    Attributes:
+        name: registry name (``annotator download-weights NAME``).
+        url: where the file is downloaded from.
+        filename: the file's name on disk.
+        arch: the registered architecture the weights serve (a backbone entry: the architecture
+            whose backbone it fills; others of the family with that backbone take it too).
+        sha256 / size: published values, None where nobody published them (trust on first use:
+            the hash of the first download is remembered).
+        source: where url, file name and hash were read.
+        kind: ``"coco"``: a whole model trained on COCO (imported with the family's importer, or
+            used by training as a start); ``"imagenet"``: ImageNet backbone weights (the family's
+            :class:`ImagenetBackbone` finds them; training uses them when no trained model is there).
+        store: ``"cache"``: the annotator's weights cache, verified against ``sha256`` / the
+            remembered hash; ``"torch_hub"``: ``torch.hub.get_dir()/checkpoints`` (where torchvision
+            and :class:`ImagenetBackbone` lookups find them), verified with torch.hub's convention: the
+            file name carries a prefix of the file's sha256 (``torch.hub.HASH_REGEX``,
+            ``resnet18-f37072fd.pth``).
+
+    Raises:
+        ValueError: unknown ``kind`` / ``store``, or a ``torch_hub`` file name without a hash prefix.
+    """
 
     name: str
     url: str
@@ -117,6 +144,24 @@ class OfficialWeights:
     sha256: str | None = None
     size: int | None = None
     source: str = ""
+    kind: WeightsKind = "coco"
+    store: WeightsStore = "cache"
+
+    def __post_init__(self):
+        if self.kind not in ("coco", "imagenet") or self.store not in ("cache", "torch_hub"):
+            raise ValueError(f"{self.name}: kind must be coco|imagenet and store cache|torch_hub, "
+                             f"got {self.kind!r}, {self.store!r}")
+        if self.store == "torch_hub" and self.name_hash_prefix() is None:
+            raise ValueError(f"{self.name}: a torch_hub file name needs a sha256 prefix "
+                             f"('<name>-<hex>.<ext>'), got {self.filename!r}")
+
+    def name_hash_prefix(self) -> str | None:
+        """The sha256 prefix in the file name by torch.hub's convention (``torch.hub.HASH_REGEX``:
+        ``resnet18-f37072fd.pth`` -> ``"f37072fd"``), or None."""
+        from torch.hub import HASH_REGEX
+
+        m = HASH_REGEX.search(self.filename)
+        return m.group(1) if m and m.group(1) else None
 
 
 @dataclass(frozen=True)
@@ -134,8 +179,9 @@ class LatencyTarget:
 
 @dataclass(frozen=True)
 class ImagenetBackbone:
-    """ImageNet backbone weights of a family: where they are on disk (never downloaded) and how
-    they get into a model.
+    """ImageNet backbone weights of a family: where they are on disk (never downloaded here;
+    ``annotator download-weights`` fetches the family's ``kind="imagenet"`` official weights on
+    request) and how they get into a model.
 
     ``find(arch) -> Path | None``; ``load(model, path) -> list[str]`` (notes for the user; raises
     ``ValueError`` when the file does not fit)."""
@@ -187,7 +233,8 @@ class Family:
         imagenet_backbone: :class:`ImagenetBackbone` or None.
         box_prompt: :class:`BoxPromptSupport` or None (no box-conditioned mask head).
         onnx: :class:`OnnxSupport` or None.
-        official_weights: downloadable official checkpoints.
+        official_weights: downloadable official files (:class:`OfficialWeights`: COCO checkpoints and
+            ImageNet backbones); training starts from the first COCO entry of its architecture found downloaded.
         licence: upstream licence.
         tiny_arch: a small architecture for self-checks and quick tests.
         resize_image: ``resize_image(image, info) -> [3, h, w]`` uint8 or float32 CPU tensor, RGB

@@ -108,22 +108,71 @@ def _cache_files(tmp_path) -> list[str]:
 def test_registry_has_the_published_resnet50_hash_and_no_invented_ones():
     e = weights.WEIGHTS["yolact_resnet50_54_800000"]
     assert e.sha256 == "c12bb7a7e0343281db7f1407b376970bb52651f121d0b60bc4a49207acb6d6d7"
-    assert e.size == 127_300_392 and e.arch == "yolact_r50_550"
+    assert e.size == 127_300_392 and e.arch == "yolact_r50_550" and (e.kind, e.store) == ("coco", "cache")
     assert e.url == "https://huggingface.co/dbolya/yolact-resnet50/resolve/main/yolact_resnet50_54_800000.pth"
     others = [x for x in weights.WEIGHTS.values() if x.name != e.name]
-    assert len(others) == 5 and all(x.sha256 is None and x.size is None for x in others)
-    assert all(x.url.startswith("https://huggingface.co/dbolya/") and x.url.endswith(x.filename) for x in others)
+    assert all(x.sha256 is None and x.size is None for x in others)  # nothing invented
+    yolact = [x for x in others if x.url.startswith("https://huggingface.co/dbolya/")]
+    assert len(yolact) == 5 and all(x.url.endswith("/" + x.filename) for x in yolact)
     assert weights.default_cache_dir().parts[-2:] == ("annotator", "weights")
     assert DEFAULT_OPSET == __import__("segcore.export.onnx", fromlist=["x"]).DEFAULT_OPSET
 
 
-def test_list_prints_every_entry(capsys):
+def test_registry_entries_are_well_formed():
+    """Every entry names a registered architecture of its family; torch hub files carry torch.hub's
+    sha256 prefix; the ResNets are exactly torchvision's IMAGENET1K_V1 files; the BlendMask /
+    CenterMask COCO files point at the hosts their READMEs name."""
+    from pathlib import PurePosixPath
+
+    from torch.hub import HASH_REGEX
+    from torchvision.models import ResNet18_Weights, ResNet50_Weights, ResNet101_Weights
+
+    from segcore.modeling import FAMILIES
+    from segcore.modeling.registry import ARCHITECTURES, family_of_arch
+
+    assert len(weights.WEIGHTS) == sum(len(f.official_weights) for f in FAMILIES.values())  # no name twice
+    for name, e in weights.WEIGHTS.items():
+        assert e.name == name and e.arch in ARCHITECTURES and e in family_of_arch(e.arch).official_weights, name
+        assert e.url.startswith("https://") and e.source, name
+        assert (e.kind, e.store) in {("coco", "cache"), ("imagenet", "torch_hub")}, name
+        if e.store == "torch_hub":
+            m = HASH_REGEX.search(e.filename)
+            assert m and len(m.group(1)) >= 8 and e.name_hash_prefix() == m.group(1), name
+            assert PurePosixPath(urllib.parse.urlsplit(e.url).path).name == e.filename, name
+    for depth, enum in (("resnet18", ResNet18_Weights), ("resnet50", ResNet50_Weights),
+                        ("resnet101", ResNet101_Weights)):
+        e = weights.WEIGHTS[f"{depth}-imagenet"]
+        assert e.url == enum.IMAGENET1K_V1.url and e.filename == e.url.rsplit("/", 1)[1]
+        assert e.filename.startswith(depth + "-") and (e.kind, e.store) == ("imagenet", "torch_hub")
+        assert e.sha256 is None and e.size is None
+    assert weights.WEIGHTS["resnet50-imagenet"].filename == "resnet50-0676ba61.pth"  # the file torchvision names
+    blend = [e for e in weights.WEIGHTS.values() if e.arch.startswith("blendmask")]
+    assert {e.arch for e in blend} == {"blendmask_r50", "blendmask_r101", "blendmask_550_r50", "blendmask_rt_r50"}
+    for e in blend:
+        assert e.url == f"https://huggingface.co/ZjuCv/AdelaiDet/resolve/main/{e.filename.removeprefix('blendmask_')}"
+    center = [e for e in weights.WEIGHTS.values() if e.arch.startswith("centermask")]
+    assert len(center) == 5 and all(e.url.startswith("https://dl.dropbox.com/s/") and e.url.endswith("/" + e.filename)
+                                    for e in center)
+    assert weights.lookup("resnet50-0676ba61.pth").name == "resnet50-imagenet"  # file name accepted too
+    with pytest.raises(ValueError, match="sha256 prefix"):
+        weights.WeightsEntry(name="x", url="https://x/x.pth", filename="x.pth", arch="yolact_tiny",
+                             kind="imagenet", store="torch_hub")
+    with pytest.raises(ValueError, match="kind"):
+        weights.WeightsEntry(name="x", url="https://x/x.pth", filename="x.pth", arch="yolact_tiny", kind="voc")
+
+
+def test_list_prints_every_entry_under_its_kind(capsys):
     assert _run(["download-weights", "--list"]) == 0
     out = capsys.readouterr().out
     for name in weights.WEIGHTS:
         assert name in out
     assert "c12bb7a7e0343281db7f1407b376970bb52651f121d0b60bc4a49207acb6d6d7" in out
-    assert out.count(weights.NOT_PUBLISHED) == 5
+    unpublished = [e for e in weights.WEIGHTS.values() if e.store == "cache" and e.sha256 is None]
+    assert len(unpublished) == 16 and out.count(weights.NOT_PUBLISHED) == len(unpublished)
+    coco, imagenet = out.index(weights.KIND_TITLES["coco"]), out.index(weights.KIND_TITLES["imagenet"])
+    assert coco < out.index("yolact_resnet50_54_800000") < imagenet < out.index("resnet50-imagenet")
+    assert out.count("sha256 starts with ") == 3 and "sha256 starts with 0676ba61" in out
+    assert "resnet50-imagenet  backbone of yolact_r50_550 and every architecture with it" in out
 
 
 def test_download_verifies_and_is_not_repeated(server, monkeypatch, tmp_path, capsys):
@@ -239,3 +288,64 @@ def test_import_to_project_registers_a_model_version(monkeypatch, tmp_path, caps
         assert version.arch == "yolact_tiny" and version.checkpoint.is_file()
     finally:
         project.close()
+
+
+def _hub_entry(monkeypatch, url: str, filename: str) -> weights.WeightsEntry:
+    """The real ``resnet18-imagenet`` entry with a local URL and file name (restored by monkeypatch)."""
+    import dataclasses
+
+    entry = dataclasses.replace(weights.WEIGHTS["resnet18-imagenet"], url=url, filename=filename)
+    monkeypatch.setitem(weights.WEIGHTS, "resnet18-imagenet", entry)
+    return entry
+
+
+def test_imagenet_backbone_goes_to_the_torch_hub_folder_verified_by_its_name(server, monkeypatch, tmp_path,
+                                                                               capsys):
+    """A torch_hub entry lands in ``$TORCH_HOME/hub/checkpoints`` (where the YOLACT backbone lookup
+    finds it), checked by the sha256 prefix in its name; a second run does not fetch it again."""
+    from annotator.jobs.train import find_imagenet_backbone
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    filename = f"resnet18-{PAYLOAD_SHA[:8]}.pth"
+    _hub_entry(monkeypatch, server.url("/fake.pth"), filename)
+    assert weights.folder_of(weights.WEIGHTS["resnet18-imagenet"], tmp_path / "ignored") == hub
+    assert find_imagenet_backbone("yolact_tiny") is None
+    assert _run(["download-weights", "resnet18-imagenet"]) == 0
+    out = capsys.readouterr().out
+    assert f"starts with the {PAYLOAD_SHA[:8]} of its file name" in out and PAYLOAD_SHA in out
+    assert sorted(p.name for p in hub.iterdir()) == [filename]  # no .part, no side file
+    assert (hub / filename).read_bytes() == PAYLOAD
+    assert not (tmp_path / "xdg-cache" / "annotator").exists()  # nothing in the annotator cache
+    assert find_imagenet_backbone("yolact_tiny") == hub / filename  # training finds it by itself
+
+    res = weights.download_weights("resnet18-imagenet", progress=False)
+    assert not res.downloaded and res.verified == "name" and server.requests == ["/fake.pth"]
+    assert _run(["download-weights", filename]) == 0  # the file name works as NAME
+    assert "already in torch's hub checkpoints folder" in capsys.readouterr().out
+    assert server.requests == ["/fake.pth"]
+
+    assert _run(["download-weights", "resnet18-imagenet", "--cache", str(tmp_path / "cache")]) == 2
+    assert "--cache" in capsys.readouterr().err
+    assert _run(["download-weights", "resnet18-imagenet", "--import-to", str(tmp_path)]) == 2
+    assert "--import-to" in capsys.readouterr().err and len(server.requests) == 1
+
+
+def test_imagenet_file_whose_sha256_does_not_start_with_its_name_is_refused(server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    wrong = "0123abcd" if not PAYLOAD_SHA.startswith("0123abcd") else "fedc9876"
+    _hub_entry(monkeypatch, server.url("/fake.pth"), f"resnet18-{wrong}.pth")
+    assert _run(["download-weights", "resnet18-imagenet"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in captured.err, captured.err
+    assert f"resnet18-{wrong}.pth" in lines[0] and wrong in lines[0] and PAYLOAD_SHA in lines[0]
+    assert server.requests == ["/fake.pth"]
+    assert list(hub.iterdir()) == []  # neither the file nor its .part
+    with pytest.raises(weights.ChecksumError):
+        weights.download_weights("resnet18-imagenet", progress=False)
+    assert list(hub.iterdir()) == []
+    # a file already there under that name that does not verify is not taken for downloaded
+    (hub / f"resnet18-{wrong}.pth").write_bytes(PAYLOAD)
+    assert weights.find_downloaded("yolact_tiny", kind="imagenet") is None

@@ -11,6 +11,10 @@
 - COCO results: detectron2's ``COCOEvaluator`` (the default writer,
   :func:`segcore.evaluation.coco.d2_coco_results`: float XYWH boxes, empty masks kept);
 - official weights: AdelaiDet files through :mod:`.importer`;
+- official weights: AdelaiDet files through :mod:`.importer`; the COCO instance-segmentation
+  checkpoints of the registered configs can be downloaded on request from Hugging Face
+  ``ZjuCv/AdelaiDet`` (``annotator download-weights blendmask_R_50_3x``, ...; no sha256 published:
+  trust on first use);
 - ImageNet backbones: detectron2's MSRA ``R-50.pkl`` / ``R-101.pkl`` on disk (never downloaded);
 - box prompts: :mod:`.box_prompt` (bases blended with the attentions at the box's FCOS location).
 """
@@ -23,9 +27,41 @@ from pathlib import Path
 from torch import nn
 
 from ...importers.backbone import load_backbone_file, msra_resnet_file
-from ..registry import BoxPromptSupport, Family, ImagenetBackbone, LatencyTarget, Licence, register_family
+from ..registry import (BoxPromptSupport, Family, ImagenetBackbone, LatencyTarget, Licence, OfficialWeights,
+                        register_family)
 
 __all__ = ["BLENDMASK_FAMILY"]
+
+_HF = "https://huggingface.co/ZjuCv/AdelaiDet/resolve/main/{file}"
+_README = ("AdelaiDet configs/BlendMask/README.md (CloudStor links dead since Jan 2024) -> Hugging Face "
+           "ZjuCv/AdelaiDet; no sha256 published")
+_SAME_NAME = ("; caveat: AdelaiDet's panoptic table links the same file name for a different model (git diff "
+              "5f752e0), and which of the two Hugging Face holds is unverified: a file with keys the "
+              "importer does not know is refused")
+
+
+def _weights(config: str, arch: str, note: str = "") -> OfficialWeights:
+    """AdelaiDet's ``configs/BlendMask/<config>`` COCO checkpoint ``<config>.pth`` for ``arch``
+    (the builder that reproduces that config), saved as ``blendmask_<config>.pth``: the upstream
+    names (``R_50_3x.pth``) say nothing about the model."""
+    return OfficialWeights(name=f"blendmask_{config}", url=_HF.format(file=f"{config}.pth"),
+                           filename=f"blendmask_{config}.pth", arch=arch, source=_README + note)
+
+
+#: COCO instance-segmentation checkpoints of the configs the builders reproduce (``builders.py``
+#: table), the longer schedule first (training takes the first one downloaded for its architecture).
+#: Not listed: ``R_101_dcni3_5x``, ``550_R_50_dcni3_5x`` (deformable backbones), ``DLA_34_syncbn_4x``
+#: (DLA-34): no registered architecture.
+_OFFICIAL = (
+    _weights("R_50_3x", "blendmask_r50", _SAME_NAME),
+    _weights("R_50_1x", "blendmask_r50"),
+    _weights("R_101_3x", "blendmask_r101", _SAME_NAME),
+    _weights("550_R_50_3x", "blendmask_550_r50"),
+    _weights("RT_R_50_4x_bn-head_syncbn_shtw", "blendmask_rt_r50"),
+    _weights("RT_R_50_4x_syncbn_shtw", "blendmask_rt_r50",
+             "; GroupNorm head: imports as blendmask_rt_r50(head_norm='GN'); as a training start only the "
+             "tensors that fit the per-level BN head of blendmask_rt_r50 are used"),
+)
 
 
 def _loss(model: nn.Module):
@@ -97,6 +133,7 @@ BLENDMASK_FAMILY = register_family(Family(
     import_weights=_import_weights,
     imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, takes_locations=True),
+    official_weights=_OFFICIAL,
     set_max_detections=_set_max_detections,
     describe=_describe,
     latency_target=lambda arch: LatencyTarget("<=", 0.8, "<= 0.8 (paper)",

@@ -12,7 +12,9 @@
   :func:`segcore.evaluation.coco.d2_coco_results`: box score with the box, mask score with the
   mask, float XYWH boxes, empty masks kept);
 - official weights: centermask2 files through :mod:`.importer` (maskrcnn-benchmark files are
-  recognised and refused there);
+  recognised and refused there); the COCO checkpoints of the VoVNet models can be downloaded on
+  request from the Dropbox links of the centermask2 README (``annotator download-weights
+  centermask2-V-39-eSE-FPN-ms-3x``, ...; no sha256 published: trust on first use);
 - ImageNet backbones: detectron2's MSRA ``R-50.pkl`` for ``centermask_r50`` (never downloaded);
 - box prompts: :mod:`.box_prompt` (SAG-Mask + MaskIoU on the user's box).
 """
@@ -25,9 +27,30 @@ from pathlib import Path
 from torch import nn
 
 from ...importers.backbone import load_backbone_file, msra_resnet_file
-from ..registry import BoxPromptSupport, Family, ImagenetBackbone, LatencyTarget, Licence, register_family
+from ..registry import (BoxPromptSupport, Family, ImagenetBackbone, LatencyTarget, Licence, OfficialWeights,
+                        register_family)
 
 __all__ = ["CENTERMASK_FAMILY"]
+
+_DROPBOX = "https://dl.dropbox.com/s/{id}/{file}"
+_README = "youngwanLEE/centermask2 README (model zoo, Dropbox links); no sha256 published"
+
+
+def _weights(dropbox_id: str, stem: str, arch: str) -> OfficialWeights:
+    filename = f"{stem}.pth"
+    return OfficialWeights(name=stem, url=_DROPBOX.format(id=dropbox_id, file=filename), filename=filename,
+                           arch=arch, source=_README)
+
+
+#: centermask2's COCO checkpoints of the registered architectures (``centermask_r50``'s file has no
+#: known link; the slim, MobileNetV2 and DCN models have no registered architecture).
+_OFFICIAL = (
+    _weights("tczecsdxt10uai5", "centermask2-V-39-eSE-FPN-ms-3x", "centermask_v39"),
+    _weights("lw8nxajv1tim8gr", "centermask2-V-57-eSE-FPN-ms-3x", "centermask_v57"),
+    _weights("c6n79x83xkdowqc", "centermask2-V-99-eSE-FPN-ms-3x", "centermask_v99"),
+    _weights("dret2ap7djty7mp", "centermask2-lite-V-19-eSE-FPN-ms-4x", "centermask_lite_v19"),
+    _weights("uwc0ypa1jvco2bi", "centermask2-lite-V-39-eSE-FPN-ms-4x", "centermask_lite_v39"),
+)
 
 
 def _loss(model: nn.Module):
@@ -107,6 +130,7 @@ CENTERMASK_FAMILY = register_family(Family(
     import_weights=_import_weights,
     imagenet_backbone=ImagenetBackbone(find=_find_backbone, load=load_backbone_file),
     box_prompt=BoxPromptSupport(run=_box_prompt, has_scores=lambda model: model.roi_heads.maskiou_head is not None),
+    official_weights=_OFFICIAL,
     latency_target=_latency_target,
     set_max_detections=_set_max_detections,
     describe=_describe,

@@ -13,15 +13,22 @@ in one :class:`segcore.modeling.registry.Family` registered when this package is
 - ImageNet backbones: torchvision ResNets already in the torch hub cache (never downloaded);
 - COCO results: as the official ``eval.py`` writes them (:func:`.postprocess.yolact_coco_results`:
   class score with the box, mask score with the mask, boxes truncated, zero-area boxes dropped);
+- ImageNet backbones: torchvision ResNets already in the torch hub cache (training never downloads
+  them; ``annotator download-weights resnet18-imagenet`` / ``resnet50-`` / ``resnet101-imagenet``
+  fetches torchvision's ``IMAGENET1K_V1`` files there on request, URL and file name from
+  torchvision's weights API, hash checked by torch.hub's file-name convention);
 - ONNX: :mod:`.onnx`; no box-conditioned mask head (masks come from per-prior coefficients).
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 import torch
+import torchvision
 from torch import nn
+from torchvision.models import ResNet18_Weights, ResNet50_Weights, ResNet101_Weights
 
 from ..registry import Family, ImagenetBackbone, LatencyTarget, Licence, OfficialWeights, OnnxSupport, register_family
 
@@ -38,7 +45,7 @@ def _weights(stem: str, repo: str, arch: str, sha256: str | None = None, size: i
                            sha256=sha256, size=size, source=source)
 
 
-_OFFICIAL = (
+_COCO = (
     _weights("yolact_resnet50_54_800000", "yolact-resnet50", "yolact_r50_550",
              sha256="c12bb7a7e0343281db7f1407b376970bb52651f121d0b60bc4a49207acb6d6d7", size=127_300_392,
              source="dbolya/yolact README; size and sha256 from openvinotoolkit/open_model_zoo "
@@ -48,6 +55,29 @@ _OFFICIAL = (
     _weights("yolact_im700_54_800000", "yolact-im700", "yolact_r101_700"),
     _weights("yolact_plus_resnet50_54_800000", "yolact-plus-resnet50", "yolact_plus_r50_550"),
     _weights("yolact_plus_base_54_800000", "yolact-plus-base", "yolact_plus_r101_550"),
+)
+
+
+def _imagenet(weights_enum, arch: str) -> OfficialWeights:
+    """torchvision's ``IMAGENET1K_V1`` ResNet weights as a download entry: URL and file name from
+    torchvision's weights API (``ResNet50_Weights.IMAGENET1K_V1.url``; the file name is the URL's
+    last part, as ``torch.hub.load_state_dict_from_url`` names it), stored in the torch hub
+    checkpoints folder and checked by the sha256 prefix in the file name (torch.hub's convention)."""
+    weights = weights_enum.IMAGENET1K_V1
+    filename = Path(urllib.parse.urlsplit(weights.url).path).name
+    depth = filename.split("-", 1)[0]
+    return OfficialWeights(name=f"{depth}-imagenet", url=weights.url, filename=filename, arch=arch,
+                           source=f"torchvision.models.{weights_enum.__name__}.IMAGENET1K_V1 (torchvision "
+                                  f"{torchvision.__version__}); sha256 prefix in the file name",
+                           kind="imagenet", store="torch_hub")
+
+
+#: COCO checkpoints, then the torchvision ImageNet ResNets (``arch``: the architecture of that depth
+#: they are listed for; ``_find_resnet`` gives them to every architecture of the depth).
+_OFFICIAL = _COCO + (
+    _imagenet(ResNet18_Weights, "yolact_tiny"),
+    _imagenet(ResNet50_Weights, "yolact_r50_550"),
+    _imagenet(ResNet101_Weights, "yolact_r101_550"),
 )
 
 #: torchvision ResNet depth of an architecture's backbone, by the name part that says it.
