@@ -10,7 +10,6 @@
   with the model's FCOS settings bound;
 - COCO results: detectron2's ``COCOEvaluator`` (the default writer,
   :func:`segcore.evaluation.coco.d2_coco_results`: float XYWH boxes, empty masks kept);
-- official weights: AdelaiDet files through :mod:`.importer`;
 - official weights: AdelaiDet files through :mod:`.importer`; the COCO instance-segmentation
   checkpoints of the registered configs can be downloaded on request from Hugging Face
   ``ZjuCv/AdelaiDet`` (``annotator download-weights blendmask_R_50_3x``, ...; no sha256 published:

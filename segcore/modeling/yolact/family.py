@@ -10,7 +10,6 @@ in one :class:`segcore.modeling.registry.Family` registered when this package is
   mirrors ``https://huggingface.co/dbolya/<repo>/resolve/main/<file>``); only
   ``yolact_resnet50_54_800000.pth`` has a published size and sha256 (openvinotoolkit/open_model_zoo
   ``models/public/yolact-resnet50-fpn-pytorch/model.yml``);
-- ImageNet backbones: torchvision ResNets already in the torch hub cache (never downloaded);
 - COCO results: as the official ``eval.py`` writes them (:func:`.postprocess.yolact_coco_results`:
   class score with the box, mask score with the mask, boxes truncated, zero-area boxes dropped);
 - ImageNet backbones: torchvision ResNets already in the torch hub cache (training never downloads
