@@ -393,7 +393,8 @@ def test_readers_resize_in_worker_processes(project):
     assert [it.image_id for it in loaded] == [i.image_id for i in items]
     for it, item in zip(loaded, items):
         assert it.error is None and it.size == (item.height, item.width)
-        assert it.data.dtype == torch.uint8 and tuple(it.data.shape) == (3, 64, 64)
+        # YOLACT's official input path resizes the float image (FastBaseTransform): float32
+        assert it.data.dtype == torch.float32 and tuple(it.data.shape) == (3, 64, 64)
         x, hw = predictor.batch_inputs([it.data])
         ref, ref_hw = predictor.preprocess_batch([cv2.cvtColor(cv2.imread(item.path), cv2.COLOR_BGR2RGB)])
         assert hw == ref_hw and torch.equal(x, ref)
