@@ -25,7 +25,6 @@ stops with exit status 1; otherwise the last line is ``self-check passed`` and t
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -128,33 +127,16 @@ def _has_display() -> bool:
 
 
 def check_qt_binding(state: dict) -> str:
-    """1,000 void Qt calls must not lower ``sys.getrefcount(None)`` (Python < 3.12; from 3.12
-    None is immortal). Few enough calls that a faulty binding is caught before it aborts.
+    """The Qt binding keeps its references to None (:func:`annotator.ui.selfcheck_qt.check_binding`).
 
     Raises:
         RuntimeError: the binding drops references to None (an excluded PySide6 release).
     """
     if not _has_display():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import __version__ as pyside_version
-    from PySide6.QtWidgets import QApplication, QLabel
+    from annotator.ui.selfcheck_qt import check_binding
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    if sys.version_info >= (3, 12):
-        return f"PySide6 {pyside_version} (Python >= 3.12: None is immortal, nothing to check)"
-    label = QLabel()
-    before = sys.getrefcount(None)
-    for _ in range(500):
-        label.setText("x")
-        label.setToolTip("y")
-    after = sys.getrefcount(None)
-    label.deleteLater()
-    app.processEvents()
-    if after < before:
-        raise RuntimeError(f"PySide6 {pyside_version} drops a reference to None on every void Qt call "
-                           f"({before} -> {after} over 1,000 calls); a long session would abort. Install "
-                           "PySide6-Essentials < 6.12 (pyproject.toml)")
-    return f"PySide6 {pyside_version}: no reference to None lost over 1,000 void calls"
+    return check_binding()
 
 
 def check_desktop(state: dict) -> str:
@@ -175,31 +157,12 @@ def check_desktop(state: dict) -> str:
 
 def check_gui(state: dict) -> str:
     """Open the main window on the sample project, process events, close it (offscreen without
-    a display)."""
+    a display; :func:`annotator.ui.selfcheck_qt.open_main_window`)."""
     if not _has_display():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import __version__ as pyside_version
-    from PySide6.QtWidgets import QApplication
+    from annotator.ui.selfcheck_qt import open_main_window
 
-    from annotator.project import Project
-    from annotator.ui.main_window import MainWindow
-
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow()
-    try:
-        if state.get("sample") is not None:
-            window.set_project(Project.open(state["sample"], create_if_folder=False))
-        window.show()
-        app.processEvents()
-        if window.project is not None and window.current_image_id is None:
-            raise RuntimeError("the main window shows no image of the sample project")
-        if window.last_error:
-            raise RuntimeError(window.last_error)
-    finally:
-        window.close()
-        window.deleteLater()
-        app.processEvents()
-    return f"main window opened and closed (Qt platform {app.platformName()}, PySide6 {pyside_version})"
+    return open_main_window(state.get("sample"))
 
 
 CHECKS: tuple[tuple[str, Callable[[dict], str]], ...] = (
