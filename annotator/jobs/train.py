@@ -646,12 +646,14 @@ def build_spec_model(spec: TrainSpec) -> tuple[torch.nn.Module, list[str]]:
 
 def evaluate_model(model: torch.nn.Module, records: list[dict], categories: list[dict], *, device="cpu",
                    score_threshold: float = 0.05) -> dict:
-    """segm and bbox AP of ``model`` on ``records`` (the Predictor runs a copy; ``model`` is not changed)."""
+    """segm and bbox AP of ``model`` on ``records`` (the Predictor runs a copy; ``model`` is not
+    changed), counting as many detections per image as the model keeps (at least COCO's 100)."""
     from segcore.evaluation import evaluate_predictions
     from segcore.predictor import Predictor
 
     predictor = Predictor(model, categories, device=device)
-    return evaluate_predictions(predictor, records, categories, score_threshold=score_threshold)
+    return evaluate_predictions(predictor, records, categories, score_threshold=score_threshold,
+                                max_detections=max(100, int(model.info.max_detections)))
 
 
 def execute_train_spec(spec: TrainSpec, *, progress: Callable[[dict], None] | None = None,

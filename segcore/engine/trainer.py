@@ -259,7 +259,10 @@ class EvalHook(TrainHook):
 
         # the Predictor evaluates its own copy: the training model keeps its mode and memory format
         predictor = Predictor(state.model, state.categories, device=self.device or state.device)
-        res = evaluate_predictions(predictor, self.records, state.categories, score_threshold=self.score_threshold)
+        # AP counts as many detections per image as the model keeps (dense data: hundreds), at least COCO's 100
+        dets = max(100, int(state.model.info.max_detections))
+        res = evaluate_predictions(predictor, self.records, state.categories, score_threshold=self.score_threshold,
+                                   max_detections=dets)
         it = state.iteration
         self.state["history"].append({"iteration": it, "segm_AP": res["segm"]["AP"], "bbox_AP": res["bbox"]["AP"]})
         best = self.state.get("best")

@@ -51,7 +51,7 @@ def _coco_from_dict(dataset: dict, verbose: bool = False) -> COCO:
 
 
 def evaluate_coco_objects(coco_gt: COCO, results: list[dict], iou_types=_IOU_TYPES, *,
-                          verbose: bool = True) -> dict:
+                          verbose: bool = True, max_detections: int = 100) -> dict:
     """Evaluate in-memory COCO results against a ``COCO`` ground-truth object.
 
     Args:
@@ -61,6 +61,10 @@ def evaluate_coco_objects(coco_gt: COCO, results: list[dict], iou_types=_IOU_TYP
             of the mask where it differs from the box's, used for ``segm``).
         iou_types: subset of ``("bbox", "segm")``.
         verbose: print COCOeval's standard table.
+        max_detections: detections per image the AP counts (COCOeval ``maxDets[2]``; COCO's 100
+            by default). Dense data (hundreds of instances per image) need more, or recall, and
+            with it AP, is capped by the cut: the training job's validation passes the model's own
+            cap (``segcore.engine.EvalHook``).
 
     Returns:
         ``{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl"}}`` floats. An empty
@@ -95,13 +99,38 @@ def evaluate_coco_objects(coco_gt: COCO, results: list[dict], iou_types=_IOU_TYP
         with _quiet(verbose):
             coco_dt = coco_gt.loadRes(dts)
             ev = COCOeval(coco_gt, coco_dt, iou_type)
+            dense = int(max_detections) != 100
+            if dense:
+                ev.params.maxDets = [1, 10, int(max_detections)]
             ev.evaluate()
             ev.accumulate()
             if verbose:
-                print(f"COCOeval {iou_type}:")
+                print(f"COCOeval {iou_type}" + (f" ({int(max_detections)} detections per image):" if dense else ":"))
+            if dense:  # COCOeval.summarize reads its AP at a literal 100 detections: read the last cut instead
+                out[iou_type] = _stats_at_last_cut(ev)
+                if verbose:
+                    print("  " + "  ".join(f"{k} {v:.3f}" for k, v in out[iou_type].items()))
+                continue
             ev.summarize()
         out[iou_type] = {name: float(ev.stats[i]) for i, name in enumerate(METRIC_NAMES)}
     return out
+
+
+def _stats_at_last_cut(ev: COCOeval) -> dict:
+    """AP, AP50, AP75, APs, APm, APl of an accumulated ``COCOeval`` at its last ``maxDets``, read
+    off ``ev.eval["precision"]`` ``[T, R, K, A, M]`` as ``COCOeval.summarize`` does (mean over
+    the entries > -1; -1 when there are none)."""
+    p, precision = ev.params, ev.eval["precision"]
+
+    def ap(iou: float | None = None, area: str = "all") -> float:
+        sel = precision[:, :, :, p.areaRngLbl.index(area), -1]
+        if iou is not None:
+            sel = sel[np.isclose(p.iouThrs, iou)]
+        sel = sel[sel > -1]
+        return float(np.mean(sel)) if sel.size else -1.0
+
+    return {"AP": ap(), "AP50": ap(0.5), "AP75": ap(0.75), "APs": ap(area="small"), "APm": ap(area="medium"),
+            "APl": ap(area="large")}
 
 
 def coco_evaluate(gt_json_path: str | Path, dt_json_path: str | Path, iou_types=_IOU_TYPES, *,
@@ -239,7 +268,7 @@ def predict_coco_results(predictor, records: list[dict], *, score_threshold: flo
 
 def evaluate_predictions(predictor, records: list[dict], categories: list[dict], *,
                          score_threshold: float = 0.05, iou_types=_IOU_TYPES, verbose: bool = False,
-                         progress=None) -> dict:
+                         progress=None, max_detections: int = 100) -> dict:
     """Run ``predictor`` on every record's image and evaluate against the records' annotations.
 
     The ground truth is built in memory with :func:`records_to_coco` and pycocotools ``COCO``;
@@ -254,6 +283,7 @@ def evaluate_predictions(predictor, records: list[dict], categories: list[dict],
         iou_types: subset of ``("bbox", "segm")``.
         verbose: print COCOeval tables.
         progress: optional ``progress(done, total)`` callback.
+        max_detections: detections per image the AP counts (see :func:`evaluate_coco_objects`).
 
     Returns:
         Same structure as :func:`coco_evaluate`.
@@ -263,4 +293,4 @@ def evaluate_predictions(predictor, records: list[dict], categories: list[dict],
     """
     coco_gt = _coco_from_dict(records_to_coco(records, categories))
     results = predict_coco_results(predictor, records, score_threshold=score_threshold, progress=progress)
-    return evaluate_coco_objects(coco_gt, results, iou_types, verbose=verbose)
+    return evaluate_coco_objects(coco_gt, results, iou_types, verbose=verbose, max_detections=max_detections)

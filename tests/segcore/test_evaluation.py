@@ -211,3 +211,50 @@ def test_each_family_has_its_official_writer():
     assert coco_results_writer(build_model("yolact_tiny", num_classes=2))(pred, 1) == official_yolact
     assert coco_results_writer(build_model("blendmask_tiny", num_classes=2)) is d2_coco_results
     assert coco_results_writer(build_model("centermask_tiny", num_classes=2)) is d2_coco_results
+
+
+def test_dense_images_count_the_models_detections():
+    """150 instances in one image, each predicted exactly: COCO's 100 detections per image cap
+    recall (AP well under 1); counting 200 gives AP 1.0 (what validation on dense data uses)."""
+    from pycocotools import mask as mask_utils
+
+    from segcore.evaluation import evaluate_coco_objects
+
+    h, w = 150, 400
+    anns, results = [], []
+    for k in range(150):
+        m = np.zeros((h, w), np.uint8)
+        y, x = (k // 20) * 18 + 2, (k % 20) * 20 + 2
+        m[y:y + 12, x:x + 12] = 1
+        rle = mask_utils.encode(np.asfortranarray(m))
+        rle["counts"] = rle["counts"].decode()
+        box = [float(x), float(y), 12.0, 12.0]
+        anns.append({"id": k + 1, "image_id": 1, "category_id": 1, "bbox": box, "area": 144.0, "iscrowd": 0,
+                     "segmentation": rle})
+        results.append({"image_id": 1, "category_id": 1, "bbox": box, "score": 1.0 - k / 1000, "segmentation": rle})
+    gt = COCO()
+    gt.dataset = {"images": [{"id": 1, "height": h, "width": w, "file_name": "x.png"}], "annotations": anns,
+                  "categories": [{"id": 1, "name": "cell"}]}
+    gt.createIndex()
+    capped = evaluate_coco_objects(gt, results, verbose=False)
+    dense = evaluate_coco_objects(gt, results, verbose=False, max_detections=200)
+    assert capped["segm"]["AP"] < 0.7 and capped["bbox"]["AP"] < 0.7
+    assert dense["segm"]["AP"] == pytest.approx(1.0) and dense["bbox"]["AP"] == pytest.approx(1.0)
+
+
+def test_last_cut_stats_equal_summarize_at_100(val):
+    """The stats read at the last detection cut equal COCOeval.summarize's when that cut is 100."""
+    from pycocotools.cocoeval import COCOeval
+
+    from segcore.evaluation.coco import _stats_at_last_cut
+
+    gt_path, _, _, coco = val
+    res = _gt_results(coco)[::2]
+    for r in res:
+        r["score"] = 0.5 + (r["bbox"][2] % 7) / 20  # varied scores
+    ev = COCOeval(coco, coco.loadRes(copy.deepcopy(res)), "segm")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    mine = _stats_at_last_cut(ev)
+    assert mine == pytest.approx({n: float(ev.stats[i]) for i, n in enumerate(METRIC_NAMES)})
