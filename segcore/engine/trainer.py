@@ -453,7 +453,8 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
             included). After ``calibration_steps`` steps (plus 2 warm-up steps) the iteration time
             is measured and the schedule laid out to end within the budget: ``iterations`` (now an
             upper bound), ``warmup_iters``, ``steps`` and the hooks' periods (:meth:`TrainHook.rescale`)
-            are scaled by the same factor, so the schedule keeps its shape. 5 % of the budget is
+            are scaled by the same factor, so the schedule keeps its shape. It is laid out once
+            more, from the steps since, when 30 % of that plan is done (:class:`_Budget`). 5 % of the budget is
             kept for the final evaluation and checkpoint; past the budget the run stops
             (``stop_reason`` ``"time"``). Every rank uses rank 0's figures.
 
@@ -561,6 +562,7 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
     epoch_steps: list[int] = []
     step_times: list[float] = []
     budget = _Budget(time_budget_s, calibration_steps, t_start) if time_budget_s else None
+    plan0 = (iterations, warmup_iters, tuple(steps))  # what the budget's layouts scale
     while state.iteration < iterations and state.stop_reason is None:
         sampler.set_epoch(epoch)
         sampler.skip = skip * batch_size
@@ -604,11 +606,13 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
                     epoch_steps[-1] += 1
             state.iteration += 1
             if budget is not None:
-                factor = budget.layout(state.iteration - start_iter, iterations - start_iter, dev, world)
-                if factor is not None:
-                    iterations = start_iter + max(1, int((iterations - start_iter) * factor))
-                    warmup_iters = int(warmup_iters * factor)
-                    steps = tuple(start_iter + int((s - start_iter) * factor) for s in steps)
+                total = budget.layout(state.iteration - start_iter, iterations - start_iter, dev, world)
+                if total is not None:  # the plan scaled from the caller's (rounding once, not per layout)
+                    factor = max(1, total) / max(1, iterations - start_iter)      # relative, for the hooks
+                    scale = max(1, total) / max(1, plan0[0] - start_iter)         # from the caller's plan
+                    iterations = start_iter + max(1, total)
+                    warmup_iters = int(plan0[1] * scale)
+                    steps = tuple(start_iter + int((s - start_iter) * scale) for s in plan0[2])
                     state.iterations = iterations
                     state.meta.update(iterations=int(iterations), warmup_iters=warmup_iters,
                                       steps=[int(s) for s in steps], time_budget_s=float(time_budget_s))
@@ -666,16 +670,26 @@ def _train_input_side(model: nn.Module, crop: CropPolicy | None) -> int:
 
 
 class _Budget:
-    """Lays out a schedule within a wall-clock budget (see :func:`train`, ``time_budget_s``)."""
+    """Lays out a schedule within a wall-clock budget (see :func:`train`, ``time_budget_s``).
 
-    WARMUP_STEPS, RESERVE = 2, 0.05
+    Twice: after the calibration steps (a quick first plan), and again at the step where
+    :attr:`RECHECK_FRACTION` of that first plan is done, from the mean step time since the first
+    layout (the first steps of a run are often slower: DataLoader workers starting, kernels being
+    chosen; a plan made from them alone left a third of a 5-minute budget unused). Both points are step
+    counts every rank agrees on; the figures are rank 0's. The second layout is skipped when it
+    changes the plan by less than :attr:`MIN_CHANGE`; with the default schedule it comes before
+    the first lr step (35 %)."""
+
+    WARMUP_STEPS, RESERVE, RECHECK_FRACTION, MIN_CHANGE = 2, 0.05, 0.3, 0.02
 
     def __init__(self, seconds: float, calibration_steps: int, t_start: float):
         self.seconds, self.calibration = float(seconds), max(1, int(calibration_steps))
-        self.t_start, self.t_calib, self.done = t_start, None, False
+        self.t_start, self.t_calib, self.cap, self.recheck_at, self.done = t_start, None, None, None, False
+        self.first = (0.0, 0)  # time and steps at the first layout
 
-    def layout(self, steps_done: int, steps_planned: int, device: torch.device, world: int) -> float | None:
-        """Once, after calibration: the factor that stretches the remaining plan to the budget."""
+    def layout(self, steps_done: int, steps_planned: int, device: torch.device, world: int) -> int | None:
+        """The new number of steps of the plan at the two layout points (else None), at most the
+        caller's first ``steps_planned``."""
         if self.done:
             return None
         now = time.perf_counter()
@@ -683,16 +697,27 @@ class _Budget:
             self.t_calib = now
         if self.t_calib is None or steps_done < self.WARMUP_STEPS + self.calibration:
             return None
-        self.done = True
-        per_step = (now - self.t_calib) / (steps_done - self.WARMUP_STEPS)
+        if self.recheck_at is not None and steps_done < self.recheck_at:
+            return None
+        if self.cap is None:
+            self.cap = steps_planned
+        if self.recheck_at is None:
+            per_step = (now - self.t_calib) / (steps_done - self.WARMUP_STEPS)
+        else:
+            per_step = (now - self.first[0]) / max(1, steps_done - self.first[1])
         left = self.seconds * (1 - self.RESERVE) - (now - self.t_start)
-        total = steps_done + max(0, int(left / per_step))
-        factor = torch.tensor([min(total, steps_planned) / max(1, steps_planned)], device=device)
+        total = torch.tensor([min(self.cap, steps_done + max(0, int(left / per_step)))], device=device)
         if world > 1:
             import torch.distributed as dist
 
-            dist.broadcast(factor, src=0)
-        return max(float(factor.item()), steps_done / max(1, steps_planned))
+            dist.broadcast(total, src=0)
+        total = max(int(total.item()), steps_done)
+        if self.recheck_at is None:  # first layout
+            self.recheck_at = max(steps_done + 2 * self.calibration, int(total * self.RECHECK_FRACTION))
+            self.first = (now, steps_done)
+            return total
+        self.done = True
+        return None if abs(total / max(1, steps_planned) - 1.0) < self.MIN_CHANGE else total
 
     def over(self) -> bool:
         return time.perf_counter() - self.t_start > self.seconds

@@ -194,6 +194,34 @@ def test_time_budget_lays_out_the_schedule(data, tmp_path):
     assert [round(s / planned, 1) for s in meta["steps"]] == [0.7, 0.9]
 
 
+def test_time_budget_is_laid_out_again_after_a_slow_start(data, tmp_path):
+    """The calibration steps much slower than the rest (a hook sleeps in them, as DataLoader
+    workers starting or kernels being chosen slow a real run): the first plan, made from them,
+    would end the run at about a third of its 12 s budget; the second layout, from the steps after
+    it, stretches the plan so the run uses most of the budget."""
+    import time
+
+    from segcore.engine.trainer import TrainHook
+
+    class SlowStart(TrainHook):
+        def after_step(self, state):
+            if 2 <= state.iteration < 5:  # within the calibration window (it is timed from step 2)
+                time.sleep(1.0)
+
+    records, categories = data
+    seen = []
+    t0 = time.perf_counter()
+    res = train(_model(), records, categories, iterations=100_000, batch_size=2, warmup_iters=10_000,
+                steps=(70_000, 90_000), out_dir=tmp_path, progress=seen.append, time_budget_s=12.0,
+                calibration_steps=3, hooks=[SlowStart()])
+    wall = time.perf_counter() - t0
+    plans = list(dict.fromkeys(p["iterations"] for p in seen))
+    assert len(plans) == 3 and plans[0] == 100_000, plans          # asked, first layout, second layout
+    assert plans[2] > 1.5 * plans[1], plans
+    assert res.iterations_done == plans[2] or res.stop_reason == "time"
+    assert 0.75 * 12.0 < wall < 12.0 * 1.25, (wall, plans, res.iterations_done, res.stop_reason)
+
+
 def test_bf16_training_follows_the_fp32_loss_curve(coco_tiny, tmp_path):
     """On a CPU with native bf16 the default (amp="auto") trains in bf16 + channels_last (inputs of
     256 px and more); its loss curve on real images follows fp32's from the same seed (same data
