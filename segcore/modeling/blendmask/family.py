@@ -72,12 +72,13 @@ def _loss(model: nn.Module):
 
 
 def _postprocess(model: nn.Module):
+    from ..fcos.inference import candidates_per_level
     from .postprocess import blendmask_postprocess
 
     cap = model.info.max_detections or 100   # AdelaiDet POST_NMS_TOPK_TEST 100
     return functools.partial(blendmask_postprocess, thresh_with_ctr=model.thresh_with_ctr,
                              bottom_resolution=model.bottom_resolution, max_detections=cap,
-                             pre_nms_topk=max(1000, cap))
+                             pre_nms_topk=candidates_per_level(cap))
 
 
 def _set_max_detections(model: nn.Module, n: int) -> None:

@@ -98,8 +98,10 @@ def _box_prompt(model: nn.Module, outputs: dict, boxes, image_hw, input_hw, *, c
 
 def _set_max_detections(model: nn.Module, n: int) -> None:
     """Keep ``n`` detections: the final cap and the per-level FCOS candidates before NMS."""
+    from ..fcos.inference import candidates_per_level
+
     model.max_detections = int(n)
-    model.pre_nms_topk = max(int(model.pre_nms_topk), int(n))
+    model.pre_nms_topk = max(int(model.pre_nms_topk), candidates_per_level(n))
 
 
 def _describe(arch: str) -> str:
