@@ -16,7 +16,8 @@ non-crowd ground-truth instance of highest mask IoU (one ``pycocotools.mask.iou`
 * ground truth instances nobody matched -> **drawn** from scratch (human, accepted).
 
 Crowd regions are added as they are (not counted). ``accepted_without_edit_pct`` = accepted /
-ground-truth instances x 100. The **estimated labeling time** per image follows a stated cost model
+ground-truth instances x 100. The **estimated labeling time** per image (and as % of drawing every
+instance of those images by hand, since images differ in how many they hold) follows a stated cost model
 (:class:`CostModel`, every figure configurable): drawing a polygon instance from scratch ~79 s (the
 mean time per COCO instance outline, Lin et al., "Microsoft COCO", ECCV 2014, Sec. 3.3), fixing a
 predicted mask 15 s, accepting one 1 s, deleting one 2 s; our assumptions except the first.
@@ -45,7 +46,8 @@ from annotator.errors import AnnotatorError
 
 COLUMNS = ["round", "images_labeled", "gt_instances", "predictions_shown", "accepted_without_edit", "fixed",
            "deleted", "drawn", "accepted_without_edit_pct", "edits_per_image", "est_seconds_per_image",
-           "model_version", "arch", "train_iterations", "train_seconds", "segm_AP_remaining", "remaining_images"]
+           "est_pct_of_drawing", "model_version", "arch", "train_iterations", "train_seconds", "segm_AP_remaining",
+           "remaining_images"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class RoundRow:
     accepted_without_edit_pct: float
     edits_per_image: float
     est_seconds_per_image: float
+    est_pct_of_drawing: float
     model_version: Optional[int]
     arch: str
     train_iterations: int
@@ -189,7 +192,8 @@ def _eval_records(project, image_ids, per_image) -> list[dict]:
 
 def write_plot(rows: list[RoundRow], path: Path, *, title: str = "") -> None:
     """PNG (matplotlib): % of instances accepted without edit, and the estimated labeling minutes
-    per image, per round."""
+    per image per round, with pre-labels and (dashed) drawing every instance of those images (the
+    images of a round differ in how many instances they hold)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,7 +207,10 @@ def write_plot(rows: list[RoundRow], path: Path, *, title: str = "") -> None:
     a1.set_ylim(0, 100)
     a1.set_xticks(x)
     a1.grid(alpha=0.3)
-    a2.plot(x, [r.est_seconds_per_image / 60 for r in rows], "s-", color="tab:orange")
+    a2.plot(x, [r.est_seconds_per_image / 60 for r in rows], "s-", color="tab:orange", label="with pre-labels")
+    a2.plot(x, [r.est_seconds_per_image / 60 * 100.0 / r.est_pct_of_drawing if r.est_pct_of_drawing else float("nan")
+                for r in rows], "--", color="gray", label="drawing every instance")
+    a2.legend(fontsize=8)
     a2.set_xlabel("round")
     a2.set_ylabel("estimated labeling minutes per image")
     a2.set_ylim(0, None)
@@ -262,7 +269,7 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
     try:
         order, per_image, _ = _load_gt(coco_json, project, Path(images_dir), category)
         print_fn(f"{'round':>5} {'labeled':>7} {'accepted%':>9} {'fixed':>5} {'deleted':>7} {'drawn':>5} "
-                 f"{'est. min/img':>12} {'train':>8} {'iters':>6}")
+                 f"{'est. min/img':>12} {'% of drawing':>12} {'train':>8} {'iters':>6}")
         version: Optional[int] = None
         labeled = 0
         for r in range(1, rounds + 1):
@@ -301,12 +308,14 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
                            accepted_without_edit_pct=round(100.0 * tot["accepted"] / max(1, tot["gt"]), 2),
                            edits_per_image=round(edits / len(batch), 3),
                            est_seconds_per_image=round(costs.seconds(tot) / len(batch), 1),
+                           est_pct_of_drawing=round(100.0 * costs.seconds(tot) / max(1e-9, tot["gt"] * costs.draw), 1),
                            model_version=version, arch=project.model_version(version).arch,
                            train_iterations=int(res.iterations_done), train_seconds=round(train_s, 1),
                            segm_AP_remaining=segm, remaining_images=len(rest))
             rows.append(row)
             print_fn(f"{r:>5} {labeled:>7} {row.accepted_without_edit_pct:>9.1f} {row.fixed:>5} {row.deleted:>7} "
-                     f"{row.drawn:>5} {row.est_seconds_per_image / 60:>12.1f} {train_s / 60:>6.1f} m "
+                     f"{row.drawn:>5} {row.est_seconds_per_image / 60:>12.1f} {row.est_pct_of_drawing:>12.1f} "
+                     f"{train_s / 60:>6.1f} m "
                      f"{row.train_iterations:>6}")
             _write_csv(rows, out_dir / "rounds.csv")
     finally:

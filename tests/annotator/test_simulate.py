@@ -72,7 +72,10 @@ def test_simulate_two_rounds_cli(tmp_path, coco_tiny, capsys):
     assert float(rows[0]["accepted_without_edit_pct"]) == 0.0 and int(rows[0]["drawn"]) == int(rows[0]["gt_instances"])
     # round 1 draws everything: 60 s (the --cost-draw given) per instance
     assert float(rows[0]["est_seconds_per_image"]) == pytest.approx(60 * int(rows[0]["gt_instances"]) / 3, abs=0.1)
+    assert float(rows[0]["est_pct_of_drawing"]) == 100.0
     r2 = rows[1]
+    assert float(r2["est_pct_of_drawing"]) == pytest.approx(
+        100 * 3 * float(r2["est_seconds_per_image"]) / (60 * int(r2["gt_instances"])), abs=0.2)
     assert float(r2["est_seconds_per_image"]) == pytest.approx(
         (60 * int(r2["drawn"]) + 15 * int(r2["fixed"]) + int(r2["accepted_without_edit"]) + 2 * int(r2["deleted"])) / 3,
         abs=0.1)
