@@ -67,6 +67,10 @@ from segcore.device import resolve_device
 __all__ = ["Prediction", "Predictor", "PRECISIONS", "AUTOCAST_DTYPES", "default_precision", "resolve_precision",
            "check_image", "resize_input"]
 
+#: Bytes of masks per pycocotools encode call in :meth:`Prediction.to_rle` (each call copies its
+#: masks into a Fortran-ordered uint8 array): 64 MiB, at least one mask, instead of N x H x W.
+RLE_CHUNK_BYTES = 64 << 20
+
 #: Precisions the predictor accepts: ``"fp32"`` (no autocast), ``"bf16"`` / ``"fp16"`` (autocast of
 #: the network to bfloat16 / float16; outputs cast back to float32 before post-processing).
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -136,7 +140,11 @@ class Prediction:
         """
         if len(self) == 0:
             return []
-        rles = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
+        masks = np.ascontiguousarray(self.masks, dtype=bool).view(np.uint8)  # no copy for the usual bool array
+        per = max(1, RLE_CHUNK_BYTES // max(1, masks.shape[1] * masks.shape[2]))
+        rles = []
+        for i in range(0, len(masks), per):  # a chunk per Fortran copy: its memory, not N x H x W
+            rles += mask_utils.encode(np.asfortranarray(masks[i:i + per].transpose(1, 2, 0)))
         out = []
         for rle in rles:
             counts = rle["counts"]
@@ -449,7 +457,7 @@ class Predictor:
             boxes=inst.pred_boxes.numpy().astype(np.float32).reshape(-1, 4),
             scores=inst.scores.numpy().astype(np.float32),
             category_ids=self._category_ids[classes] if len(classes) else np.zeros((0,), dtype=np.int64),
-            masks=inst.pred_masks.numpy().astype(bool).reshape(-1, h, w),
+            masks=inst.pred_masks.numpy().astype(bool, copy=False).reshape(-1, h, w),
             box_scores=None if inst.box_scores is None else inst.box_scores.numpy().astype(np.float32),
         )
 

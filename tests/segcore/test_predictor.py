@@ -222,3 +222,30 @@ def test_benchmark_gpu_table_logic(monkeypatch):
         ("yolact_tiny", "fp32"), ("yolact_tiny", "fp16"),
         ("maskrcnn_r50_fpn@96", "fp32"), ("maskrcnn_r50_fpn@96", "fp16")]
     assert any("img/s b3" in line for line in lines)
+
+
+def test_to_rle_encodes_in_chunks_with_bounded_memory(monkeypatch):
+    """200 masks of 500 x 500 (50 MB as bool): the RLEs equal one whole-stack pycocotools encode,
+    and with 4 MiB chunks the encoding allocates well under one extra copy of the stack (the
+    whole-stack encode allocated two: uint8 and Fortran order)."""
+    import tracemalloc
+
+    from pycocotools import mask as mask_utils
+
+    import segcore.predictor as sp
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((200, 500, 500), bool)
+    for k in range(200):
+        y, x = rng.integers(0, 450, size=2)
+        masks[k, y:y + 40, x:x + 30] = True
+    pred = Prediction(boxes=np.zeros((200, 4), np.float32), scores=np.ones(200, np.float32),
+                      category_ids=np.ones(200, np.int64), masks=masks)
+    ref = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    monkeypatch.setattr(sp, "RLE_CHUNK_BYTES", 4 << 20)
+    tracemalloc.start()
+    rles = pred.to_rle()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [r["counts"] for r in rles] == [r["counts"].decode() for r in ref]
+    assert peak < 16 << 20, peak
