@@ -158,6 +158,11 @@ class TrainHook:
         """The schedule was stretched by ``factor`` (a time budget laid it out, :func:`train`):
         scale any period counted in iterations."""
 
+    def time_reserve(self, state: TrainState) -> float:
+        """Seconds this hook will spend after the last step that a time budget must keep free
+        (asked once, when the budget is first laid out, on rank 0); 0 by default."""
+        return 0.0
+
 
 class CheckpointHook(TrainHook):
     """``out_dir/model_latest.pth`` every ``every`` iterations (not at the last one) and after a
@@ -240,6 +245,21 @@ class EvalHook(TrainHook):
     def rescale(self, state: TrainState, factor: float) -> None:
         self.every = max(1, int(round(self.every * factor)))
         self.min_iterations = int(round(self.min_iterations * factor))
+
+    def time_reserve(self, state: TrainState) -> float:
+        """The final evaluation's time, estimated by evaluating the first validation image now
+        (prediction and COCOeval) times the number of images: dense validation images take
+        minutes on a CPU, which a 5-minute budget must include."""
+        if not self.records or not state.is_main:
+            return 0.0
+        from segcore.evaluation import evaluate_predictions
+        from segcore.predictor import Predictor
+
+        t0 = time.perf_counter()
+        predictor = Predictor(state.model, state.categories, device=self.device or state.device)
+        evaluate_predictions(predictor, self.records[:1], state.categories, score_threshold=self.score_threshold,
+                             max_detections=max(100, int(state.model.info.max_detections)))
+        return (time.perf_counter() - t0) * len(self.records)
 
     def before_train(self, state: TrainState) -> None:
         import json
@@ -454,7 +474,9 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
             is measured and the schedule laid out to end within the budget: ``iterations`` (now an
             upper bound), ``warmup_iters``, ``steps`` and the hooks' periods (:meth:`TrainHook.rescale`)
             are scaled by the same factor, so the schedule keeps its shape. It is laid out once
-            more, from the steps since, when 30 % of that plan is done (:class:`_Budget`). 5 % of the budget is
+            more, from the steps since, when 30 % of that plan is done (:class:`_Budget`). The
+            time the hooks need after the last step (:meth:`TrainHook.time_reserve`: the final
+            validation, estimated by evaluating one image) is kept free. 5 % of the budget is
             kept for the final evaluation and checkpoint; past the budget the run stops
             (``stop_reason`` ``"time"``). Every rank uses rank 0's figures.
 
@@ -606,7 +628,8 @@ def train(model: nn.Module, records: list[dict], categories: list[dict], *, iter
                     epoch_steps[-1] += 1
             state.iteration += 1
             if budget is not None:
-                total = budget.layout(state.iteration - start_iter, iterations - start_iter, dev, world)
+                total = budget.layout(state.iteration - start_iter, iterations - start_iter, dev, world,
+                                      reserve=lambda: sum(h.time_reserve(state) for h in all_hooks))
                 if total is not None:  # the plan scaled from the caller's (rounding once, not per layout)
                     factor = max(1, total) / max(1, iterations - start_iter)      # relative, for the hooks
                     scale = max(1, total) / max(1, plan0[0] - start_iter)         # from the caller's plan
@@ -686,10 +709,13 @@ class _Budget:
         self.seconds, self.calibration = float(seconds), max(1, int(calibration_steps))
         self.t_start, self.t_calib, self.cap, self.recheck_at, self.done = t_start, None, None, None, False
         self.first = (0.0, 0)  # time and steps at the first layout
+        self.reserve_s = 0.0
 
-    def layout(self, steps_done: int, steps_planned: int, device: torch.device, world: int) -> int | None:
+    def layout(self, steps_done: int, steps_planned: int, device: torch.device, world: int,
+               reserve: Callable[[], float] | None = None) -> int | None:
         """The new number of steps of the plan at the two layout points (else None), at most the
-        caller's first ``steps_planned``."""
+        caller's first ``steps_planned``. ``reserve()``: seconds to keep free after the last step
+        (the hooks' :meth:`TrainHook.time_reserve`), asked at the first layout."""
         if self.done:
             return None
         now = time.perf_counter()
@@ -701,11 +727,15 @@ class _Budget:
             return None
         if self.cap is None:
             self.cap = steps_planned
+            t0 = now
+            self.reserve_s = float(reserve()) if reserve is not None else 0.0
+            now = time.perf_counter()
+            self.t_calib += now - t0  # the reserve's own measurement is not a training step
         if self.recheck_at is None:
             per_step = (now - self.t_calib) / (steps_done - self.WARMUP_STEPS)
         else:
             per_step = (now - self.first[0]) / max(1, steps_done - self.first[1])
-        left = self.seconds * (1 - self.RESERVE) - (now - self.t_start)
+        left = self.seconds * (1 - self.RESERVE) - (now - self.t_start) - self.reserve_s
         total = torch.tensor([min(self.cap, steps_done + max(0, int(left / per_step)))], device=device)
         if world > 1:
             import torch.distributed as dist
@@ -720,7 +750,8 @@ class _Budget:
         return None if abs(total / max(1, steps_planned) - 1.0) < self.MIN_CHANGE else total
 
     def over(self) -> bool:
-        return time.perf_counter() - self.t_start > self.seconds
+        """Past the budget, less the time reserved for after the last step."""
+        return time.perf_counter() - self.t_start > self.seconds - self.reserve_s
 
 
 _REASONS = (None, "stopped", "early", "diverged", "time")

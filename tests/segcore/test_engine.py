@@ -181,12 +181,12 @@ def test_time_budget_lays_out_the_schedule(data, tmp_path):
     wall = time.perf_counter() - t0
     planned = seen[-1]["iterations"]
     assert seen[0]["iterations"] == 100_000 and planned < 100_000
-    # the laid-out plan ends the run; on a machine that slows down after calibration (CI is shared),
-    # the hard deadline may stop it a few steps short instead, with stop_reason "time"
+    # the laid-out plan ends the run; on a machine that slows down after the layouts (CI is shared),
+    # the hard deadline may stop it short instead, with stop_reason "time"
     if res.stop_reason is None:
         assert res.iterations_done == planned
     else:
-        assert res.stop_reason == "time" and 0.8 * planned <= res.iterations_done < planned, (res, planned)
+        assert res.stop_reason == "time" and 0.5 * planned <= res.iterations_done < planned, (res, planned)
     assert wall < 20.0 * 1.25, wall
     meta = read_checkpoint(res.checkpoint_path)["meta"]
     assert meta["iterations"] == planned and meta["time_budget_s"] == 20.0
@@ -220,6 +220,32 @@ def test_time_budget_is_laid_out_again_after_a_slow_start(data, tmp_path):
     assert plans[2] > 1.5 * plans[1], plans
     assert res.iterations_done == plans[2] or res.stop_reason == "time"
     assert 0.75 * 12.0 < wall < 12.0 * 1.25, (wall, plans, res.iterations_done, res.stop_reason)
+
+
+def test_time_budget_keeps_the_hooks_reserve_free(data, tmp_path):
+    """A hook that needs 5 s after the last step (as the final validation does) and says so
+    (time_reserve): the whole run, that hook included, stays within the 12 s budget."""
+    import time
+
+    from segcore.engine.trainer import TrainHook
+
+    class SlowEnd(TrainHook):
+        asked = 0
+
+        def time_reserve(self, state):
+            SlowEnd.asked += 1
+            return 5.0
+
+        def after_train(self, state):
+            time.sleep(5.0)
+
+    records, categories = data
+    t0 = time.perf_counter()
+    res = train(_model(), records, categories, iterations=100_000, batch_size=2, out_dir=tmp_path,
+                time_budget_s=12.0, calibration_steps=3, hooks=[SlowEnd()])
+    wall = time.perf_counter() - t0
+    assert SlowEnd.asked == 1 and res.iterations_done < 100_000
+    assert wall < 12.0 * 1.1, wall
 
 
 def test_bf16_training_follows_the_fp32_loss_curve(coco_tiny, tmp_path):
