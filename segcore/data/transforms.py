@@ -320,7 +320,7 @@ def resize_image_d2(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if (int(height), int(width)) == tuple(image.shape[:2]):
         return np.array(image, copy=True)
     u8 = image if image.dtype == np.uint8 else np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    out = np.asarray(Image.fromarray(np.ascontiguousarray(u8)).resize((int(width), int(height)), Image.BILINEAR))
+    out = np.array(Image.fromarray(np.ascontiguousarray(u8)).resize((int(width), int(height)), Image.BILINEAR))
     return out if image.dtype == np.uint8 else out.astype(np.float32)
 
 
