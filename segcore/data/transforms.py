@@ -39,7 +39,6 @@ __all__ = [
     "drop_small_boxes",
     "resize_masks",
     "short_side_size",
-    "resize_image_d2",
     "resize_short_side",
     "hflip_sample",
     "pad_images",
@@ -289,39 +288,15 @@ def ssd_augment(sample: Sample, size: int, rng: np.random.Generator, *, photomet
 
 
 def short_side_size(height: int, width: int, short: int, max_size: int) -> tuple[int, int]:
-    """detectron2 ``ResizeShortestEdge.get_output_shape`` with its float operations in its order:
-    short side ``short``, then both sides shrunk so that the long side is at most ``max_size``,
-    each rounded with ``int(v + 0.5)`` (``detectron2/data/transforms/augmentation_impl.py``; one
-    scale multiplied into each side rounds differently for some sizes).
+    """detectron2 ``ResizeShortestEdge.get_output_shape``: scale so the short side is ``short``,
+    then shrink so the long side is at most ``max_size``; sides rounded half up.
 
     Returns:
         ``(h, w)`` of the resized image."""
-    size = short * 1.0
-    scale = size / min(height, width)
-    if height < width:
-        newh, neww = size, scale * width
-    else:
-        newh, neww = scale * height, size
-    if max(newh, neww) > max_size:
-        scale = max_size * 1.0 / max(newh, neww)
-        newh = newh * scale
-        neww = neww * scale
-    return int(newh + 0.5), int(neww + 0.5)
-
-
-def resize_image_d2(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """An ``[H, W, 3]`` image resized to ``height x width`` as detectron2's
-    ``ResizeTransform.apply_image`` does for uint8 images: Pillow ``Image.BILINEAR`` (which
-    antialiases when shrinking, unlike ``cv2.INTER_LINEAR``); a copy when the size is unchanged.
-    A float image (``Sample.image``: 0..255, whole numbers as decoded) is resized as its uint8
-    values and returned as float32."""
-    from PIL import Image
-
-    if (int(height), int(width)) == tuple(image.shape[:2]):
-        return np.array(image, copy=True)
-    u8 = image if image.dtype == np.uint8 else np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    out = np.array(Image.fromarray(np.ascontiguousarray(u8)).resize((int(width), int(height)), Image.BILINEAR))
-    return out if image.dtype == np.uint8 else out.astype(np.float32)
+    scale = short / min(height, width)
+    if max(height, width) * scale > max_size:
+        scale = max_size / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
 #: Longest side of an image used at a data-driven input scale (``ModelInfo.input_scale``): bigger
@@ -343,13 +318,11 @@ def network_input_hw(info, height: int, width: int) -> tuple[int, int]:
 
 
 def resize_short_side(sample: Sample, short: int, max_size: int) -> Sample:
-    """Resize ``sample`` keeping the aspect ratio (:func:`short_side_size`): the image as
-    detectron2 resizes it in training and at test time (:func:`resize_image_d2`, Pillow bilinear:
-    the families that train this way, BlendMask and CenterMask, then see the same resize as their
-    official test path), masks bilinear on 0/255 then > 127, boxes scaled and clipped."""
+    """Resize ``sample`` keeping the aspect ratio (:func:`short_side_size`): image bilinear
+    (``cv2.INTER_LINEAR``), masks bilinear on 0/255 then > 127, boxes scaled and clipped."""
     h, w = sample.image.shape[:2]
     nh, nw = short_side_size(h, w, short, max_size)
-    image = resize_image_d2(sample.image, nh, nw)
+    image = cv2.resize(sample.image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     boxes = sample.boxes.astype(np.float32, copy=True)
     boxes[:, 0::2] = np.clip(boxes[:, 0::2] * (nw / w), 0, nw)
     boxes[:, 1::2] = np.clip(boxes[:, 1::2] * (nh / h), 0, nh)

@@ -27,8 +27,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...data.transforms import resize_image_d2, short_side_size
-
 __all__ = ["D2_PIXEL_MEAN_BGR", "SIZE_DIVISIBILITY", "D2InputMixin", "d2_output_shape", "d2_test_resize",
            "scale_and_clip_boxes"]
 
@@ -36,17 +34,38 @@ D2_PIXEL_MEAN_BGR = (103.530, 116.280, 123.675)
 SIZE_DIVISIBILITY = 32
 
 
-#: detectron2 ``ResizeShortestEdge.get_output_shape`` (the one implementation is in segcore.data).
-d2_output_shape = short_side_size
+def d2_output_shape(height: int, width: int, short: int, max_size: int) -> tuple[int, int]:
+    """detectron2 ``ResizeShortestEdge.get_output_shape`` with its float operations in its order:
+    short side ``short``, then both sides shrunk so that the long side is at most ``max_size``,
+    each rounded with ``int(v + 0.5)``. Returns ``(h, w)``.
+
+    (``segcore.data.transforms.short_side_size``, used in training, computes one scale and
+    multiplies each side by it; for some sizes its rounding gives one pixel more or less.)"""
+    size = short * 1.0
+    scale = size / min(height, width)
+    if height < width:
+        newh, neww = size, scale * width
+    else:
+        newh, neww = scale * height, size
+    if max(newh, neww) > max_size:
+        scale = max_size * 1.0 / max(newh, neww)
+        newh = newh * scale
+        neww = neww * scale
+    return int(newh + 0.5), int(neww + 0.5)
 
 
 def d2_test_resize(image: np.ndarray, short: int, max_size: int) -> torch.Tensor:
     """The official test-time resize of one ``[H, W, 3]`` uint8 image (step 1 of the module
-    docstring; the same resize as training, :func:`segcore.data.transforms.resize_short_side`):
-    ``[3, h, w]`` uint8 tensor on the CPU, channels as given (Pillow resizes each channel alone,
-    so RGB in gives the official BGR result's channels flipped)."""
-    h, w = short_side_size(int(image.shape[0]), int(image.shape[1]), int(short), int(max_size))
-    return torch.from_numpy(np.ascontiguousarray(resize_image_d2(image, h, w))).permute(2, 0, 1)
+    docstring): ``[3, h, w]`` uint8 tensor on the CPU, channels as given (Pillow resizes each
+    channel alone, so RGB in gives the official BGR result's channels flipped)."""
+    from PIL import Image
+
+    h, w = d2_output_shape(int(image.shape[0]), int(image.shape[1]), int(short), int(max_size))
+    if (h, w) == tuple(image.shape[:2]):
+        small = np.ascontiguousarray(image)  # detectron2 resizes to the same size: Pillow returns a copy
+    else:
+        small = np.array(Image.fromarray(np.ascontiguousarray(image)).resize((w, h), Image.BILINEAR))
+    return torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)
 
 
 def scale_and_clip_boxes(boxes: torch.Tensor, image_hw: tuple[int, int], input_hw: tuple[int, int]
