@@ -74,10 +74,8 @@ category list) are left at random init and reported, as dbolya/yolact #36 advise
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Mapping, Optional, Union
 
@@ -163,11 +161,10 @@ class TrainSpec:
     recipe_notes: list = field(default_factory=list)
 
     def save(self) -> Path:
-        path = Path(self.out_dir) / SPEC_NAME
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        """Write ``OUT/train_spec.json`` (atomically); its path."""
+        from annotator.jobs.distributed import save_json_spec
+
+        return save_json_spec(self, Path(self.out_dir) / SPEC_NAME)
 
     @classmethod
     def load(cls, path: Path) -> "TrainSpec":
@@ -177,16 +174,9 @@ class TrainSpec:
             AnnotatorError: unreadable file, not JSON, or a field missing, unknown or of the wrong
                 type (the message names the first such field).
         """
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise AnnotatorError(f"{path}: cannot read the training plan ({exc})") from None
-        try:
-            return pydantic.TypeAdapter(cls).validate_python(data)
-        except pydantic.ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            raise AnnotatorError(f"{path}: {where}: {err['msg']} ({exc.error_count()} problem(s))") from None
+        from annotator.jobs.distributed import load_json_spec
+
+        return load_json_spec(cls, path, "training plan")
 
 
 def default_iterations(num_images: int) -> int:
