@@ -321,8 +321,10 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
     finally:
         project.close()
     what = f" of {category!r}" if category else ""
+    folder = Path(coco_json).resolve().parent
+    folder = folder.parent if folder.name == "annotations" else folder   # COCO's layout: the data set's name
     write_plot(rows, out_dir / "rounds.png",
-               title=f"{Path(coco_json).parent.name}{what}: {per_round} images per round, accept at mask IoU "
+               title=f"{folder.name}{what}: {per_round} images per round, accept at mask IoU "
                      f">= {accept_iou:g}")
     print_fn(f"wrote {out_dir / 'rounds.csv'} and {out_dir / 'rounds.png'}")
     return rows
