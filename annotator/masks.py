@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from segcore.ops.rle import rle_counts  # the one RLE counts reader (re-exported)
+
 __all__ = [
     "counts_to_str",
     "counts_to_bytes",
@@ -103,51 +105,6 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
             return uncompressed_to_rle(segmentation)
         return counts_to_str(segmentation)
     return polygon_to_rle(segmentation, height, width)
-
-
-def rle_counts(rle: Mapping) -> tuple[int, int, np.ndarray]:
-    """``(H, W, counts)`` of a COCO RLE: the run lengths, column-major, starting with background.
-
-    The one reader of RLE counts in the annotator; decoding to pixels is pycocotools' job
-    (:func:`decode_rle`, :func:`decode_rle_crop`). A compressed ``counts`` string is read the
-    way pycocotools' ``rleFrString`` (``maskApi.c``) reads it: 6-bit groups from ASCII 48, bit
-    0x20 = "more groups follow", bit 0x10 of the last group = sign, and from the fourth count on
-    (index ``m > 2``) each count is stored as the difference to the count two places before.
-    An uncompressed RLE (``counts`` a list of ints) is returned as it is.
-
-    Used to validate foreign RLE before pycocotools touches it (its decoder rejects runs that
-    overrun the mask but reads uninitialised memory for runs that stop short) and to cut the
-    columns of an instance's box out of an RLE without decoding the whole image.
-
-    Raises:
-        ValueError: a character outside the 64-symbol alphabet, or a string ending inside a number.
-    """
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, (list, tuple, np.ndarray)):
-        return h, w, np.asarray(counts, dtype=np.int64)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    b = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
-    if b.size == 0:
-        return h, w, np.zeros(0, np.int64)
-    if ((b < 0) | (b >= 64)).any():
-        bad = chr(int(b[(b < 0) | (b >= 64)][0]) + 48)
-        raise ValueError(f"invalid character {bad!r} in RLE counts")
-    last = (b & 0x20) == 0                              # the last character of each number
-    if not last[-1]:
-        raise ValueError("RLE counts string ends inside a number")
-    ends = np.flatnonzero(last)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    group = np.cumsum(np.concatenate(([0], last[:-1].astype(np.int64))))
-    k = np.arange(b.size) - starts[group]
-    x = np.add.reduceat((b & 0x1F) << (5 * k), starts)
-    neg = (b[ends] & 0x10) != 0
-    x[neg] -= np.left_shift(np.int64(1), 5 * (ends[neg] - starts[neg] + 1))
-    cnts = x.copy()
-    cnts[1::2] = np.cumsum(x[1::2])                     # m > 2: x[m] += x[m - 2]
-    cnts[2::2] = np.cumsum(x[2::2])
-    return h, w, cnts
 
 
 def check_rle(rle: dict) -> None:

@@ -54,7 +54,6 @@ import contextlib
 import copy
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +62,7 @@ from pycocotools import mask as mask_utils
 from torch import nn
 
 from segcore.device import resolve_device
+from segcore.structures import BoxMasks
 
 __all__ = ["Prediction", "Predictor", "PRECISIONS", "AUTOCAST_DTYPES", "default_precision", "resolve_precision",
            "check_image", "resize_input"]
@@ -107,7 +107,6 @@ def resolve_precision(precision: str | None, device: str | torch.device) -> str:
     return precision
 
 
-@dataclass
 class Prediction:
     """One image's predictions as numpy arrays.
 
@@ -117,29 +116,60 @@ class Prediction:
             one (YOLACT++, CenterMask: class / box score x predicted mask IoU, which can leave
             [0, 1] slightly as officially), else the class / box score in [0, 1].
         category_ids: ``[N]`` int64 COCO category ids (from the checkpoint's categories).
-        masks: ``[N, H, W]`` bool at the original image resolution.
+        masks: ``[N, H, W]`` bool at the original image resolution. Given box-local masks
+            (``box_masks``, the predictor's CPU path) it is built on first access (N x H x W
+            bytes) and kept; :meth:`to_rle` never builds it.
         box_scores: ``[N]`` float32 class / box scores where they differ from ``scores``
             (YOLACT++, CenterMask), else None (``segcore.structures.Instances.box_scores``).
+        box_masks: the same masks as :class:`segcore.structures.BoxMasks` (CPU tensors, each
+            mask inside its pixel window), or None.
+
+    Raises:
+        ValueError: neither or both of ``masks`` and ``box_masks`` are given.
     """
 
-    boxes: np.ndarray
-    scores: np.ndarray
-    category_ids: np.ndarray
-    masks: np.ndarray
-    box_scores: np.ndarray | None = None
+    def __init__(self, boxes: np.ndarray, scores: np.ndarray, category_ids: np.ndarray,
+                 masks: np.ndarray | None = None, box_scores: np.ndarray | None = None, *,
+                 box_masks=None):
+        if (masks is None) == (box_masks is None):
+            raise ValueError("Prediction needs exactly one of masks [N, H, W] and box_masks")
+        self.boxes = boxes
+        self.scores = scores
+        self.category_ids = category_ids
+        self.box_scores = box_scores
+        self.box_masks = box_masks
+        self._masks = masks
+
+    @property
+    def masks(self) -> np.ndarray:
+        if self._masks is None:
+            self._masks = self.box_masks.full().numpy()
+        return self._masks
+
+    @masks.setter
+    def masks(self, value: np.ndarray) -> None:
+        self._masks, self.box_masks = value, None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+    def __repr__(self) -> str:
+        return f"Prediction({len(self)} instances, category_ids={self.category_ids.tolist()})"
 
     def to_rle(self) -> list[dict]:
         """Masks as pycocotools compressed RLE.
 
         Returns:
             N dicts ``{"size": [H, W], "counts": str}`` (counts decoded from bytes to ASCII str,
-            JSON-ready; ``pycocotools.mask.decode`` accepts them back).
+            JSON-ready; ``pycocotools.mask.decode`` accepts them back). Box-local masks are
+            encoded one at a time from a strip of their window's columns
+            (:meth:`segcore.structures.BoxMasks.to_rle`: memory ``H x w_i``); full masks in chunks
+            of :data:`RLE_CHUNK_BYTES` (each pycocotools call copies its masks to Fortran order).
         """
         if len(self) == 0:
             return []
+        if self.box_masks is not None:
+            return self.box_masks.to_rle()
         masks = np.ascontiguousarray(self.masks, dtype=bool).view(np.uint8)  # no copy for the usual bool array
         per = max(1, RLE_CHUNK_BYTES // max(1, masks.shape[1] * masks.shape[2]))
         rles = []
@@ -405,8 +435,11 @@ class Predictor:
             ValueError: an image is not a ``[H, W, 3]`` uint8 numpy array (the message gives its
                 index when B > 1).
 
-        Memory: the B images' bool masks ``[N_i, H_i, W_i]`` are assembled on the device before
-        one copy to the host, so a batch needs about ``sum N_i x H_i x W_i`` bytes there.
+        Memory: on the CPU each mask is kept inside its box window
+        (:class:`segcore.structures.BoxMasks`, ``Prediction.box_masks``), so a batch needs about
+        the boxes' pixels in bytes, not ``sum N_i x H_i x W_i`` (``Prediction.masks`` builds the
+        full array on first access; ``Prediction.to_rle`` never does). On CUDA the bool masks
+        ``[N_i, H_i, W_i]`` are assembled on the device before one copy to the host.
         """
         images = list(images)
         for i, image in enumerate(images):
@@ -447,18 +480,21 @@ class Predictor:
                 outputs = self.model(x, image_sizes=input_sizes, score_threshold=float(score_threshold))
             outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
                        for k, v in outputs.items()}
-            insts = self._postprocess(outputs, sizes, input_sizes=input_sizes, score_threshold=float(score_threshold))
+            insts = self._postprocess(outputs, sizes, input_sizes=input_sizes, score_threshold=float(score_threshold),
+                                      box_local=self.device.type == "cpu")
             insts = _to_host(insts, self.device)
         return [self._to_prediction(inst, h, w) for inst, (h, w) in zip(insts, sizes)]
 
     def _to_prediction(self, inst, h: int, w: int) -> Prediction:
         classes = inst.pred_classes.numpy().astype(np.int64)
+        local = isinstance(inst.pred_masks, BoxMasks)
         return Prediction(
             boxes=inst.pred_boxes.numpy().astype(np.float32).reshape(-1, 4),
             scores=inst.scores.numpy().astype(np.float32),
             category_ids=self._category_ids[classes] if len(classes) else np.zeros((0,), dtype=np.int64),
-            masks=inst.pred_masks.numpy().astype(bool, copy=False).reshape(-1, h, w),
+            masks=None if local else inst.pred_masks.numpy().astype(bool, copy=False).reshape(-1, h, w),
             box_scores=None if inst.box_scores is None else inst.box_scores.numpy().astype(np.float32),
+            box_masks=inst.pred_masks if local else None,
         )
 
 

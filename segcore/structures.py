@@ -1,6 +1,7 @@
 """Result structures shared by all segcore models.
 
-Symbol legend: N instances, H x W original image height/width in pixels.
+Symbol legend: N instances, H x W original image height/width in pixels, h_i x w_i the pixel
+window of instance i.
 """
 
 from __future__ import annotations
@@ -10,7 +11,84 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Instances"]
+__all__ = ["Instances", "BoxMasks"]
+
+
+class BoxMasks:
+    """N bool instance masks of an ``H x W`` image, each stored inside its pixel window only.
+
+    Memory follows the windows (``sum h_i x w_i`` bytes), not ``N x H x W``: a 100 MP photo with
+    100 detections holds its masks in tens of MB instead of 10 GB. Pixels outside a window are
+    False. The post-processing of every family fills the windows (``segcore.ops.masks``), the
+    predictor encodes each to RLE without a full-image array (:meth:`to_rle`).
+
+    Args:
+        image_size: ``(H, W)``.
+        windows: ``[N, 4]`` int64 ``(x0, y0, x1, y1)``, end-exclusive pixel windows inside the
+            image (``0 <= x0 <= x1 <= W``, ``0 <= y0 <= y1 <= H``).
+        crops: N bool tensors, crop i ``[y1_i - y0_i, x1_i - x0_i]``.
+
+    Tensor-like where the results are used: ``len``, ``shape`` = ``(N, H, W)``, ``dim()`` = 3,
+    indexing with an int, slice, bool mask or index tensor (:class:`Instances` indexes its
+    fields alike), :meth:`to`, :meth:`full`.
+
+    Raises:
+        ValueError: the windows and crops disagree in number or size, or a window leaves the image.
+    """
+
+    def __init__(self, image_size: tuple[int, int], windows: Tensor, crops: list[Tensor]):
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.windows = windows.to(torch.int64).reshape(-1, 4)
+        self.crops = list(crops)
+        if len(self.crops) != self.windows.shape[0]:
+            raise ValueError(f"BoxMasks: {self.windows.shape[0]} windows for {len(self.crops)} crops")
+        h, w = self.image_size
+        for (x0, y0, x1, y1), crop in zip(self.windows.tolist(), self.crops):
+            if not (0 <= x0 <= x1 <= w and 0 <= y0 <= y1 <= h):
+                raise ValueError(f"BoxMasks: window {(x0, y0, x1, y1)} leaves the {w} x {h} image")
+            if tuple(crop.shape) != (y1 - y0, x1 - x0):
+                raise ValueError(f"BoxMasks: crop {tuple(crop.shape)} for window {(x0, y0, x1, y1)}")
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.crops), *self.image_size))
+
+    def dim(self) -> int:
+        return 3
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, idx) -> "BoxMasks":
+        if isinstance(idx, int):
+            idx = slice(idx % len(self), idx % len(self) + 1) if len(self) else slice(0, 0)
+        if isinstance(idx, slice):
+            picks = list(range(len(self)))[idx]
+        else:
+            t = torch.as_tensor(idx)
+            picks = (t.nonzero().flatten() if t.dtype == torch.bool else t.flatten()).tolist()
+        return BoxMasks(self.image_size, self.windows[picks], [self.crops[i] for i in picks])
+
+    def to(self, device: torch.device | str) -> "BoxMasks":
+        return BoxMasks(self.image_size, self.windows.to(device), [c.to(device) for c in self.crops])
+
+    def full(self) -> Tensor:
+        """``[N, H, W]`` bool, the masks at full image size (N x H x W bytes)."""
+        device = self.crops[0].device if self.crops else self.windows.device
+        out = torch.zeros(self.shape, dtype=torch.bool, device=device)
+        for i, ((x0, y0, x1, y1), crop) in enumerate(zip(self.windows.tolist(), self.crops)):
+            out[i, y0:y1, x0:x1] = crop
+        return out
+
+    def to_rle(self) -> list[dict]:
+        """N compressed RLEs ``{"size": [H, W], "counts": str}`` (pycocotools encoding, equal to
+        encoding :meth:`full`), each built from a strip of its window's columns
+        (:func:`segcore.ops.rle.box_mask_to_rle`): memory ``H x w_i`` per instance."""
+        from segcore.ops.rle import box_mask_to_rle
+
+        h, w = self.image_size
+        return [box_mask_to_rle(crop.cpu().numpy(), x0, y0, h, w)
+                for (x0, y0, _, _), crop in zip(self.windows.tolist(), self.crops)]
 
 
 @dataclass
@@ -25,7 +103,9 @@ class Instances:
             mask IoU; both can leave ``[0, 1]`` slightly, the IoU heads being unbounded as
             officially), else the class / box score, in ``[0, 1]``.
         pred_classes: ``[N]`` int64, contiguous class index ``0..K-1``.
-        pred_masks: ``[N, H, W]`` bool, original image resolution.
+        pred_masks: ``[N, H, W]`` bool, original image resolution: a tensor, or a
+            :class:`BoxMasks` (the same masks stored inside their windows) where the
+            post-processing was asked for box-local masks.
         box_scores: ``[N]`` float32 or None: the detector's class / box score where it differs
             from ``scores`` (YOLACT++, CenterMask), None where it is ``scores``. The official
             COCO evaluators give it to the box and ``scores`` to the mask.
@@ -43,7 +123,7 @@ class Instances:
     pred_boxes: Tensor
     scores: Tensor
     pred_classes: Tensor
-    pred_masks: Tensor
+    pred_masks: Tensor | BoxMasks
     box_scores: Tensor | None = None
 
     def __post_init__(self) -> None:

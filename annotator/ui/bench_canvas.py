@@ -35,24 +35,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segcore.ops.rle import box_mask_to_rle
+
 OPEN_TARGET_S, PAINT_TARGET_MS = 1.0, 16.0
-
-
-def _full_rle(crop: np.ndarray, x0: int, y0: int, h: int, w: int) -> dict:
-    """Uncompressed RLE of an ``h`` x ``w`` mask that is ``crop`` at ``(x0, y0)``, built from a
-    strip of the crop's columns (never a full-size array)."""
-    from annotator.masks import encode_mask, rle_counts
-
-    strip = np.zeros((h, crop.shape[1]), bool)
-    strip[y0:y0 + crop.shape[0]] = crop
-    counts = [int(c) for c in rle_counts(encode_mask(strip))[2]]
-    counts[0] += x0 * h
-    tail = (w - x0 - crop.shape[1]) * h
-    if len(counts) % 2:
-        counts[-1] += tail
-    else:
-        counts.append(tail)
-    return {"size": [h, w], "counts": counts}
 
 
 def make_project(root: Path, size: int, n: int, seed: int = 0) -> Path:
@@ -77,7 +62,7 @@ def make_project(root: Path, size: int, n: int, seed: int = 0) -> Path:
                 cv2.ellipse(crop, (a, b), (a, b), 0, 0, 360, 1, -1)
                 x0, y0 = (int(v) for v in rng.integers(0, size - 2 * max(a, b) - 2, 2))
                 scored = i % 2 == 0
-                project.add_annotation(image_id, cats[i % 3], rle=_full_rle(crop > 0, x0, y0, size, size),
+                project.add_annotation(image_id, cats[i % 3], rle=box_mask_to_rle(crop > 0, x0, y0, size, size),
                                        source="model" if scored else "human",
                                        score=float(rng.uniform(0.3, 1.0)) if scored else None,
                                        review_state="predicted" if scored else "accepted")

@@ -58,7 +58,7 @@ def read_image_rgb(path, expected_hw: tuple[int, int] | None = None) -> np.ndarr
         else:
             raise ValueError(f"{path}: image is {bgr.shape[1]}x{bgr.shape[0]} (WxH) but the record says "
                              f"width {expected_hw[1]}, height {expected_hw[0]}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: one H x W x 3 array at a time
 
 
 def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:

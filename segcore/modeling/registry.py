@@ -19,7 +19,9 @@ The model contract (every family; the engine, predictor, prompter, exporter and 
   inference, so ``DistributedDataParallel``, ``torch.compile`` and export see one module.
 * ``Family.make_loss(model)(outputs, targets) -> {"loss_*": scalar}``: no trainable parameters.
 * ``Family.make_postprocess(model)(outputs, image_sizes, *, input_sizes=None,
-  score_threshold=0.05) -> list[Instances]``: no trainable parameters.
+  score_threshold=0.05, box_local=False) -> list[Instances]``: no trainable parameters;
+  ``box_local=True`` gives ``pred_masks`` as :class:`segcore.structures.BoxMasks` (memory
+  follows the boxes, not N x H x W: the predictor's CPU path).
 * ``model.info``: a :class:`ModelInfo` set by the builder.
 * ``Family.resize_image(image, info)``: the family's official test-time resize (the
   :class:`segcore.predictor.Predictor` input path); ``Family.coco_results(prediction, image_id)``:
@@ -224,7 +226,8 @@ class Family:
         make_loss: ``make_loss(model) -> loss_fn(outputs, targets) -> {"loss_*": scalar}`` with
             the model's settings bound; the loss has no trainable parameters.
         make_postprocess: ``make_postprocess(model) -> fn(outputs, image_sizes, *,
-            input_sizes=None, score_threshold=0.05) -> list[Instances]``; no trainable parameters.
+            input_sizes=None, score_threshold=0.05, box_local=False) -> list[Instances]``; no
+            trainable parameters.
         default_optim: ``default_optim(batch_size) -> (lr, weight_decay)``: the official
             optimiser, lr scaled linearly to the batch.
         import_weights: ``import_weights(state_dict, arch, *, source) -> (model, ImportReport)``:

@@ -1,4 +1,9 @@
-"""Mask pasting: R x R mask probabilities predicted inside boxes -> full-image bool masks.
+"""Mask pasting and upsampling: mask probabilities -> image-size bool masks, whole or box-local.
+
+:func:`paste_masks` (BlendMask, CenterMask) pastes masks predicted inside boxes;
+:func:`upsample_masks` (YOLACT) upsamples whole-input prototype masks. Both return either
+``[N, H, W]`` bool tensors or :class:`~segcore.structures.BoxMasks`, which keep each mask inside
+its pixel window only, so that a 100 MP image's masks need memory in proportion to the boxes.
 
 Symbols: N instances, R mask side (BlendMask: the bottom resolution 56; CenterMask: 28),
 H x W image. Boxes are XYXY absolute pixels of the image the masks are pasted into.
@@ -17,13 +22,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["paste_masks"]
+from ..structures import BoxMasks
+
+__all__ = ["paste_masks", "upsample_masks"]
 
 _GPU_CHUNK = 16  # boxes per grid_sample on CUDA: bounds the grid to 16 x H x W x 2 floats
 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, int], threshold: float = 0.5,
-                *, per_box: bool | None = None) -> torch.Tensor:
+                *, per_box: bool | None = None, box_local: bool = False) -> torch.Tensor | BoxMasks:
     """Paste ``[N, R, R]`` mask probabilities into their boxes of an ``(H, W)`` image.
 
     Args:
@@ -36,19 +43,22 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, i
         per_box: True = loop over the boxes, sampling only each box's pixel window (fast on the
             CPU, one host read of the boxes); False = all boxes at once over the whole image in
             chunks of 16 (CUDA: no host synchronisation); None = True on the CPU, False elsewhere.
+        box_local: return a :class:`~segcore.structures.BoxMasks` holding each mask inside its
+            window only (memory ``sum h_i x w_i`` instead of ``N x H x W``; implies ``per_box``).
 
     Returns:
-        ``[N, H, W]`` bool on the masks' device. Only pixels in the box's window ``[int(x0),
-        int(x1) + 1) x [int(y0), int(y1) + 1)`` (clipped to the image; ``int`` truncates) can be
-        True, and none for a degenerate box (``x1 <= x0`` or ``y1 <= y0``). Pixels outside the
-        window sample the mask less than half a mask cell inside, so their value is below half
-        the edge value: for ``threshold >= 0.5`` the result equals detectron2's whole-image paste.
+        ``[N, H, W]`` bool on the masks' device, or the same masks as ``BoxMasks``. Only pixels
+        in the box's window ``[int(x0), int(x1) + 1) x [int(y0), int(y1) + 1)`` (clipped to the
+        image; ``int`` truncates) can be True, and none for a degenerate box (``x1 <= x0`` or
+        ``y1 <= y0``). Pixels outside the window sample the mask less than half a mask cell
+        inside, so their value is below half the edge value: for ``threshold >= 0.5`` the result
+        equals detectron2's whole-image paste.
     """
     h, w = int(image_hw[0]), int(image_hw[1])
     n = masks.shape[0]
-    out = torch.zeros((n, h, w), dtype=torch.bool, device=masks.device)
     if n == 0:
-        return out
+        empty = torch.zeros((0, h, w), dtype=torch.bool, device=masks.device)
+        return BoxMasks((h, w), torch.zeros((0, 4), dtype=torch.int64), []) if box_local else empty
     boxes = boxes.to(device=masks.device, dtype=torch.float32)
     x0, y0, x1, y1 = boxes.unbind(dim=1)
     ix0, iy0 = x0.trunc().clamp(min=0), y0.trunc().clamp(min=0)
@@ -58,12 +68,18 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, i
     bh = torch.where(valid, y1 - y0, torch.ones_like(y0))
     if per_box is None:
         per_box = masks.device.type == "cpu"
-    if per_box:
-        windows = torch.stack((ix0, iy0, ix1, iy1), dim=1).to(torch.int64).tolist()  # one host read
-        spans = [(i, i + 1, *win) for i, win in enumerate(windows) if bool(valid[i])]
+    if per_box or box_local:
+        windows = torch.stack((ix0, iy0, ix1, iy1), dim=1).to(torch.int64)
+        windows[~valid] = 0  # degenerate or outside the image: an empty window
+        spans = [(i, i + 1, *win) for i, win in enumerate(windows.tolist())]  # one host read
     else:
         spans = [(i, min(i + _GPU_CHUNK, n), 0, 0, w, h) for i in range(0, n, _GPU_CHUNK)]
+    crops = []
+    out = None if box_local else torch.zeros((n, h, w), dtype=torch.bool, device=masks.device)
     for i, j, wx0, wy0, wx1, wy1 in spans:
+        if wx1 <= wx0 or wy1 <= wy0:
+            crops.append(torch.zeros((0, 0), dtype=torch.bool, device=masks.device))
+            continue
         xs = torch.arange(wx0, wx1, device=masks.device, dtype=torch.float32)
         ys = torch.arange(wy0, wy1, device=masks.device, dtype=torch.float32)
         gx = (xs[None] + 0.5 - x0[i:j, None]) / bw[i:j, None] * 2 - 1  # [n, w'] grid x in [-1, 1] inside the box
@@ -72,5 +88,92 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, i
         res = F.grid_sample(masks[i:j, None].float(), grid, mode="bilinear", align_corners=False)[:, 0]
         inside = ((xs[None] >= ix0[i:j, None]) & (xs[None] < ix1[i:j, None]) & valid[i:j, None])[:, None, :] \
             & ((ys[None] >= iy0[i:j, None]) & (ys[None] < iy1[i:j, None]))[:, :, None]
-        out[i:j, wy0:wy1, wx0:wx1] = (res >= threshold) & inside
-    return out
+        if box_local:
+            crops.append(((res >= threshold) & inside)[0])
+        else:
+            out[i:j, wy0:wy1, wx0:wx1] = (res >= threshold) & inside
+    return BoxMasks((h, w), windows.cpu(), crops) if box_local else out
+
+
+def _linear_sources(out_n: int, in_n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices and weights of ``F.interpolate(mode="bilinear", align_corners=False)`` along
+    one axis (PyTorch ``compute_source_index_and_lambda``): ``(i0, i1, l0, l1)``, each ``[out_n]``;
+    output ``o`` reads ``l0[o] x in[i0[o]] + l1[o] x in[i1[o]]``. The source coordinate
+    ``scale x (o + 0.5) - 0.5`` is rounded once from float64, as the fused multiply-add of
+    PyTorch's CPU kernel rounds it (plain float32 arithmetic differs by an ulp of the
+    coordinate, ~1e-5 in the weights at 10,000 px)."""
+    scale = torch.tensor(float(in_n), dtype=torch.float32) / out_n
+    real = (scale.double() * (torch.arange(out_n, dtype=torch.float64) + 0.5) - 0.5).float().clamp(min=0)
+    i0 = real.floor().to(torch.int64).clamp(max=in_n - 1)
+    i1 = torch.where(i0 < in_n - 1, i0 + 1, i0)
+    l1 = (real - i0).clamp(0, 1)
+    return i0, i1, 1 - l1, l1
+
+
+#: Output pixels computed per band by :func:`upsample_masks` (bounds its float32 temporaries).
+_BAND_PIXELS = 1 << 21
+
+
+def upsample_masks(probs: torch.Tensor, image_hw: tuple[int, int], threshold: float = 0.5, *,
+                   box_local: bool = False) -> torch.Tensor | BoxMasks:
+    """Upsample ``[N, h, w]`` mask probabilities to ``(H, W)`` bilinearly and threshold them, as
+    YOLACT's official ``postprocess`` (``layers/output_utils.py``: ``F.interpolate(...,
+    mode="bilinear", align_corners=False)`` of the cropped prototype masks, then ``> 0.5``).
+
+    Args:
+        probs: ``[N, h, w]`` float probabilities (zero outside each box, as after the crop).
+        image_hw: ``(H, W)``.
+        threshold: pixels with probability ``> threshold`` are True.
+        box_local: return a :class:`~segcore.structures.BoxMasks`. Each mask is then computed
+            only in its window: the output rows and columns that read a source row / column with a
+            value above ``threshold`` (bilinear output is a convex combination of its sources, so
+            no pixel outside can pass). The window is evaluated in bands of about 2 M pixels with
+            the source indices and weights of PyTorch's kernel (:func:`_linear_sources`). It
+            equals the full ``F.interpolate`` up to float32 rounding of the blend (1 ulp; the
+            thresholded masks differ only where a value lies within ~1e-6 of ``threshold``).
+            Memory: the windows' bool pixels plus one band, never ``N x H x W``.
+
+    Returns:
+        ``[N, H, W]`` bool on the probabilities' device (``F.interpolate`` in chunks of 16
+        masks), or the same masks as ``BoxMasks``.
+    """
+    h, w = int(image_hw[0]), int(image_hw[1])
+    n, hp, wp = probs.shape
+    probs = probs.float()
+    if not box_local:
+        full = torch.empty((n, h, w), dtype=torch.bool, device=probs.device)
+        for start in range(0, n, 16):
+            up = F.interpolate(probs[start:start + 16, None], size=(h, w), mode="bilinear", align_corners=False)
+            full[start:start + 16] = up[:, 0] > threshold
+        return full
+    r0, r1, a0, a1 = (t.to(probs.device) for t in _linear_sources(h, hp))
+    c0, c1, b0, b1 = (t.to(probs.device) for t in _linear_sources(w, wp))
+    above = probs > threshold
+    rows_any, cols_any = above.any(dim=2), above.any(dim=1)  # [N, hp], [N, wp]
+    windows, crops = [], []
+    for i in range(n):
+        hot_rows, hot_cols = rows_any[i].nonzero().flatten(), cols_any[i].nonzero().flatten()
+        if hot_rows.numel() == 0:
+            windows.append((0, 0, 0, 0))
+            crops.append(torch.zeros((0, 0), dtype=torch.bool, device=probs.device))
+            continue
+        # outputs whose sources {i0, i0 + 1} meet the source rows [p0, p1] with values above threshold
+        y0 = int(torch.searchsorted(r0, hot_rows[0] - 1))
+        y1 = int(torch.searchsorted(r0, hot_rows[-1], right=True))
+        x0 = int(torch.searchsorted(c0, hot_cols[0] - 1))
+        x1 = int(torch.searchsorted(c0, hot_cols[-1], right=True))
+        # columns first, as PyTorch's separable CPU kernel, on the source rows the window reads
+        s0, s1 = int(r0[y0]), int(r1[y1 - 1]) + 1
+        rows_src = probs[i, s0:s1]
+        cols = (rows_src.index_select(1, c0[x0:x1]) * b0[x0:x1]
+                + rows_src.index_select(1, c1[x0:x1]) * b1[x0:x1])  # [s1 - s0, x1 - x0]
+        crop = torch.empty((y1 - y0, x1 - x0), dtype=torch.bool, device=probs.device)
+        band = max(1, _BAND_PIXELS // max(1, x1 - x0))
+        for ya in range(y0, y1, band):  # then rows, in bands that bound the float32 temporaries
+            yb = min(y1, ya + band)
+            top = cols.index_select(0, r0[ya:yb] - s0).mul_(a0[ya:yb, None])
+            bot = cols.index_select(0, r1[ya:yb] - s0).mul_(a1[ya:yb, None])
+            crop[ya - y0:yb - y0] = top.add_(bot) > threshold
+        windows.append((x0, y0, x1, y1))
+        crops.append(crop)
+    return BoxMasks((h, w), torch.tensor(windows, dtype=torch.int64).reshape(-1, 4), crops)

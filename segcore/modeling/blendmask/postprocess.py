@@ -32,7 +32,7 @@ def blendmask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
                           input_sizes: list[tuple[int, int]] | None = None, score_threshold: float = 0.05,
                           pre_nms_topk: int = 1000, nms_threshold: float = 0.6, max_detections: int = 100,
                           thresh_with_ctr: bool = True, mask_threshold: float = 0.5, bottom_resolution: int = 56,
-                          top_interp: str = "bilinear") -> list[Instances]:
+                          top_interp: str = "bilinear", box_local: bool = False) -> list[Instances]:
     """Raw BlendMask outputs -> one :class:`segcore.structures.Instances` per image.
 
     Args:
@@ -44,6 +44,8 @@ def blendmask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
             scores are ``sqrt(cls x ctr)``, so every returned score is above it too.
         pre_nms_topk, nms_threshold, max_detections, thresh_with_ctr: FCOS inference settings.
         mask_threshold: on the pasted mask probabilities (0.5).
+        box_local: ``pred_masks`` as :class:`~segcore.structures.BoxMasks` (each mask kept inside
+            its box window: memory follows the boxes, not ``N x H x W``).
 
     Returns:
         B ``Instances`` with ``pred_boxes`` ``[N, 4]`` XYXY original pixels, ``scores`` ``[N]``,
@@ -67,7 +69,8 @@ def blendmask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
         else:
             probs = bases.new_zeros((0, bottom_resolution, bottom_resolution))
         scaled, keep = scale_and_clip_boxes(boxes, (h, w), (hi, wi))
-        masks = paste_masks(probs[keep], scaled, (h, w), mask_threshold)  # at the clipped boxes, as detectron2
+        # at the clipped boxes, as detectron2
+        masks = paste_masks(probs[keep], scaled, (h, w), mask_threshold, box_local=box_local)
         results.append(Instances(image_size=(h, w), pred_boxes=scaled, scores=d["scores"][keep],
                                  pred_classes=d["classes"][keep], pred_masks=masks))
     return results

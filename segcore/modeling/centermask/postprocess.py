@@ -29,7 +29,7 @@ __all__ = ["centermask_postprocess"]
 
 def centermask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
                            input_sizes: list[tuple[int, int]] | None = None, score_threshold: float = 0.05,
-                           mask_threshold: float = 0.5) -> list[Instances]:
+                           mask_threshold: float = 0.5, box_local: bool = False) -> list[Instances]:
     """Eval-mode CenterMask outputs -> one :class:`segcore.structures.Instances` per image.
 
     Args:
@@ -41,6 +41,8 @@ def centermask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
         score_threshold: not used: the forward's ``score_threshold`` chose the FCOS candidates
             (the returned mask scores can be lower than it).
         mask_threshold: on the pasted mask probabilities (0.5).
+        box_local: ``pred_masks`` as :class:`~segcore.structures.BoxMasks` (each mask kept inside
+            its box window: memory follows the boxes, not ``N x H x W``).
 
     Returns:
         B ``Instances`` with ``pred_boxes`` ``[N, 4]`` float32 XYXY original pixels (clipped),
@@ -63,7 +65,8 @@ def centermask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
         boxes, keep = scale_and_clip_boxes(det["boxes"], (h, w), (hi, wi))
         mask_scores = det["mask_scores"][keep]
         order = torch.sort(mask_scores, descending=True, stable=True).indices
-        masks = paste_masks(det["mask_probs"][keep][order], boxes[order], (h, w), mask_threshold)
+        masks = paste_masks(det["mask_probs"][keep][order], boxes[order], (h, w), mask_threshold,
+                            box_local=box_local)
         results.append(Instances(image_size=(h, w), pred_boxes=boxes[order], scores=mask_scores[order],
                                  pred_classes=det["classes"][keep][order], pred_masks=masks,
                                  box_scores=det["scores"][keep][order]))

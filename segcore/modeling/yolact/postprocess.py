@@ -19,12 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...ops.boxes import crop_masks, decode_boxes
+from ...ops.masks import upsample_masks
 from ...ops.nms import fast_nms
 from ...structures import Instances
 
 __all__ = ["yolact_postprocess", "yolact_detect", "yolact_coco_results"]
-
-_MASK_CHUNK = 16  # masks upsampled to full resolution at a time (bounds float memory)
 
 
 @torch.no_grad()
@@ -114,6 +113,7 @@ def yolact_postprocess(
     mask_threshold: float = 0.5,
     second_score_threshold: bool = False,
     input_sizes: Sequence[tuple[int, int]] | None = None,
+    box_local: bool = False,
 ) -> list[Instances]:
     """Turn YOLACT outputs into per-image :class:`~segcore.structures.Instances`.
 
@@ -129,6 +129,9 @@ def yolact_postprocess(
         outputs: :class:`~.model.Yolact` outputs, any float dtype (computed in float32).
         image_sizes: B original ``(H, W)`` sizes in pixels; boxes and masks are returned there.
         input_sizes: ignored (the S x S input fills the image; the family contract's argument).
+        box_local: ``pred_masks`` as :class:`~segcore.structures.BoxMasks`, each mask upsampled
+            only inside its window (:func:`segcore.ops.masks.upsample_masks`); memory follows
+            the boxes, not ``D x H x W``.
 
     Returns:
         B :class:`Instances`, ``pred_boxes`` float32 XYXY pixels clipped to the image, ``scores``
@@ -158,11 +161,7 @@ def yolact_postprocess(
                 empty.box_scores = empty.scores.clone()
             results.append(empty)
             continue
-        full = torch.empty((masks.shape[0], height, width), dtype=torch.bool, device=masks.device)
-        for start in range(0, masks.shape[0], _MASK_CHUNK):
-            chunk = masks[start:start + _MASK_CHUNK, None]
-            up = F.interpolate(chunk, size=(height, width), mode="bilinear", align_corners=False)
-            full[start:start + _MASK_CHUNK] = up[:, 0] > mask_threshold
+        full = upsample_masks(masks, (height, width), mask_threshold, box_local=box_local)
 
         # official sanitize_coordinates: order the corners, scale to pixels, clip to the image
         xs = boxes[:, 0::2] * width

@@ -26,7 +26,15 @@ __all__ = ["yolact_test_resize"]
 
 def yolact_test_resize(image: np.ndarray, input_size: int) -> torch.Tensor:
     """``[H, W, 3]`` uint8 (any channel order) -> ``[3, S, S]`` float32 CPU tensor, 0..255, as
-    ``FastBaseTransform`` resizes it (module docstring)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous().float()[None]
+    ``FastBaseTransform`` resizes it (module docstring).
+
+    One channel at a time: the interpolation is per channel, so the values are those of the
+    3-channel call, while the float32 copy of the image is ``H x W x 4`` bytes instead of
+    ``H x W x 12`` (400 MB instead of 1.2 GB for a 100 MP photo)."""
     s = int(input_size)
-    return F.interpolate(x, (s, s), mode="bilinear", align_corners=False)[0]
+    planes = []
+    for c in range(image.shape[2]):
+        plane = torch.from_numpy(np.ascontiguousarray(image[:, :, c])).float()[None, None]
+        planes.append(F.interpolate(plane, (s, s), mode="bilinear", align_corners=False)[0, 0])
+        del plane
+    return torch.stack(planes)
