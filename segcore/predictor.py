@@ -248,9 +248,12 @@ class Predictor:
             (:func:`resolve_precision`); or ``"fp32"``, ``"bf16"``, ``"fp16"`` (autocast, see the
             module docstring).
         channels_last: run in ``torch.channels_last``; None = on (CPU and CUDA).
+        box_local: keep each predicted mask inside its box window (``Prediction.box_masks``,
+            memory following the boxes; ``Prediction.masks`` is built on first access); None = on
+            the CPU, off on CUDA (there the masks are assembled whole on the device).
 
     Attributes:
-        device (``torch.device``), precision (str, resolved), channels_last (bool),
+        device (``torch.device``), precision (str, resolved), channels_last (bool), box_local (bool),
         input_size (S), max_size (long-side cap of the short-side families, 0 for YOLACT),
         categories.
 
@@ -260,7 +263,8 @@ class Predictor:
     """
 
     def __init__(self, model: nn.Module, categories: list[dict], *, device: str | torch.device = "cpu",
-                 precision: str | None = None, channels_last: bool | None = None, _own_model: bool = False):
+                 precision: str | None = None, channels_last: bool | None = None, box_local: bool | None = None,
+                 _own_model: bool = False):
         from segcore.modeling.registry import family_of
 
         if precision is not None and precision != "auto" and precision not in PRECISIONS:
@@ -273,6 +277,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.channels_last = True if channels_last is None else bool(channels_last)
+        self.box_local = self.device.type == "cpu" if box_local is None else bool(box_local)
         self.info = info
         self.input_size = info.input_size
         self.model = (model if _own_model else copy.deepcopy(model)).to(self.device).eval()
@@ -481,7 +486,7 @@ class Predictor:
             outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
                        for k, v in outputs.items()}
             insts = self._postprocess(outputs, sizes, input_sizes=input_sizes, score_threshold=float(score_threshold),
-                                      box_local=self.device.type == "cpu")
+                                      box_local=self.box_local)
             insts = _to_host(insts, self.device)
         return [self._to_prediction(inst, h, w) for inst, (h, w) in zip(insts, sizes)]
 
