@@ -16,7 +16,7 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator gui [PROJECT|FOLDER] [--sample]
     annotator import-weights FILE.pth --arch NAME [--out OUT.pth] [--project PROJECT]
     annotator bench [--arch NAME[,NAME...]] [--size S] [--runs N] [--device cpu|cuda] [--batch B]
-    annotator bench --train | --big-image MP
+    annotator bench --train
     annotator export-onnx CHECKPOINT.pth --out MODEL.onnx [--opset 19]
     annotator download-weights NAME [--cache DIR] [--import-to PROJECT] | --list
     annotator simulate --coco GT.json --images DIR [--arch NAME] --rounds R --per-round K [--device ...] [--out DIR]
@@ -373,11 +373,6 @@ def cmd_bench(args) -> int:
     from segcore.bench import run_benchmark
 
     archs = [a.strip() for v in (args.arch or []) for a in v.split(",") if a.strip()] or None
-    if args.big_image:
-        from segcore.bench_big_image import run_big_image_benchmark
-
-        run_big_image_benchmark(args.big_image)
-        return 0
     if args.train:
         from annotator.jobs.train import CPU_BATCH
         from segcore.engine.memory import run_train_benchmark
@@ -531,9 +526,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train", action="store_true",
                    help="training instead: iterations/s and peak memory per architecture at the CPU default batch "
                         "(synthetic data at each architecture's training input size)")
-    s.add_argument("--big-image", type=float, metavar="MP",
-                   help="pre-label one synthetic MP-megapixel photo with yolact_tiny (100 detections): time and peak "
-                        "memory, and box-local vs whole-image masks at 12 MP (segcore.bench_big_image)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("simulate", help="labeling-effort benchmark: pre-label, correct to GT, fine-tune, repeat")

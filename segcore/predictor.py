@@ -62,6 +62,7 @@ from pycocotools import mask as mask_utils
 from torch import nn
 
 from segcore.device import resolve_device
+from segcore.modeling.fold_bn import fold_batchnorm
 from segcore.structures import BoxMasks
 
 __all__ = ["Prediction", "Predictor", "PRECISIONS", "AUTOCAST_DTYPES", "default_precision", "resolve_precision",
@@ -248,12 +249,16 @@ class Predictor:
             (:func:`resolve_precision`); or ``"fp32"``, ``"bf16"``, ``"fp16"`` (autocast, see the
             module docstring).
         channels_last: run in ``torch.channels_last``; None = on (CPU and CUDA).
+        fold_bn: fold each inference BatchNorm into the convolution before it
+            (:func:`segcore.modeling.fold_bn.fold_batchnorm`; outputs equal up to float rounding,
+            one pass over every feature map less); default on.
         box_local: keep each predicted mask inside its box window (``Prediction.box_masks``,
             memory following the boxes; ``Prediction.masks`` is built on first access); None = on
             the CPU, off on CUDA (there the masks are assembled whole on the device).
 
     Attributes:
         device (``torch.device``), precision (str, resolved), channels_last (bool), box_local (bool),
+        folded_bn (int, BatchNorm layers folded),
         input_size (S), max_size (long-side cap of the short-side families, 0 for YOLACT),
         categories.
 
@@ -264,7 +269,7 @@ class Predictor:
 
     def __init__(self, model: nn.Module, categories: list[dict], *, device: str | torch.device = "cpu",
                  precision: str | None = None, channels_last: bool | None = None, box_local: bool | None = None,
-                 _own_model: bool = False):
+                 fold_bn: bool = True, _own_model: bool = False):
         from segcore.modeling.registry import family_of
 
         if precision is not None and precision != "auto" and precision not in PRECISIONS:
@@ -281,6 +286,7 @@ class Predictor:
         self.info = info
         self.input_size = info.input_size
         self.model = (model if _own_model else copy.deepcopy(model)).to(self.device).eval()
+        self.folded_bn = fold_batchnorm(self.model) if fold_bn else 0
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._category_ids = np.asarray([c["id"] for c in self.categories], dtype=np.int64)

@@ -1,7 +1,6 @@
 """Big-image benchmark: pre-label one large photo on the CPU and report time and peak memory.
 
-``python -m segcore.bench_big_image --megapixels 100`` (or ``annotator bench --big-image 100``)
-writes a synthetic JPEG of that size (smooth colour noise, square), then in a fresh process:
+``python -m segcore.modeling.yolact.bench_big_image --megapixels 100`` writes a synthetic JPEG of that size (smooth colour noise, square), then in a fresh process:
 reads it (:func:`segcore.data.dataset.read_image_rgb`), predicts with ``yolact_tiny`` at score
 threshold 0 and encodes every mask to RLE (``Prediction.to_rle``), the work of pre-labelling one
 image. The model's box regression is zeroed, so its 100 detections are prior boxes (object-sized,
@@ -73,7 +72,7 @@ def _measure(path: str, box_local: bool) -> dict:
 
 
 def _child(path: Path, box_local: bool) -> dict:
-    cmd = [sys.executable, "-m", "segcore.bench_big_image", "--child", str(path)]
+    cmd = [sys.executable, "-m", "segcore.modeling.yolact.bench_big_image", "--child", str(path)]
     if not box_local:
         cmd.append("--whole")
     res = subprocess.run(cmd, capture_output=True, text=True)
