@@ -1,11 +1,12 @@
 """Big-image benchmark: pre-label one large photo on the CPU and report time and peak memory.
 
-``python -m segcore.modeling.yolact.bench_big_image --megapixels 100`` writes a synthetic JPEG
-of that size (smooth colour noise, square), then in a fresh process: reads it (:func:`segcore.data.dataset.read_image_rgb`), predicts with ``yolact_tiny`` at score
-threshold 0 and encodes every mask to RLE (``Prediction.to_rle``), the work of pre-labelling one
-image. The model's box regression is zeroed, so its 100 detections are prior boxes (object-sized,
-as a trained model's, where random weights give a few image-sized boxes); the prototype masks are
-random. The peak is the process's ``VmHWM`` (Linux), the base its ``VmRSS`` with the model loaded.
+``python -m segcore.modeling.yolact.bench_big_image --megapixels 100`` writes a synthetic JPEG of
+that size (smooth colour noise, square), then in a fresh process: reads it
+(:func:`segcore.data.dataset.read_image_rgb`), predicts with ``yolact_tiny`` at score threshold 0
+and encodes every mask to RLE (``Prediction.to_rle``), the work of pre-labelling one image. The
+model's box regression is zeroed, so its 100 detections are prior boxes (object-sized, as a trained
+model's, where random weights give a few image-sized boxes); the prototype masks are random. The
+peak is the process's ``VmHWM`` (Linux), the base its ``VmRSS`` with the model loaded.
 
 The peer, measured in the same run at ``--peer-megapixels`` (default 12 MP, small enough to fit),
 is the whole-image mask path (``Predictor(box_local=False)``: N x H x W bool masks, as before box-local
