@@ -14,8 +14,9 @@ YOLACT++: Bolya et al., "YOLACT++: Better Real-time Instance Segmentation", TPAM
 ``yolact.py`` and ``yolact_plus_base_config`` in ``data/config.py``.
 
 Precision: under a bf16 / fp16 autocast (the predictor's CPU bf16 / CUDA fp16 paths, CPU bf16
-training) only the backbone and FPN run in the low precision. The protonet, the prediction head,
-the detection (``proto @ coef`` mask assembly) and the YOLACT++ re-scoring net run in float32
+training) the backbone, FPN and the protonet's hidden convs run in the low precision. The
+protonet's last conv (the k prototypes), the prediction head, the detection (decode, NMS,
+``proto @ coef`` mask assembly) and the YOLACT++ re-scoring net run in float32
 (:func:`segcore.ops.precision.fp32_call`): their outputs are scores, box offsets and mask logits
 read against a 0.5 threshold, which bf16's 8-bit mantissa moved visibly (module docstring of
 :mod:`segcore.ops.precision`). Without autocast nothing changes.
@@ -228,8 +229,12 @@ class Yolact(nn.Module):
         x = (images - self.pixel_mean) / self.pixel_std
         feats = self.fpn(self.backbone(x))  # [P3, P4, P5, P6, P7]; bf16 / fp16 under autocast
 
-        # protonet and head in float32 under autocast (module docstring, "Precision")
-        proto = fp32_call(self.proto_net, feats[0])
+        # the protonet's hidden convs keep the autocast dtype (most of its work); its last 1x1 conv
+        # (the prototypes themselves) and the head run in float32 (module docstring, "Precision")
+        x = feats[0]
+        for layer in self.proto_net[:-1]:
+            x = layer(x)
+        proto = fp32_call(self.proto_net[-1], x)
         proto = torch.relu(proto).permute(0, 2, 3, 1).contiguous()  # [B, Hp, Wp, k]
 
         head = self.prediction_layers[0]
