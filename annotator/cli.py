@@ -397,9 +397,8 @@ def cmd_bench(args) -> int:
     from segcore.predictor import precision_reason
 
     try:
-        # the app's default on this device; the table measures every precision anyway
-        print(precision_reason(None, resolve_device(args.device)).replace("precision:", "default precision:", 1),
-              flush=True)
+        # the default of prelabel / the app on this device (the table times every variant anyway)
+        print(f"prelabel default {precision_reason(None, resolve_device(args.device))}", flush=True)
         run_benchmark(archs=archs, size=args.size, runs=args.runs, warmup=args.warmup, threads=args.threads,
                       device=args.device, batch=args.batch)
     except ValueError as exc:
