@@ -8,7 +8,8 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator train PROJECT [--arch NAME] [--init CKPT|VERSION] [--iterations N | --max-minutes M]
                     [--device auto|cpu|cuda] [--augment photo|topdown|none] [--max-detections N] [--out DIR]
     annotator prelabel PROJECT --model VERSION|CKPT [--score-threshold F] [--only-unreviewed] [--device ...]
-                       [--batch-size B] [--gpus N [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]]
+                       [--precision auto|fp32|bf16|fp16] [--batch-size B]
+                       [--gpus N [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]]
     annotator export PROJECT --coco OUT.json [--include accepted|human|all]
     annotator export PROJECT --results OUT.json [--gt GT.json]
     annotator export PROJECT --format yolo|labelme|via|masks --out PATH [--include ...] [--val-fraction F]
@@ -19,7 +20,8 @@ Sub-commands (README "CLI" lists them with examples)::
     annotator bench --train
     annotator export-onnx CHECKPOINT.pth --out MODEL.onnx [--opset 19]
     annotator download-weights NAME [--cache DIR] [--import-to PROJECT] | --list
-    annotator simulate --coco GT.json --images DIR [--arch NAME] --rounds R --per-round K [--device ...] [--out DIR]
+    annotator simulate --coco GT.json --images DIR [--arch NAME] --rounds R --per-round K [--device ...]
+                       [--precision auto|fp32|bf16|fp16] [--out DIR]
                        [--max-minutes M] [--accept-iou F] [--category NAME] [--max-detections N] [--cost-* S]
     annotator --version                  # annotator X.Y.Z
     annotator --self-check               # headless installation check (annotator.selfcheck), exit 0 / 1
@@ -240,9 +242,12 @@ def cmd_prelabel(args) -> int:
         ckpt, version = _resolve_model(project, args.model)
         prepare_workers(len(project.image_ids()))   # the readers' server starts while the model loads
         try:
-            predictor = Predictor.from_checkpoint(ckpt, device=args.device)
+            predictor = Predictor.from_checkpoint(ckpt, device=args.device, precision=args.precision)
         except CheckpointError as exc:
             raise AnnotatorError(str(exc)) from None
+        except ValueError as exc:
+            raise AnnotatorError(f"--device / --precision: {exc}") from None
+        print(predictor.precision_reason, flush=True)
         summary = prelabel(
             project,
             predictor,
@@ -285,6 +290,13 @@ def _prelabel_torchrun(args) -> int:
             ckpt, version = _resolve_model(project, args.model)
         finally:
             project.close()
+        from segcore.device import resolve_device
+        from segcore.predictor import precision_reason
+
+        try:   # each process resolves the same request on its own device (the same kind here)
+            print(precision_reason(args.precision, resolve_device(args.device)), flush=True)
+        except ValueError as exc:
+            raise AnnotatorError(f"--device / --precision: {exc}") from None
     bar = None
     start = time.perf_counter()
 
@@ -297,7 +309,8 @@ def _prelabel_torchrun(args) -> int:
     try:
         outcome = launch_prelabel(
             Path(args.project).resolve() if ckpt is not None else None, ckpt, model_version=version,
-            nproc=args.gpus, nodes=nodes, device=args.device, score_threshold=args.score_threshold,
+            nproc=args.gpus, nodes=nodes, device=args.device, precision=args.precision,
+            score_threshold=args.score_threshold,
             only_unreviewed=args.only_unreviewed, batch_size=args.batch_size, progress=progress)
     finally:
         if bar is not None:
@@ -381,7 +394,12 @@ def cmd_bench(args) -> int:
         run_train_benchmark(archs or [a for fam in FAMILIES.values() for a in (fam.tiny_arch, *fam.bench_archs)],
                             batch=CPU_BATCH, threads=args.threads)
         return 0
+    from segcore.device import resolve_device
+    from segcore.predictor import precision_reason
+
     try:
+        # the default of prelabel / the app on this device (the table times every variant anyway)
+        print(f"prelabel default {precision_reason(None, resolve_device(args.device))}", flush=True)
         run_benchmark(archs=archs, size=args.size, runs=args.runs, warmup=args.warmup, threads=args.threads,
                       device=args.device, batch=args.batch)
     except ValueError as exc:
@@ -399,7 +417,8 @@ def cmd_simulate(args) -> int:
     from annotator.jobs.simulate import CostModel
 
     simulate(coco, images, arch=args.arch, rounds=args.rounds, per_round=args.per_round,
-             out_dir=Path(args.out), device=args.device, iterations=args.iterations, input_size=args.input_size,
+             out_dir=Path(args.out), device=args.device, precision=args.precision, iterations=args.iterations,
+             input_size=args.input_size,
              max_minutes=args.max_minutes, batch_size=args.batch_size, score_threshold=args.score_threshold,
              accept_iou=args.accept_iou, fix_iou=args.fix_iou, max_detections=args.max_detections,
              category=args.category, eval_remaining=args.eval_remaining, seed=args.seed,
@@ -469,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--score-threshold", type=float, default=0.05)
     s.add_argument("--only-unreviewed", action="store_true", help="skip images already reviewed")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="network precision (default auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; "
+                        "bf16 / fp16 keep the prediction heads in fp32)")
     s.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="images per forward pass (default: 8 on CUDA, 1 on CPU)")
     s.add_argument("--gpus", type=int, default=1, metavar="N",
@@ -535,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=4)
     s.add_argument("--per-round", type=int, default=10, help="images labeled per round")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="network precision (default auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; "
+                        "bf16 / fp16 keep the prediction heads in fp32)")
     s.add_argument("--out", default="simulate-out", help="folder for rounds.csv, rounds.png and the project")
     s.add_argument("--iterations", type=int, help="training iterations per round (default: a time budget)")
     s.add_argument("--max-minutes", type=float, metavar="M",

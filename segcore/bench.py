@@ -7,8 +7,9 @@ round-robin over every (architecture, variant) and Mask R-CNN (so load from othe
 all of them alike).
 
 CPU mode (``device="cpu"``, default), per architecture, through :class:`segcore.predictor.Predictor`:
-fp32 NCHW, fp32 channels_last and bf16 (autocast) channels_last; Mask R-CNN fp32. The table gives
-ms per image and the ratio ours / Mask R-CNN.
+fp32 NCHW, fp32 channels_last and bf16 channels_last (the predictor's bf16: autocast of the
+backbone / FPN, prediction heads in fp32, see :mod:`segcore.ops.precision`; the default on CPUs with
+native bf16); Mask R-CNN fp32. The table gives ms per image and the ratio ours / Mask R-CNN.
 
 GPU mode (``device="cuda"``), per architecture and for Mask R-CNN, fp32 and fp16 (autocast), all
 channels_last for ours: frames per second at batch 1 end to end (``Predictor.predict``, numpy in,

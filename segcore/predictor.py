@@ -3,10 +3,20 @@
 Symbols: B images in a batch, N instances, H x W original image, S network input side (YOLACT:
 S x S; short-side families: the short side), H' x W' padded network input, K classes.
 
-CPU path (the default there): fp32, the model in ``torch.channels_last`` memory format (faster
-oneDNN convolutions), ``torch.inference_mode``. ``precision="bf16"`` additionally runs the network
-under ``torch.autocast("cpu", dtype=torch.bfloat16)``; it is faster on CPUs with AVX512-BF16 /
-AMX and may be slower elsewhere (``segcore.bench`` measures it).
+CPU path: the model in ``torch.channels_last`` memory format (faster oneDNN convolutions),
+``torch.inference_mode``. Default precision (:func:`default_precision`): ``"bf16"`` on a CPU with
+native bf16 (AVX512-BF16 or AMX, :func:`segcore.device.native_bf16`), ``"fp32"`` on other CPUs,
+where bf16 is emulated and slower. ``"bf16"`` runs the network under
+``torch.autocast("cpu", dtype=torch.bfloat16)``: the backbone and FPN (most of the time) compute
+in bf16, while every family keeps its precision-sensitive parts in float32 inside ``forward``
+(:func:`segcore.ops.precision.fp32_call`): the prediction heads (YOLACT class / box / coefficient
+convs, protonet and mask assembly, YOLACT++ re-scoring net; FCOS class / box / centerness convs
+and towers, BlendMask bases and attentions; CenterMask SAG-Mask and MaskIoU heads), because their
+outputs are read as numbers (scores, box sides, mask pixels near the 0.5 threshold) and bf16's
+8-bit mantissa moved masks and scores visibly when the whole network ran in it
+(``tests/segcore/test_bf16_trained.py`` checks a trained model: matched masks IoU >= 0.98 against
+fp32, same classes, scores within 0.02). ``precision="fp32"`` (``--precision fp32`` on the
+command line) turns it off; :attr:`Predictor.precision_reason` says why a precision was chosen.
 
 CUDA path: default precision ``"fp16"`` (``torch.autocast("cuda", dtype=torch.float16)``; ``"fp32"``
 and ``"bf16"`` can be asked for), channels_last, the resized images (uint8 for the short-side
@@ -16,9 +26,9 @@ come back, in one device-to-host copy per batch.
 
 Every trainable module runs in the model's ``forward`` (the family contract of
 :mod:`segcore.modeling.registry`: CenterMask's RoI heads and YOLACT++'s re-scoring net included),
-so the whole network runs under the autocast; the raw outputs are cast back to float32 before
-the post-processing (which has no parameters), and the families decode, suppress and assemble
-masks in float32.
+so the whole network runs under the autocast, apart from the fp32 parts named above; the raw
+outputs are cast back to float32 before the post-processing (which has no parameters), and the
+families decode, suppress and assemble masks in float32.
 
 The predictor never changes the model it is given: it works on its own copy (moved to the
 device, eval mode, channels_last). :meth:`Predictor.from_checkpoint` builds the model itself and
@@ -61,12 +71,12 @@ import torch
 from pycocotools import mask as mask_utils
 from torch import nn
 
-from segcore.device import resolve_device
+from segcore.device import native_bf16, resolve_device
 from segcore.modeling.fold_bn import fold_batchnorm
 from segcore.structures import BoxMasks
 
 __all__ = ["Prediction", "Predictor", "PRECISIONS", "AUTOCAST_DTYPES", "default_precision", "resolve_precision",
-           "check_image", "resize_input"]
+           "precision_reason", "check_image", "resize_input"]
 
 #: Bytes of masks per pycocotools encode call in :meth:`Prediction.to_rle` (each call copies its
 #: masks into a Fortran-ordered uint8 array): 64 MiB, at least one mask, instead of N x H x W.
@@ -81,13 +91,40 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def default_precision(device: str | torch.device) -> str:
-    """The precision used when none is given: ``"fp16"`` on a CUDA device, ``"fp32"`` elsewhere.
+    """The precision used when none is given: ``"fp16"`` on a CUDA device, ``"bf16"`` on a CPU
+    with native bf16 (:func:`segcore.device.native_bf16`: AVX512-BF16 or AMX; about 1.5-2x faster
+    there, with the heads kept in fp32, see the module docstring), ``"fp32"`` elsewhere.
 
     Args:
         device: a ``torch.device`` or a device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``); it is
             only parsed, CUDA is not probed.
     """
-    return "fp16" if torch.device(device).type == "cuda" else "fp32"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "fp16"
+    return "bf16" if kind == "cpu" and native_bf16() else "fp32"
+
+
+def precision_reason(precision: str | None, device: str | torch.device) -> str:
+    """One line saying which precision a request resolves to and why, for the command line and
+    logs, e.g. ``"precision: bf16 (CPU has native bf16; --precision fp32 to override)"``.
+
+    Args:
+        precision: as :func:`resolve_precision` takes it (None / ``"auto"`` or one of :data:`PRECISIONS`).
+        device: the device the model runs on.
+    """
+    resolved = resolve_precision(precision, device)
+    kind = torch.device(device).type
+    if precision is not None and precision != "auto":
+        why = "asked for"
+    elif kind == "cuda":
+        why = "CUDA device"
+    elif resolved == "bf16":
+        why = "CPU has native bf16"
+    else:
+        why = "CPU without native bf16" if kind == "cpu" else f"{kind} device"
+    other = "fp32" if resolved != "fp32" else ("bf16" if kind == "cpu" else "fp16")
+    return f"precision: {resolved} ({why}; --precision {other} to override)"
 
 
 def resolve_precision(precision: str | None, device: str | torch.device) -> str:
@@ -245,9 +282,10 @@ class Predictor:
             ``channels_last``, in that memory format (attribute ``model``).
         categories: ``[{"id", "name"}, ...]`` of length K; index = class index.
         device: ``"cpu"``, ``"cuda[:N]"``, ``"auto"`` or a ``torch.device``.
-        precision: ``None`` / ``"auto"`` (default) = ``"fp16"`` on CUDA, ``"fp32"`` on CPU
-            (:func:`resolve_precision`); or ``"fp32"``, ``"bf16"``, ``"fp16"`` (autocast, see the
-            module docstring).
+        precision: ``None`` / ``"auto"`` (default) = ``"fp16"`` on CUDA, ``"bf16"`` on a CPU
+            with native bf16, else ``"fp32"`` (:func:`resolve_precision`); or ``"fp32"``,
+            ``"bf16"``, ``"fp16"`` (autocast of the backbone / FPN, heads in fp32: see the module
+            docstring).
         channels_last: run in ``torch.channels_last``; None = on (CPU and CUDA).
         fold_bn: fold each inference BatchNorm into the convolution before it
             (:func:`segcore.modeling.fold_bn.fold_batchnorm`; outputs equal up to float rounding,
@@ -257,8 +295,9 @@ class Predictor:
             the CPU, off on CUDA (there the masks are assembled whole on the device).
 
     Attributes:
-        device (``torch.device``), precision (str, resolved), channels_last (bool), box_local (bool),
-        folded_bn (int, BatchNorm layers folded),
+        device (``torch.device``), precision (str, resolved), precision_reason (str: one line
+            naming the precision and why, :func:`precision_reason`), channels_last (bool),
+        box_local (bool), folded_bn (int, BatchNorm layers folded),
         input_size (S), max_size (long-side cap of the short-side families, 0 for YOLACT),
         categories.
 
@@ -281,6 +320,7 @@ class Predictor:
             raise ValueError(f"{len(self.categories)} categories for a model with num_classes={info.num_classes}")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        self.precision_reason = precision_reason(precision, self.device)
         self.channels_last = True if channels_last is None else bool(channels_last)
         self.box_local = self.device.type == "cpu" if box_local is None else bool(box_local)
         self.info = info
@@ -304,7 +344,7 @@ class Predictor:
         """Load a segcore checkpoint (``segcore.checkpoints.load_checkpoint``) into a predictor.
 
         ``device="auto"`` = CUDA when available, else CPU; ``precision=None`` = fp16 on CUDA,
-        fp32 on CPU.
+        bf16 on a CPU with native bf16, else fp32 (:func:`default_precision`).
 
         Raises:
             segcore.checkpoints.CheckpointError: the file is not a valid segcore checkpoint.

@@ -20,6 +20,32 @@ def _user_config(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fp32_predictor_default():
+    """In-process predictors default to fp32 on every CPU, so results do not depend on the test
+    machine: without this a CPU with native bf16 would run bf16 (``segcore.predictor.default_precision``)
+    and the parity / exactness tests, written for the fp32 reference path, would compare bf16
+    outputs. Session scope, so that predictors built by module / session fixtures get it too.
+    Tests about the default itself or about bf16 ask for it: ``precision="bf16"``, or the
+    ``real_precision_default`` marker (:func:`_real_precision_default`). Subprocesses (the CLI
+    tests) are not affected."""
+    import segcore.predictor
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(segcore.predictor, "native_bf16", lambda: False)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _real_precision_default(request, monkeypatch):
+    """Tests marked ``real_precision_default`` see the machine's real predictor default."""
+    if request.node.get_closest_marker("real_precision_default") is not None:
+        import segcore.predictor
+        from segcore.device import native_bf16
+
+        monkeypatch.setattr(segcore.predictor, "native_bf16", native_bf16)
+
+
 @pytest.fixture(scope="session")
 def coco_tiny() -> Path:
     """Path of ``../shared/datasets/coco-tiny`` (80 train2017 + 80 val2017 COCO images).

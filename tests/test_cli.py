@@ -160,3 +160,35 @@ def test_import_weights_registers_a_version_that_prelabels(tmp_path, coco_tiny, 
     assert main(["import-weights", str(plain), "--arch", "yolact_r50_550", "--out", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and not bad.exists()
+
+
+def test_prelabel_precision_flag_is_used_and_printed_once(tmp_path, coco_tiny, capsys):
+    """``prelabel --precision`` reaches the predictor; the chosen precision and why is printed once
+    (in-process, the default is pinned to fp32 by tests/conftest.py)."""
+    import shutil
+
+    import pytest
+    import torch
+
+    from segcore.modeling.registry import build_model
+
+    torch.manual_seed(0)
+    plain = tmp_path / "yolact_tiny_1_100.pth"
+    torch.save(build_model("yolact_tiny", num_classes=80).state_dict(), plain)
+    images = tmp_path / "images"
+    images.mkdir()
+    name = sorted(p.name for p in (coco_tiny / "val2017").glob("*.jpg"))[0]
+    shutil.copy(coco_tiny / "val2017" / name, images / name)
+    project = tmp_path / "p"
+    assert main(["new", str(project), "--images", str(images)]) == 0
+    assert main(["import-weights", str(plain), "--arch", "yolact_tiny", "--out", str(tmp_path / "w.pth"),
+                 "--project", str(project)]) == 0
+    capsys.readouterr()
+    assert main(["prelabel", str(project), "--model", "1", "--device", "cpu", "--precision", "bf16"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("precision: bf16 (asked for; --precision fp32 to override)") == 1, out
+    assert "pre-labelled 1 images" in out
+    assert main(["prelabel", str(project), "--model", "1", "--device", "cpu"]) == 0  # auto
+    assert capsys.readouterr().out.count("precision: fp32 (CPU without native bf16; --precision bf16") == 1
+    with pytest.raises(SystemExit):
+        main(["prelabel", str(project), "--model", "1", "--precision", "fp8"])

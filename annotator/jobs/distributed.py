@@ -244,7 +244,7 @@ class PrelabelOutcome:
 
 def launch_prelabel(project: Optional[Path], checkpoint: Optional[Path], *, nproc: int,
                     model_version: Optional[int] = None, nodes: Optional[TorchrunNodes] = None,
-                    device: str = "auto", score_threshold: float = 0.05,
+                    device: str = "auto", precision: str = "auto", score_threshold: float = 0.05,
                     only_unreviewed: bool = False, batch_size: Optional[int] = None,
                     num_workers: Optional[int] = None, chunk: Optional[int] = None,
                     progress: Optional[Callable[[dict], None]] = None, log: Callable[[str], None] = lambda s: None,
@@ -261,6 +261,8 @@ def launch_prelabel(project: Optional[Path], checkpoint: Optional[Path], *, npro
         model_version: the project's model version the checkpoint is (stored with each
             prediction), or None for a plain file.
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+        precision: ``"auto"`` (``segcore.predictor.default_precision`` of each process's device),
+            ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         score_threshold, only_unreviewed, batch_size, num_workers: as
             :func:`annotator.jobs.prelabel.prelabel`, in each process.
         chunk: images each process sends per gather (None:
@@ -301,7 +303,8 @@ def launch_prelabel(project: Optional[Path], checkpoint: Optional[Path], *, npro
     try:
         spec = PrelabelSpec(out_dir=str(out_dir), writer=writer, project=None if project is None else str(project),
                             checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
-                            model_version=model_version, device=device, score_threshold=float(score_threshold),
+                            model_version=model_version, device=device, precision=str(precision),
+                            score_threshold=float(score_threshold),
                             only_unreviewed=bool(only_unreviewed), batch_size=batch_size, num_workers=num_workers,
                             chunk=int(chunk or CHUNK))
         command = torchrun_command(spec.save(), nproc, module="annotator.jobs.prelabel_worker", nodes=nodes)

@@ -60,6 +60,8 @@ class PrelabelSpec:
             path from the writer's plan).
         model_version: stored with each prediction (None for a plain checkpoint file).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        precision: ``"auto"`` (the device's default, ``segcore.predictor.default_precision``),
+            ``"fp32"``, ``"bf16"`` or ``"fp16"``, for every process's predictor.
         score_threshold, only_unreviewed, batch_size, num_workers: as ``prelabel``.
         chunk: images per process per gather.
     """
@@ -72,6 +74,7 @@ class PrelabelSpec:
     checkpoint: Optional[str]
     model_version: Optional[int] = None
     device: str = "auto"
+    precision: str = "auto"
     score_threshold: float = 0.05
     only_unreviewed: bool = False
     batch_size: Optional[int] = None
@@ -111,7 +114,7 @@ def _plan(spec: PrelabelSpec):
     try:
         items, skipped = plan_prelabel(project, None, only_unreviewed=spec.only_unreviewed)
         try:
-            predictor = Predictor.from_checkpoint(spec.checkpoint, device=_device(spec))
+            predictor = Predictor.from_checkpoint(spec.checkpoint, device=_device(spec), precision=spec.precision)
         except CheckpointError as exc:
             raise AnnotatorError(str(exc)) from None
         mapping = category_mapping(project, list(predictor.categories)) if items else {}
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         items = [PrelabelItem(*t) for t in plan["items"]]
         if rank != writer:
-            predictor = Predictor.from_checkpoint(plan["checkpoint"], device=device)
+            predictor = Predictor.from_checkpoint(plan["checkpoint"], device=device, precision=spec.precision)
         else:
             writer_state = PrelabelWriter(project, mapping, spec.model_version, total=len(items),
                                           write_images=spec.chunk * world, write_seconds=float("inf"))

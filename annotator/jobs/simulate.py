@@ -228,7 +228,8 @@ def write_plot(rows: list[RoundRow], path: Path, *, title: str = "") -> None:
 
 
 def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, out_dir: Path,
-             arch: Optional[str] = None, device: str = "auto", iterations: Optional[int] = None,
+             arch: Optional[str] = None, device: str = "auto", precision: str = "auto",
+             iterations: Optional[int] = None,
              max_minutes: Optional[float] = None, input_size: Optional[int] = None,
              batch_size: Optional[int] = None, score_threshold: float = 0.3, accept_iou: float = 0.7,
              fix_iou: float = 0.5, max_detections: Optional[int] = None, category: Optional[str] = None,
@@ -241,7 +242,9 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
     device (:func:`annotator.jobs.train.prepare_train_job`); ``max_minutes`` training budget per
     round (None with ``iterations`` None: the train job's default, 5 minutes on a CPU);
     ``max_detections`` None = from the data; ``eval_remaining`` also measures segm AP of each
-    round's model on the images not labeled yet (slow on a CPU: off by default).
+    round's model on the images not labeled yet (slow on a CPU: off by default); ``precision``
+    the pre-labelling predictor's (``"auto"``: :func:`segcore.predictor.default_precision` of the
+    device, printed once; ``"fp32"``, ``"bf16"``, ``"fp16"``).
 
     Raises:
         AnnotatorError: bad arguments, GT images missing from ``images_dir``, unwritable ``out_dir``.
@@ -261,6 +264,13 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
         raise AnnotatorError("--rounds / --per-round: must be at least 1")
     if not 0.0 < fix_iou <= accept_iou <= 1.0:
         raise AnnotatorError(f"--accept-iou: need 0 < fix IoU ({fix_iou}) <= accept IoU ({accept_iou}) <= 1")
+    from segcore.device import resolve_device
+    from segcore.predictor import precision_reason
+
+    try:
+        pre_precision = precision_reason(precision, resolve_device(device))
+    except ValueError as exc:
+        raise AnnotatorError(f"--precision / --device: {exc}") from None
     proj_dir = out_dir / "project"
     if (proj_dir / "annotator.sqlite").exists():
         raise AnnotatorError(f"--out: {proj_dir} already holds a simulation; use another --out")
@@ -268,6 +278,7 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
     rows: list[RoundRow] = []
     try:
         order, per_image, _ = _load_gt(coco_json, project, Path(images_dir), category)
+        print_fn(pre_precision)  # the pre-labelling predictor's precision, once
         print_fn(f"{'round':>5} {'labeled':>7} {'accepted%':>9} {'fixed':>5} {'deleted':>7} {'drawn':>5} "
                  f"{'est. min/img':>12} {'% of drawing':>12} {'train':>8} {'iters':>6}")
         version: Optional[int] = None
@@ -277,7 +288,8 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
             if not batch:
                 break
             if version is not None:
-                predictor = Predictor.from_checkpoint(project.model_version(version).checkpoint, device=device)
+                predictor = Predictor.from_checkpoint(project.model_version(version).checkpoint, device=device,
+                                                      precision=precision)
                 prelabel(project, predictor, batch, score_threshold=min(0.05, score_threshold),
                          only_unreviewed=True, model_version=version)
             tot = {"accepted": 0, "fixed": 0, "deleted": 0, "drawn": 0, "shown": 0, "gt": 0}

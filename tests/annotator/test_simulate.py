@@ -66,6 +66,8 @@ def test_simulate_two_rounds_cli(tmp_path, coco_tiny, capsys):
                  "--input-size", "96", "--batch-size", "2", "--eval-remaining", "--cost-draw", "60"]) == 0
     printed = capsys.readouterr().out
     assert "accepted%" in printed and "est. min/img" in printed
+    # the pre-labelling precision, once (in-process default pinned to fp32 by tests/conftest.py)
+    assert printed.count("precision: fp32 (CPU without native bf16; --precision bf16 to override)") == 1, printed
     rows = list(csv.DictReader(open(out / "rounds.csv")))
     assert [int(r["round"]) for r in rows] == [1, 2] and [int(r["images_labeled"]) for r in rows] == [3, 6]
     assert "accepted_without_edit_pct" in rows[0]

@@ -35,7 +35,8 @@ import torch
 
 from segcore.data.transforms import D2_PIXEL_MEAN_RGB
 from segcore.modeling.registry import build_model
-from segcore.predictor import PRECISIONS, Prediction, Predictor, default_precision, resolve_precision
+from segcore.predictor import (PRECISIONS, Prediction, Predictor, default_precision, precision_reason,
+                               resolve_precision)
 
 SAME = [(480, 640), (375, 500), (240, 320)]
 MIXED = [(480, 640), (427, 640), (640, 480)]
@@ -160,16 +161,37 @@ def test_predict_batch_edge_cases(coco_images):
     assert one.masks.shape[1:] == good.shape[:2]
 
 
-def test_precision_resolution():
+def test_precision_resolution(monkeypatch):
+    import segcore.predictor
+
     assert "fp16" in PRECISIONS and "bf16" in PRECISIONS and "fp32" in PRECISIONS
-    assert default_precision("cpu") == "fp32"
-    assert default_precision("cuda") == "fp16" and default_precision(torch.device("cuda", 1)) == "fp16"
-    assert resolve_precision(None, "cpu") == "fp32" and resolve_precision("auto", "cuda:0") == "fp16"
+    for native, cpu_default in ((False, "fp32"), (True, "bf16")):  # the CPU default follows native bf16
+        monkeypatch.setattr(segcore.predictor, "native_bf16", lambda native=native: native)
+        assert default_precision("cpu") == cpu_default and resolve_precision(None, "cpu") == cpu_default
+        assert resolve_precision("auto", "cpu") == cpu_default and resolve_precision("fp32", "cpu") == "fp32"
+        assert default_precision("cuda") == "fp16" and default_precision(torch.device("cuda", 1)) == "fp16"
+        assert resolve_precision("auto", "cuda:0") == "fp16"
+        pred = _predictor("yolact_tiny")
+        assert pred.precision == cpu_default and pred.channels_last  # CPU defaults
+        assert pred.precision_reason == precision_reason(None, "cpu")
+    assert precision_reason(None, "cpu") == "precision: bf16 (CPU has native bf16; --precision fp32 to override)"
+    assert precision_reason("fp32", "cpu") == "precision: fp32 (asked for; --precision bf16 to override)"
+    assert precision_reason(None, "cuda") == "precision: fp16 (CUDA device; --precision fp32 to override)"
+    monkeypatch.setattr(segcore.predictor, "native_bf16", lambda: False)
+    assert precision_reason("auto", "cpu") == "precision: fp32 (CPU without native bf16; --precision bf16 to override)"
     assert resolve_precision("bf16", "cuda") == "bf16" and resolve_precision("fp32", "cuda") == "fp32"
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp8", "cpu")
-    pred = _predictor("yolact_tiny")
-    assert pred.precision == "fp32" and pred.channels_last  # CPU defaults
+
+
+@pytest.mark.real_precision_default
+def test_cpu_default_precision_follows_the_machine():
+    """Without the fp32 pin of tests/conftest.py the CPU default is bf16 exactly where
+    ``native_bf16()`` holds."""
+    from segcore.device import native_bf16
+
+    assert default_precision("cpu") == ("bf16" if native_bf16() else "fp32")
+    assert _predictor("yolact_tiny").precision == default_precision("cpu")
 
 
 def test_centermask_roi_heads_under_autocast(coco_images):

@@ -16,6 +16,12 @@ Raw outputs (dict; same keys in train and eval mode except ``seg_logits``):
 ``[L, 2]``, ``loc_strides`` ``[L]``, ``level_sizes``, ``strides``; ``seg_logits``
 ``[B, K_cls + 1, H / 8, W / 8]`` in training when the semantic loss is on.
 Symbols: B batch, L locations (all levels), K_cls classes, K bases, M attention size.
+
+Precision: under a bf16 / fp16 autocast the backbone, FPN and FCOS towers run in the low
+precision; the FCOS predictors (:mod:`segcore.modeling.fcos.head`), the ``top_layer``
+attentions and the ``basis_module`` bases run in float32 (:func:`segcore.ops.precision.fp32_call`),
+and the blender runs in float32 after the forward (:mod:`.postprocess`): the blended masks are
+thresholded at 0.5, where bf16 rounding of bases or attentions flipped pixels.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...ops.precision import fp32_call
 from ..fcos import D2FPN, FCOSProposalGenerator, flatten_levels
 
 from ..fcos.d2_input import D2_PIXEL_MEAN_BGR, D2InputMixin  # D2_PIXEL_MEAN_BGR re-exported
@@ -80,8 +87,9 @@ class BlendMask(D2InputMixin, nn.Module):
         feats = self.backbone(self.normalize(images))
         out = self.proposal_generator(feats)
         towers = out.pop("bbox_towers")
-        out["top_feats"] = flatten_levels([self.top_layer(t) for t in towers])
-        out["bases"] = self.basis_module(feats[:3])
+        # attentions and bases in float32 under autocast (module docstring, "Precision")
+        out["top_feats"] = flatten_levels([fp32_call(self.top_layer, t) for t in towers])
+        out["bases"] = fp32_call(self.basis_module, feats[:3])
         if self.training and self.semantic_loss:
             out["seg_logits"] = self.basis_module.seg_head(feats[0])
         return out

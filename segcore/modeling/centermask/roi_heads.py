@@ -9,6 +9,13 @@ proposals = FCOS detections + gt boxes (``PROPOSAL_APPEND_GT``), matched at IoU 
 head; ``_forward_mask``, ``_forward_maskiou``); paper section 2.3. Module names ``mask_head`` and
 ``maskiou_head`` give the official keys ``roi_heads.mask_head.*`` / ``roi_heads.maskiou_head.*``
 when this module is the model's ``roi_heads``.
+
+Precision: the pooler, SAG-Mask and MaskIoU run in float32 even under a bf16 / fp16 autocast
+(:func:`segcore.ops.precision.fp32_call` in :meth:`CenterMaskRoIHeads.forward_train` and
+:meth:`CenterMaskRoIHeads.predict_with_classes`): the features are cast to float32 before the
+RoIAlign, so the 28 x 28 mask logits (thresholded at 0.5 after pasting) and the predicted mask
+IoU (a factor of the score) come out as in fp32 up to the backbone's rounding. They work on at
+most ``max_detections`` 14 x 14 RoIs, a small share of the time.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
+from ...ops.precision import fp32_call
 from .mask_head import SAGMaskHead, mask_rcnn_loss, mask_rcnn_targets, select_class_masks
 from .maskiou_head import MaskIoUHead, mask_scores, maskiou_loss, maskiou_targets
 from .pooler import MultiLevelRoIAlign
@@ -98,6 +106,10 @@ class CenterMaskRoIHeads(nn.Module):
             prediction on the gt-class mask, not detached, as centermask2) and ``maskiou_targets``
             ``[R]`` (detached). R = 0 keeps every module in the graph (empty tensors).
         """
+        return fp32_call(self._forward_train, features, proposals, targets, image_sizes)
+
+    def _forward_train(self, features: list[Tensor], proposals: list[Tensor], targets: list[dict],
+                       image_sizes: Sequence[tuple[int, int]]) -> dict[str, Tensor]:
         boxes, classes, mtargets, ratios = [], [], [], []
         for props, tgt in zip(proposals, targets):
             gt_boxes = tgt["gt_boxes"].to(features[0].device, torch.float32)
@@ -142,6 +154,12 @@ class CenterMaskRoIHeads(nn.Module):
         channel whose sigmoid mask has the largest mean probability over the 28 x 28 RoI; other
         classes are used as given. ``choose_missing=False`` is exactly :meth:`predict`.
         """
+        return fp32_call(self._predict_with_classes, features, boxes, classes, scores, image_sizes,
+                         choose_missing=choose_missing)
+
+    def _predict_with_classes(self, features: list[Tensor], boxes: list[Tensor], classes: list[Tensor],
+                              scores: list[Tensor], image_sizes: Sequence[tuple[int, int]], *,
+                              choose_missing: bool) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         pooled = self.pooler(features, boxes, image_sizes)
         logits = self.mask_head(pooled)
         all_classes = torch.cat([c.to(logits.device) for c in classes]).long() if classes else \

@@ -10,6 +10,11 @@ box tower. Init (official): tower and predictor convs N(0, 0.01), bias 0; ``cls_
 Norm ``"GN"`` = GroupNorm(32) shared by the levels; ``"BN"`` = one BatchNorm2d per level
 (AdelaiDet ``ModuleListDial`` for ``FCOS.NORM SyncBN``: keys ``tower.{i}.{level}.*``).
 
+Precision: under a bf16 / fp16 autocast the towers run in the low precision (they hold most of
+the head's work) and the three predictors (``cls_logits``, ``bbox_pred`` with its scale,
+``ctrness``) in float32 on the towers' outputs (:func:`segcore.ops.precision.fp32_call`): their
+outputs are the box scores and box sides themselves. ``bbox_towers`` keep the autocast dtype.
+
 Symbols: B batch, C channels, K classes, H_l x W_l the size of level l.
 """
 
@@ -20,6 +25,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ...ops.precision import fp32_call
 
 __all__ = ["FCOSHead", "Scale", "PerLevelNorm"]
 
@@ -81,7 +88,8 @@ class FCOSHead(nn.Module):
 
     ``forward(features)`` takes the L levels ``[B, C, H_l, W_l]`` and returns a dict of lists of
     L tensors: ``logits`` ``[B, K, H_l, W_l]``, ``bbox_reg`` ``[B, 4, H_l, W_l]`` (ltrb / stride,
-    >= 0), ``ctrness`` ``[B, 1, H_l, W_l]`` (logits), ``bbox_towers`` ``[B, C, H_l, W_l]``.
+    >= 0), ``ctrness`` ``[B, 1, H_l, W_l]`` (logits), all float32 even under autocast (module
+    docstring), ``bbox_towers`` ``[B, C, H_l, W_l]``.
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_levels: int, *, num_cls_convs: int = 4,
@@ -113,11 +121,19 @@ class FCOSHead(nn.Module):
             feat = _run_tower(self.share_tower, feat, level)
             cls_t = _run_tower(self.cls_tower, feat, level)
             box_t = _run_tower(self.bbox_tower, feat, level)
-            reg = self.bbox_pred(box_t)
-            if self.scales is not None:
-                reg = self.scales[level](reg)
-            out["logits"].append(self.cls_logits(cls_t))
-            out["bbox_reg"].append(F.relu(reg))
-            out["ctrness"].append(self.ctrness(box_t))
+            # the three predictors in float32 under autocast (class module docstring)
+            logits, reg, ctr = fp32_call(self._predict, cls_t, box_t, level)
+            out["logits"].append(logits)
+            out["bbox_reg"].append(reg)
+            out["ctrness"].append(ctr)
             out["bbox_towers"].append(box_t)
         return out
+
+    def _predict(self, cls_t: torch.Tensor, box_t: torch.Tensor, level: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Class logits ``[B, K, H, W]``, ``relu(scale x bbox_pred)`` ``[B, 4, H, W]`` and
+        centerness logits ``[B, 1, H, W]`` of one level from its tower outputs."""
+        reg = self.bbox_pred(box_t)
+        if self.scales is not None:
+            reg = self.scales[level](reg)
+        return self.cls_logits(cls_t), F.relu(reg), self.ctrness(box_t)

@@ -8,9 +8,18 @@ official repo ``yolact.py`` (``Yolact``, ``PredictionModule``), ``data/config.py
 (``yolact_base_config``, ``mask_proto_net``). Submodule names equal the official state_dict keys
 (``backbone.layers.*``, ``fpn.*``, ``proto_net.{0,2,4,8,10}``, ``prediction_layers.0.*``,
 ``semantic_seg_conv``, ``maskiou_net.maskiou_net.{0,2,4,6,8,10}``).
+
 YOLACT++: Bolya et al., "YOLACT++: Better Real-time Instance Segmentation", TPAMI 2020, section 3
 (fast mask re-scoring network, DCN backbone, more priors); official ``FastMaskIoUNet`` in
 ``yolact.py`` and ``yolact_plus_base_config`` in ``data/config.py``.
+
+Precision: under a bf16 / fp16 autocast (the predictor's CPU bf16 / CUDA fp16 paths, CPU bf16
+training) the backbone, FPN and the protonet's hidden convs run in the low precision. The
+protonet's last conv (the k prototypes), the prediction head, the detection (decode, NMS,
+``proto @ coef`` mask assembly) and the YOLACT++ re-scoring net run in float32
+(:func:`segcore.ops.precision.fp32_call`): their outputs are scores, box offsets and mask logits
+read against a 0.5 threshold, which bf16's 8-bit mantissa moved visibly (module docstring of
+:mod:`segcore.ops.precision`). Without autocast nothing changes.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ...ops.precision import fp32_call
 from ..fpn import FPN
 from .loss import mask_logits, maskiou_samples, yolact_match
 from .postprocess import yolact_detect
@@ -205,7 +215,9 @@ class Yolact(nn.Module):
             dict with ``loc`` ``[B, P, 4]`` (SSD encoding), ``conf`` ``[B, P, K+1]`` logits
             (index 0 = background), ``mask_coef`` ``[B, P, k]`` (tanh), ``proto``
             ``[B, Hp, Wp, k]`` (ReLU), ``priors`` ``[P, 4]`` float32 relative cxcywh, and in
-            training mode ``segm`` ``[B, K, H3, W3]`` semantic logits on P3.
+            training mode ``segm`` ``[B, K, H3, W3]`` semantic logits on P3. ``loc``, ``conf``,
+            ``mask_coef`` and ``proto`` are float32 even under autocast; ``segm`` (training
+            only) has the autocast dtype.
 
         Raises:
             ValueError: if ``images`` is not ``[B, 3, S, S]``.
@@ -215,14 +227,20 @@ class Yolact(nn.Module):
                 f"Yolact expects images [B, 3, {self.input_size}, {self.input_size}], got {tuple(images.shape)}"
             )
         x = (images - self.pixel_mean) / self.pixel_std
-        feats = self.fpn(self.backbone(x))  # [P3, P4, P5, P6, P7]
+        feats = self.fpn(self.backbone(x))  # [P3, P4, P5, P6, P7]; bf16 / fp16 under autocast
 
-        proto = torch.relu(self.proto_net(feats[0])).permute(0, 2, 3, 1).contiguous()  # [B, Hp, Wp, k]
+        # the protonet's hidden convs keep the autocast dtype (most of its work); its last 1x1 conv
+        # (the prototypes themselves) and the head run in float32 (module docstring, "Precision")
+        x = feats[0]
+        for layer in self.proto_net[:-1]:
+            x = layer(x)
+        proto = fp32_call(self.proto_net[-1], x)
+        proto = torch.relu(proto).permute(0, 2, 3, 1).contiguous()  # [B, Hp, Wp, k]
 
         head = self.prediction_layers[0]
         locs, confs, coefs = [], [], []
         for f in feats:
-            loc, conf, coef = head(f)
+            loc, conf, coef = fp32_call(head, f)
             locs.append(loc)
             confs.append(conf)
             coefs.append(coef)
@@ -279,12 +297,13 @@ class Yolact(nn.Module):
                         classes.append(c)
                 hp, wp = out["proto"].shape[1:3]
                 x = torch.cat(masks) if masks else out["proto"].new_zeros((0, 1, hp, wp))  # D may be 0
-                pred = self.maskiou_net(x, activate=False)  # [D, K]
+                pred = fp32_call(self.maskiou_net, x, activate=False)  # [D, K] float32
                 cls = torch.cat(classes) if classes else torch.zeros(0, dtype=torch.int64, device=x.device)
                 out["maskiou"] = {"pred": pred.gather(1, cls[:, None]).squeeze(1),
                                   "target": torch.cat(iou_t) if iou_t else x.new_zeros(0)}
             return out
-        out["detections"] = yolact_detect(
-            out, score_threshold=score_threshold, nms_iou_threshold=self.nms_iou_threshold, top_k=self.top_k,
-            max_detections=self.max_detections, maskiou=self.maskiou_net)
+        # decode, NMS, proto @ coef mask assembly and the re-scoring net in float32 (autocast off)
+        out["detections"] = fp32_call(
+            yolact_detect, out, score_threshold=score_threshold, nms_iou_threshold=self.nms_iou_threshold,
+            top_k=self.top_k, max_detections=self.max_detections, maskiou=self.maskiou_net)
         return out
