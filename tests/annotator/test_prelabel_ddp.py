@@ -71,12 +71,14 @@ def test_two_processes_store_the_single_process_predictions(data):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
         try:
             with Project.open(single) as p:
-                ref = prelabel(p, Predictor.from_checkpoint(data / "tiny.pth", device="cpu"), score_threshold=0.0)
+                ref = prelabel(p, Predictor.from_checkpoint(data / "tiny.pth", device="cpu", precision="fp32"),
+                               score_threshold=0.0)
         finally:
             torch.set_num_threads(threads)
         seen = []
-        out = launch_prelabel(multi, data / "tiny.pth", nproc=2, device="cpu", score_threshold=0.0, chunk=2,
-                              progress=seen.append)
+        # the precision explicitly: the torchrun processes do not see tests/conftest.py's fp32 pin
+        out = launch_prelabel(multi, data / "tiny.pth", nproc=2, device="cpu", precision="fp32", score_threshold=0.0,
+                              chunk=2, progress=seen.append)
     finally:
         broken.write_bytes(good)
     assert out.summary == ref and ref.images == N - 1 and ref.instances > 0
