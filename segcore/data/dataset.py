@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import warnings
+
 import cv2
 import numpy as np
 import torch
@@ -90,7 +92,9 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
                 rle["counts"] = rle["counts"].encode("ascii")
     else:
         raise ValueError(f"unsupported segmentation of type {type(segmentation).__name__}")
-    mask = mask_utils.decode(rle)
+    with warnings.catch_warnings():  # pycocotools' numpy-2 copy-keyword DeprecationWarning, once per mask
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mask = mask_utils.decode(rle)
     if mask.shape != (height, width):
         raise ValueError(f"segmentation size {mask.shape} does not match the image {(height, width)}")
     return mask
