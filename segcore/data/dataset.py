@@ -5,9 +5,8 @@ Symbols: B batch, N instances (non-crowd), M crowd regions, H x W source image, 
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import warnings
+from collections import OrderedDict
 
 import cv2
 import numpy as np
@@ -16,8 +15,16 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
 from segcore.data.crops import CropPolicy, RecordInstances, crop_sample
-from segcore.data.transforms import (D2_PIXEL_MEAN_RGB, Sample, drop_small_boxes, hflip_sample, pad_images,
-                                     resize_sample, resize_short_side, ssd_augment)
+from segcore.data.transforms import (
+    D2_PIXEL_MEAN_RGB,
+    Sample,
+    drop_small_boxes,
+    hflip_sample,
+    pad_images,
+    resize_sample,
+    resize_short_side,
+    ssd_augment,
+)
 
 __all__ = ["InstanceDataset", "collate", "read_image_rgb", "decode_segmentation", "decode_cutout"]
 
