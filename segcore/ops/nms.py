@@ -80,9 +80,9 @@ def fast_nms(
         empty = torch.zeros((0,), dtype=torch.int64, device=device)
         return empty, empty.clone(), torch.zeros((0,), dtype=scores.dtype, device=device)
 
-    cls_scores, order = scores.t().sort(dim=1, descending=True)  # [K, N]
-    order = order[:, :top_k]
-    cls_scores = cls_scores[:, :top_k]  # [K, D]
+    # the top_k best of each class, sorted (official: a full sort, then the first top_k; topk
+    # selects the same entries, only the order among exactly tied scores is unspecified in both)
+    cls_scores, order = scores.t().topk(min(top_k, scores.shape[0]), dim=1)  # [K, D]
     cls_boxes = boxes[order]  # [K, D, 4]
     keep = fast_nms_keep(cls_boxes, iou_threshold)  # [K, D]
     if score_threshold is not None:
@@ -91,6 +91,5 @@ def fast_nms(
     classes = torch.arange(num_classes, device=device)[:, None].expand_as(keep)[keep]
     indices = order[keep]
     det_scores = cls_scores[keep]
-    det_scores, best = det_scores.sort(descending=True)
-    best = best[:max_detections]
-    return indices[best], classes[best], det_scores[:max_detections]
+    det_scores, best = det_scores.topk(min(max_detections, det_scores.shape[0]))
+    return indices[best], classes[best], det_scores
