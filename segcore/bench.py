@@ -35,9 +35,10 @@ made to return their maximum number of detections: our score threshold is 0.0 (t
 R-CNN gets ``box_score_thresh=0.0``, ``box_detections_per_img=100``. With trained weights and
 the default 0.05 threshold every model is faster; the ratio is what the targets are about.
 
-Targets (issues 3-5; the "target" column, checked on the CPU ratio of each variant):
-YOLACT <= 1/3 of Mask R-CNN; ``centermask_lite_v19`` < 1/2; BlendMask <= 0.8 (the BlendMask
-paper's figure: about 20 % faster than Mask R-CNN at the same input). On a GPU:
+Targets (each family's ``latency_target``; the "target" column, checked on the CPU ratio of each
+variant; issue 17): ``yolact_r50_550`` <= 0.20 of Mask R-CNN, ``yolact_plus_r50_550`` <= 0.35,
+``centermask_lite_v19`` and ``blendmask_rt_r50`` <= 0.15 each at their own inputs; other
+BlendMasks <= 0.8 (the BlendMask paper's figure: about 20 % faster than Mask R-CNN). On a GPU:
 ``yolact_r101_550`` >= 150 fps at batch 1 end to end (stated for an H100).
 
 Run: ``python -c "from segcore.bench import run_benchmark; run_benchmark()"`` (YOLACT R-50 and

@@ -116,7 +116,7 @@ def _describe(arch: str) -> str:
 
 def _latency_target(arch: str) -> LatencyTarget | None:
     if arch == "centermask_lite_v19":
-        return LatencyTarget("<", 0.5, "< 1/2", "CenterMask-Lite V-19 < 1/2 of Mask R-CNN latency")
+        return LatencyTarget("<=", 0.15, "<= 0.15", "CenterMask-Lite V-19 <= 0.15 of Mask R-CNN latency")
     return None
 
 
