@@ -14,8 +14,9 @@ YOLACT++: Bolya et al., "YOLACT++: Better Real-time Instance Segmentation", TPAM
 ``yolact.py`` and ``yolact_plus_base_config`` in ``data/config.py``.
 
 Precision: under a bf16 / fp16 autocast (the predictor's CPU bf16 / CUDA fp16 paths, CPU bf16
-training) the backbone, FPN and the protonet's hidden convs run in the low precision. The
-protonet's last conv (the k prototypes), the prediction head, the detection (decode, NMS,
+training) the backbone, FPN, the protonet's hidden convs and the head's shared 3x3 conv
+(``upfeature``) run in the low precision. The protonet's last conv (the k prototypes), the
+head's three predicting convs (boxes, classes, coefficients), the detection (decode, NMS,
 ``proto @ coef`` mask assembly) and the YOLACT++ re-scoring net run in float32
 (:func:`segcore.ops.precision.fp32_call`): their outputs are scores, box offsets and mask logits
 read against a 0.5 threshold, which bf16's 8-bit mantissa moved visibly (module docstring of
@@ -110,8 +111,11 @@ class PredictionHead(nn.Module):
         self.mask_layer = nn.Conv2d(in_channels, num_priors * num_prototypes, 3, padding=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # the shared 3x3 conv in the autocast dtype, the three predicting convs in float32
+        return fp32_call(self._predict, self.upfeature(x))
+
+    def _predict(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b = x.shape[0]
-        x = self.upfeature(x)
         # [B, A*c, h, w] -> [B, h, w, A*c] -> [B, h*w*A, c]; reshape copes with channels_last
         loc = self.bbox_layer(x).permute(0, 2, 3, 1).reshape(b, -1, 4)
         conf = self.conf_layer(x).permute(0, 2, 3, 1).reshape(b, -1, self.num_classes + 1)
@@ -240,7 +244,7 @@ class Yolact(nn.Module):
         head = self.prediction_layers[0]
         locs, confs, coefs = [], [], []
         for f in feats:
-            loc, conf, coef = fp32_call(head, f)
+            loc, conf, coef = head(f)
             locs.append(loc)
             confs.append(conf)
             coefs.append(coef)
