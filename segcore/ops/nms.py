@@ -10,9 +10,21 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
 
 __all__ = ["fast_nms_keep", "fast_nms"]
+
+
+def _pairwise_iou(boxes: Tensor) -> Tensor:
+    """``[..., D, 4]`` XYXY -> ``[..., D, D]`` IoU of every pair within each set: torchvision's
+    ``box_iou`` arithmetic (intersection / (area_i + area_j - intersection), the same float ops in
+    the same order, so the same values) on separate coordinate planes with in-place steps instead
+    of its ``[..., D, D, 2]`` corner tensors; about twice as fast on YOLACT's 80 x 200 x 200."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    area = (x2 - x1) * (y2 - y1)
+    iw = torch.minimum(x2[..., :, None], x2[..., None, :]).sub_(torch.maximum(x1[..., :, None], x1[..., None, :]))
+    ih = torch.minimum(y2[..., :, None], y2[..., None, :]).sub_(torch.maximum(y1[..., :, None], y1[..., None, :]))
+    inter = iw.clamp_(min=0).mul_(ih.clamp_(min=0))
+    return inter / (area[..., :, None] + area[..., None, :] - inter)
 
 
 def fast_nms_keep(sorted_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
@@ -31,7 +43,7 @@ def fast_nms_keep(sorted_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
     Returns:
         bool ``[C, D]`` (or ``[D]``) keep mask.
     """
-    iou = box_iou(sorted_boxes, sorted_boxes).triu(diagonal=1)  # [C, D, D]
+    iou = _pairwise_iou(sorted_boxes).triu_(diagonal=1)  # [C, D, D]
     if iou.shape[-1] == 0:
         return torch.zeros(iou.shape[:-1], dtype=torch.bool, device=iou.device)
     return iou.max(dim=-2).values <= iou_threshold
