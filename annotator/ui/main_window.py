@@ -133,6 +133,7 @@ class MainWindow(EditingMixin, ReviewMixin, PrelabelMixin, ClassManagerMixin, Fo
         self.prelabel_jobs.finished.connect(self._on_prelabel_finished)
         self.prelabel_jobs.failed.connect(self._on_prelabel_failed)
         self.prelabel_jobs.recorded.connect(self._on_prelabel_recorded)
+        self.prelabel_jobs.precision.connect(self._on_prelabel_precision)
         self.file_check = FileCheckController(self)
         self.file_check.finished.connect(self._on_file_check)
         self._data_version: int | None = None

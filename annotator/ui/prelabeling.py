@@ -87,10 +87,20 @@ class PrelabelMixin:
             self.prelabel_jobs.cancel()
             self.status_label.setText("Cancelling...")
 
+    def _on_prelabel_precision(self, line: str) -> None:
+        """The predictor's precision line (e.g. ``precision: bf16 (CPU has native bf16; ...)``),
+        shown with the progress and the summary so the user sees what the hardware chose."""
+        short = line.split(";")[0]  # the app has no --precision flag: drop the override hint
+        self.prelabel_precision = short + ")" if ";" in line else short
+
+    def _precision_suffix(self) -> str:
+        line = getattr(self, "prelabel_precision", "")
+        return f" - {line}" if line else ""
+
     def _on_prelabel_progress(self, done: int, total: int) -> None:
         self.progress_bar.setRange(0, max(1, total))
         self.progress_bar.setValue(done)
-        self.status_label.setText(f"Pre-labelling {done}/{total}")
+        self.status_label.setText(f"Pre-labelling {done}/{total}{self._precision_suffix()}")
 
     def _on_prelabel_finished(self, summary) -> None:
         self._set_busy(False)
@@ -99,7 +109,8 @@ class PrelabelMixin:
         bad = tuple(getattr(summary, "unreadable", ()))
         names = ", ".join(line.split(": ")[0] for line in bad[:3]) + ("..." if len(bad) > 3 else "")
         unreadable = f"; {len(bad)} unreadable image(s) skipped, marked in the Images list: {names}" if bad else ""
-        self.status_label.setText(f"Pre-labelled {n} image(s), {k} instance(s){stopped}{unreadable}")
+        self.status_label.setText(f"Pre-labelled {n} image(s), {k} instance(s){stopped}{unreadable}"
+                                  f"{self._precision_suffix()}")
         self._after_prelabel()
         self.prelabel_finished.emit(summary)
 

@@ -264,6 +264,7 @@ class PrelabelWorker(QObject):
     finished = Signal(object)        # PrelabelSummary
     failed = Signal(str)             # one-line message
     recorded = Signal(object)        # (image_id, before, after, done_before, done_after)
+    precision = Signal(str)          # the predictor's precision line, once the model is loaded
 
     def __init__(self, stop_event: threading.Event):
         super().__init__()
@@ -291,6 +292,7 @@ class PrelabelWorker(QObject):
         try:
             prepare_workers(None if job.image_ids is None else len(job.image_ids))  # starts while the model loads
             predictor = self.predictor_for(job.checkpoint)
+            self.precision.emit(str(getattr(predictor, "precision_reason", "")))
             project = Project.open(Path(job.project_path), create_if_folder=False)
             summary = prelabel(
                 RecordingProject(project, lambda *args: self.recorded.emit(args)), predictor,
@@ -320,6 +322,7 @@ class PrelabelController(QObject):
     finished = Signal(object)        # PrelabelSummary; also after a cancel
     failed = Signal(str)
     recorded = Signal(object)        # one image's pre-label change, see RecordingProject
+    precision = Signal(str)          # "precision: bf16 (CPU has native bf16; ...)" once per job
     _request = Signal(object)
 
     def __init__(self, parent=None):
@@ -333,6 +336,7 @@ class PrelabelController(QObject):
         self._request.connect(self._worker.run)
         self._worker.progress.connect(self.progress)
         self._worker.recorded.connect(self.recorded)
+        self._worker.precision.connect(self.precision)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
         self._thread.start()

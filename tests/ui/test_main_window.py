@@ -72,6 +72,8 @@ def test_prelabel_review_export(qtbot, coco_tiny, tmp_path, checkpoint, errors):
         assert win.prelabel_current()
         assert win.prelabel_jobs.busy and win.progress_bar.isVisible()   # returned at once
     assert errors == [] and not win.progress_bar.isVisible()
+    # the hardware's precision choice is shown (the tests pin the in-process default to fp32)
+    assert win.status_label.text().endswith(" - precision: fp32 (CPU without native bf16)")
     anns = win.annotations()
     assert len(anns) >= 3 and all(a.review_state == "predicted" and a.source == "model" for a in anns)
     assert win.image_list.state_of(ids[0]) == "predicted"
