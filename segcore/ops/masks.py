@@ -69,30 +69,70 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, i
     if per_box is None:
         per_box = masks.device.type == "cpu"
     if per_box or box_local:
-        windows = torch.stack((ix0, iy0, ix1, iy1), dim=1).to(torch.int64)
-        windows[~valid] = 0  # degenerate or outside the image: an empty window
-        spans = [(i, i + 1, *win) for i, win in enumerate(windows.tolist())]  # one host read
-    else:
-        spans = [(i, min(i + _GPU_CHUNK, n), 0, 0, w, h) for i in range(0, n, _GPU_CHUNK)]
-    crops = []
-    out = None if box_local else torch.zeros((n, h, w), dtype=torch.bool, device=masks.device)
-    for i, j, wx0, wy0, wx1, wy1 in spans:
-        if wx1 <= wx0 or wy1 <= wy0:
-            crops.append(torch.zeros((0, 0), dtype=torch.bool, device=masks.device))
-            continue
-        xs = torch.arange(wx0, wx1, device=masks.device, dtype=torch.float32)
-        ys = torch.arange(wy0, wy1, device=masks.device, dtype=torch.float32)
-        gx = (xs[None] + 0.5 - x0[i:j, None]) / bw[i:j, None] * 2 - 1  # [n, w'] grid x in [-1, 1] inside the box
-        gy = (ys[None] + 0.5 - y0[i:j, None]) / bh[i:j, None] * 2 - 1  # [n, h']
-        grid = torch.stack((gx[:, None, :].expand(-1, len(ys), -1), gy[:, :, None].expand(-1, -1, len(xs))), dim=3)
+        return _paste_in_windows(masks, boxes, valid, bw, bh, (ix0, iy0, ix1, iy1), (h, w), threshold, box_local)
+    out = torch.zeros((n, h, w), dtype=torch.bool, device=masks.device)
+    xs = torch.arange(w, device=masks.device, dtype=torch.float32)
+    ys = torch.arange(h, device=masks.device, dtype=torch.float32)
+    for i in range(0, n, _GPU_CHUNK):
+        j = min(i + _GPU_CHUNK, n)
+        gx = (xs[None] + 0.5 - x0[i:j, None]) / bw[i:j, None] * 2 - 1  # [n, W] grid x in [-1, 1] inside the box
+        gy = (ys[None] + 0.5 - y0[i:j, None]) / bh[i:j, None] * 2 - 1  # [n, H]
+        grid = torch.stack((gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)), dim=3)
         res = F.grid_sample(masks[i:j, None].float(), grid, mode="bilinear", align_corners=False)[:, 0]
         inside = ((xs[None] >= ix0[i:j, None]) & (xs[None] < ix1[i:j, None]) & valid[i:j, None])[:, None, :] \
             & ((ys[None] >= iy0[i:j, None]) & (ys[None] < iy1[i:j, None]))[:, :, None]
-        if box_local:
-            crops.append(((res >= threshold) & inside)[0])
-        else:
-            out[i:j, wy0:wy1, wx0:wx1] = (res >= threshold) & inside
-    return BoxMasks((h, w), windows.cpu(), crops) if box_local else out
+        out[i:j] = (res >= threshold) & inside
+    return out
+
+
+#: Padded window pixels per ``grid_sample`` call of :func:`_paste_in_windows` (bounds its floats).
+_GROUP_PIXELS = 1 << 22
+
+
+def _paste_in_windows(masks, boxes, valid, bw, bh, win, image_hw, threshold, box_local):
+    """The per-box paste, batched: boxes sorted by window area are sampled in groups, each over
+    its largest window (at most :data:`_GROUP_PIXELS` padded pixels per group), and each mask is
+    cut to its own window. Every pixel evaluates the per-box expression (same grid arithmetic,
+    same ``grid_sample``), so the masks equal one-box-at-a-time pasting; hundreds of small boxes
+    cost a few calls instead of one Python round per box."""
+    h, w = image_hw
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    windows = torch.stack(win, dim=1).to(torch.int64)
+    windows[~valid] = 0  # degenerate or outside the image: an empty window
+    wl = windows.tolist()  # one host read
+    sizes = [(b - t, r - le) for le, t, r, b in wl]
+    device = masks.device
+    crops = [torch.zeros((0, 0), dtype=torch.bool, device=device)] * len(wl)
+    groups, cur, gh, gw = [], [], 0, 0
+    for i in sorted(range(len(wl)), key=lambda k: sizes[k][0] * sizes[k][1]):
+        hh, ww = sizes[i]
+        if hh <= 0 or ww <= 0:
+            continue
+        nh, nw = max(gh, hh), max(gw, ww)
+        if cur and (len(cur) + 1) * nh * nw > _GROUP_PIXELS:
+            groups.append((cur, gh, gw))
+            cur, nh, nw = [], hh, ww
+        cur.append(i)
+        gh, gw = nh, nw
+    if cur:
+        groups.append((cur, gh, gw))
+    for idx, gh, gw in groups:
+        t = torch.tensor(idx, device=device)
+        xs = windows[t, 0, None].float() + torch.arange(gw, device=device, dtype=torch.float32)  # [g, gw]
+        ys = windows[t, 1, None].float() + torch.arange(gh, device=device, dtype=torch.float32)  # [g, gh]
+        gx = (xs + 0.5 - x0[t, None]) / bw[t, None] * 2 - 1  # grid x in [-1, 1] inside the box
+        gy = (ys + 0.5 - y0[t, None]) / bh[t, None] * 2 - 1
+        grid = torch.stack((gx[:, None, :].expand(-1, gh, -1), gy[:, :, None].expand(-1, -1, gw)), dim=3)
+        res = F.grid_sample(masks[t, None].float(), grid, mode="bilinear", align_corners=False)[:, 0] >= threshold
+        for k, i in enumerate(idx):
+            crops[i] = res[k, :sizes[i][0], :sizes[i][1]].clone()  # own window: every pixel inside the box
+    if box_local:
+        return BoxMasks((h, w), windows.cpu(), crops)
+    out = torch.zeros((len(wl), h, w), dtype=torch.bool, device=device)
+    for i, (le, t, r, b) in enumerate(wl):
+        if crops[i].numel():
+            out[i, t:b, le:r] = crops[i]
+    return out
 
 
 def _linear_sources(out_n: int, in_n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -30,7 +30,9 @@ def merge_bases(rois: torch.Tensor, attns: torch.Tensor, *, attn_size: int = 14,
                 top_interp: str = "bilinear") -> torch.Tensor:
     """Blend pooled bases ``[N, K, R, R]`` with attentions ``[N, K * M * M]`` -> logits ``[N, R, R]``."""
     n, k, r, _ = rois.shape
-    a = attns.reshape(n, k, attn_size, attn_size)
+    # channels_last: PyTorch's CPU bilinear kernel for many small NCHW planes is ~6x slower
+    # (714 x 4 x 14 x 14 -> 56: 91 ms against 16 ms) and gives the same values
+    a = attns.reshape(n, k, attn_size, attn_size).contiguous(memory_format=torch.channels_last)
     if top_interp == "bilinear":
         a = F.interpolate(a, size=(r, r), mode="bilinear", align_corners=False)
     else:
