@@ -18,17 +18,12 @@ from pycocotools import mask as mask_utils
 from segcore.ops.masks import paste_masks, upsample_masks
 from segcore.ops.rle import box_mask_to_rle, rle_counts
 from segcore.structures import BoxMasks, Instances
+from tests.segcore.test_paste_masks import _boxes  # random boxes, some cut by the image border
 
 
 def _encode_full(masks: np.ndarray) -> list[str]:
     rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
     return [r["counts"].decode() for r in rles]
-
-
-def _boxes(n, h, w, gen):
-    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w + 40.0, h + 40.0]) - 20.0
-    wh = torch.rand(n, 2, generator=gen) * 60.0 + 0.5
-    return torch.cat([xy, xy + wh], dim=1)
 
 
 def test_box_local_paste_equals_whole_image_paste_and_its_rle():
