@@ -258,7 +258,7 @@ class EvalHook(TrainHook):
         t0 = time.perf_counter()
         predictor = Predictor(state.model, state.categories, device=self.device or state.device)
         evaluate_predictions(predictor, self.records[:1], state.categories, score_threshold=self.score_threshold,
-                             max_detections=max(100, int(state.model.info.max_detections)))
+                             max_detections=max(100, int(state.model.info.max_detections)), by_size=False)
         return (time.perf_counter() - t0) * len(self.records)
 
     def before_train(self, state: TrainState) -> None:
@@ -281,8 +281,9 @@ class EvalHook(TrainHook):
         predictor = Predictor(state.model, state.categories, device=self.device or state.device)
         # AP counts as many detections per image as the model keeps (dense data: hundreds), at least COCO's 100
         dets = max(100, int(state.model.info.max_detections))
+        # the "all" size range only: the same AP, 4x sooner on dense images (evaluate_coco_objects)
         res = evaluate_predictions(predictor, self.records, state.categories, score_threshold=self.score_threshold,
-                                   max_detections=dets)
+                                   max_detections=dets, by_size=False)
         it = state.iteration
         self.state["history"].append({"iteration": it, "segm_AP": res["segm"]["AP"], "bbox_AP": res["bbox"]["AP"]})
         best = self.state.get("best")

@@ -258,3 +258,23 @@ def test_last_cut_stats_equal_summarize_at_100(val):
     ev.summarize()
     mine = _stats_at_last_cut(ev)
     assert mine == pytest.approx({n: float(ev.stats[i]) for i, n in enumerate(METRIC_NAMES)})
+
+
+@pytest.mark.parametrize("max_detections", [100, 300])
+def test_without_size_ranges_the_ap_is_the_same(val, max_detections):
+    """``by_size=False`` (validation during training) evaluates COCO's "all" area range only:
+    AP, AP50 and AP75 equal the full evaluation's, and the size entries are absent."""
+    from segcore.evaluation import evaluate_coco_objects
+
+    _, _, _, coco = val
+    res = _gt_results(coco)[::2]
+    for k, r in enumerate(res):
+        r["score"] = 0.5 + (r["bbox"][2] % 7) / 20
+        if k % 3 == 0:   # some detections off their object: AP below 1
+            r["bbox"] = [r["bbox"][0] + r["bbox"][2] / 2, *r["bbox"][1:]]
+    full = evaluate_coco_objects(coco, res, verbose=False, max_detections=max_detections)
+    quick = evaluate_coco_objects(coco, res, verbose=False, max_detections=max_detections, by_size=False)
+    for t in ("bbox", "segm"):
+        assert set(quick[t]) == {"AP", "AP50", "AP75"}
+        assert 0.05 < full[t]["AP"] < 0.95
+        assert quick[t] == pytest.approx({k: full[t][k] for k in ("AP", "AP50", "AP75")}, abs=0)
