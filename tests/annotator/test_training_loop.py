@@ -41,6 +41,8 @@ def base(tmp_path_factory, coco_tiny) -> Path:
 
     with Project.create(root / "proj", images_dir=images) as p:
         import_coco(p, root / "gt20.json", image_root=images)
+        # validation images chosen now: below MIN_VALIDATION_IMAGES a job only keeps a stored split
+        p.assign_splits([r["image_id"] for r in p.training_records()[0]], val_fraction=0.2)
     return root
 
 
@@ -59,8 +61,15 @@ def _rows(project: Project, states=("accepted", "edited", "rejected")) -> dict:
 def test_split_is_stored_stable_and_migrated(project_dir):
     with Project.open(project_dir) as p:
         ids = [r["image_id"] for r in p.training_records()[0]]
+        with p.transaction():
+            p._conn.execute("DELETE FROM image_splits")  # the fixture's split: start afresh
         first = p.assign_splits(ids[:10], val_fraction=0.2, seed=0)
-        assert set(first.values()) == {"train", "val"}
+        assert sorted(first.values()).count("val") == 2  # round(0.2 x 10), not a draw per image
+        grown = p.assign_splits(ids[:16], val_fraction=0.2, seed=0)
+        assert {i: grown[i] for i in ids[:10]} == first and list(grown.values()).count("val") == 3  # round(3.2)
+        with p.transaction():
+            p._conn.execute("DELETE FROM image_splits")
+        first = p.assign_splits(ids[:10], val_fraction=0.2, seed=0)
         again = p.assign_splits(ids, val_fraction=0.5, seed=7)  # old images keep their split
         assert {i: again[i] for i in ids[:10]} == first
         assert p.image_splits() == again
@@ -133,7 +142,7 @@ def test_loop_train_prelabel_keeps_reviewed_work(project_dir):
         from segcore.predictor import Predictor
 
         records, cats = p.training_records()
-        val = [r for r in records if p.image_splits()[r["image_id"]] == "val"]
+        val = [r for r in records if p.image_splits().get(r["image_id"]) == "val"]  # new images: unassigned, train
         assert len(val) == v2.metrics["val_images"] >= 1
         again = evaluate_predictions(Predictor.from_checkpoint(v2.checkpoint, device="cpu"), val, cats)
         assert again["segm"]["AP"] == pytest.approx(v2.metrics["segm"]["AP"], abs=1e-6)

@@ -18,7 +18,7 @@ from annotator.ui.training import LOSS_COLOR, SEGM_COLOR, CurveWidget, TrainingD
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 60_000
-N_GT, N_EXTRA = 10, 1   # 10 labelled images: enough for a validation split (MIN_VALIDATION_IMAGES)
+N_GT, N_EXTRA = 10, 1   # 10 labelled images, 2 assigned to validation in the fixture
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,8 @@ def base(tmp_path_factory, coco_tiny) -> Path:
 
     with Project.create(root / "proj", images_dir=images) as p:
         import_coco(p, root / "gt.json", image_root=images)
+        # validation images chosen now: below MIN_VALIDATION_IMAGES a job only keeps a stored split
+        p.assign_splits([r["image_id"] for r in p.training_records()[0]], val_fraction=0.2)
     return root
 
 
