@@ -140,6 +140,9 @@ def cmd_import(args) -> int:
         print(f"imported {summary.images} images ({summary.new_images} new), {summary.annotations} annotations "
               f"({summary.crowd} crowd, {summary.renumbered} renumbered), {summary.categories} categories "
               f"({summary.new_categories} new)")
+        if summary.polygons_shifted:
+            print("the polygons were traced in pixel-centre coordinates (marching squares, e.g. pycococreator): "
+                  "moved by +0.5 px to COCO's pixel-edge coordinates")
     finally:
         project.close()
     return 0

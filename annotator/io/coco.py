@@ -42,6 +42,9 @@ class ImportSummary:
     annotations: int
     crowd: int
     renumbered: int  # annotation ids already used in the project, given new ids
+    #: the file's polygons were in pixel-centre coordinates and were moved by +0.5 px
+    #: (``segcore.data.records.pixel_centre_polygons``)
+    polygons_shifted: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -70,8 +73,11 @@ def import_coco(project, json_path: Path, *, image_root: Optional[Path] = None) 
     found on disk; COCO image ids are kept as ``coco_id`` and the images marked done. Category
     ids and names are kept (missing ones created); annotation ids are kept when free. Polygons
     (several parts), compressed and uncompressed RLE and crowd regions are accepted; the
-    original bbox and area are kept. Annotations are stored as source ``"human"``, review state
-    ``"accepted"``.
+    original bbox and area are kept. Polygons traced in pixel-centre coordinates (the whole file
+    shows the marching-squares form of ``skimage.measure.find_contours``, as pycococreator writes
+    them: :func:`segcore.data.records.pixel_centre_polygons`) are moved by +0.5 px to COCO's
+    pixel-edge coordinates, so their masks cover the objects (``ImportSummary.polygons_shifted``).
+    Annotations are stored as source ``"human"``, review state ``"accepted"``.
 
     Raises:
         AnnotatorError: ``<file>: <field>: <problem>`` for a malformed file, unknown or
@@ -184,6 +190,12 @@ def import_coco(project, json_path: Path, *, image_root: Optional[Path] = None) 
         renumbered += ann.id is not None and ann_id is None
         crowd += ann.iscrowd
         rows.append([ann, rle, polygon, ann_id])
+    from segcore.data.records import pixel_centre_polygons, shift_polygons
+
+    shifted = pixel_centre_polygons(row[2] for row in rows if row[2] is not None)
+    if shifted:  # marching-squares contours (pycococreator & co.): to COCO's pixel-edge coordinates
+        for row in rows:
+            row[2] = shift_polygons(row[2]) if row[2] is not None else None
 
     # write everything in one transaction
     with project.transaction():
@@ -212,7 +224,8 @@ def import_coco(project, json_path: Path, *, image_root: Optional[Path] = None) 
                                    iscrowd=ann.iscrowd, source="human", review_state="accepted", id=ann_id,
                                    bbox=ann.bbox, area=ann.area, z_order=z)
     return ImportSummary(images=len(plan), new_images=new_images, categories=len(coco.categories),
-                         new_categories=len(new_cats), annotations=len(rows), crowd=crowd, renumbered=renumbered)
+                         new_categories=len(new_cats), annotations=len(rows), crowd=crowd, renumbered=renumbered,
+                         polygons_shifted=shifted)
 
 
 def _coco_image_ids(project) -> dict[int, int]:

@@ -143,9 +143,12 @@ def correct_image(project, image_id: int, gt_anns: list[dict], *, score_threshol
 
 
 def _load_gt(coco_json: Path, project, images_dir: Path, category: Optional[str] = None
-             ) -> tuple[list[int], dict[int, list[dict]], list[dict]]:
-    """(project image ids in COCO order, {image id: annotations with rle}, categories); with
-    ``category`` only that category and the images that hold it."""
+             ) -> tuple[list[int], dict[int, list[dict]], list[dict], bool]:
+    """(project image ids in COCO order, {image id: annotations with rle}, categories, whether the
+    polygons were moved); with
+    ``category`` only that category and the images that hold it. Polygons traced in pixel-centre
+    coordinates are moved by +0.5 px first (``segcore.data.records.pixel_centre_polygons``, as
+    ``annotator.io.coco.import_coco`` does)."""
     try:
         gt = json.loads(Path(coco_json).read_text(encoding="utf-8"))
         images, anns, cats = gt["images"], gt["annotations"], gt["categories"]
@@ -169,14 +172,19 @@ def _load_gt(coco_json: Path, project, images_dir: Path, category: Optional[str]
             raise AnnotatorError(f"{coco_json}: images.file_name: {im['file_name']} not found in {images_dir}")
         by_coco[int(im["id"])] = (rec.id, int(im["height"]), int(im["width"]))
     per_image: dict[int, list[dict]] = {v[0]: [] for v in by_coco.values()}
+    from segcore.data.records import pixel_centre_polygons, shift_polygons
+
+    # marching-squares polygons (pycococreator & co.) to COCO's pixel-edge coordinates, as import_coco does
+    centre = pixel_centre_polygons(a["segmentation"] for a in anns)
     for a in anns:
         if int(a["image_id"]) not in by_coco:
             continue
         pid, h, w = by_coco[int(a["image_id"])]
         per_image[pid].append({"category_id": int(a["category_id"]), "iscrowd": int(a.get("iscrowd", 0)),
-                               "rle": masks.to_rle(a["segmentation"], h, w)})
+                               "rle": masks.to_rle(shift_polygons(a["segmentation"]) if centre else a["segmentation"],
+                                                   h, w)})
     order = [by_coco[int(im["id"])][0] for im in images]
-    return order, per_image, [{"id": int(c["id"]), "name": str(c["name"])} for c in cats]
+    return order, per_image, [{"id": int(c["id"]), "name": str(c["name"])} for c in cats], centre
 
 
 def _eval_records(project, image_ids, per_image) -> list[dict]:
@@ -277,7 +285,10 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
     project = Project.create(proj_dir, images_dir=Path(images_dir))
     rows: list[RoundRow] = []
     try:
-        order, per_image, _ = _load_gt(coco_json, project, Path(images_dir), category)
+        order, per_image, _, shifted = _load_gt(coco_json, project, Path(images_dir), category)
+        if shifted:
+            print_fn(f"{coco_json}: polygons traced in pixel-centre coordinates (marching squares): moved by +0.5 px "
+                     "to COCO's pixel-edge coordinates")
         print_fn(pre_precision)  # the pre-labelling predictor's precision, once
         print_fn(f"{'round':>5} {'labeled':>7} {'accepted%':>9} {'fixed':>5} {'deleted':>7} {'drawn':>5} "
                  f"{'est. min/img':>12} {'% of drawing':>12} {'train':>8} {'iters':>6}")

@@ -13,7 +13,58 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["load_coco_records"]
+__all__ = ["load_coco_records", "pixel_centre_polygons", "shift_polygons", "CENTRE_TO_EDGE"]
+
+#: What :func:`shift_polygons` adds to pixel-centre polygon coordinates to put them in COCO's
+#: pixel-edge coordinates (pixel (row i, column j) covers ``[j, j + 1) x [i, i + 1)``).
+CENTRE_TO_EDGE = 0.5
+
+
+def _polygon_parts(segmentations):
+    for seg in segmentations:
+        if isinstance(seg, list):
+            for part in seg:
+                if isinstance(part, (list, tuple)):
+                    yield part
+
+
+def pixel_centre_polygons(segmentations, *, min_vertices: int = 50, share: float = 0.95) -> bool:
+    """Whether a file's polygons were traced in pixel-centre coordinates by marching squares.
+
+    ``skimage.measure.find_contours(mask, 0.5)``, which pycococreator and many mask-to-COCO
+    converters use, returns (row, column) array indices: the 0.5 contour of a mask crosses the
+    grid lines half way between two pixel centres, so every vertex has one whole coordinate and
+    one ``k + 0.5``. pycocotools rasterises polygons in pixel-edge coordinates, so such masks
+    come out half a pixel up and to the left of their objects (nuclei-he: 99.9 % of 110,607
+    vertices have that form; COCO's hand-drawn val2017 polygons: 0.06 %). On 17 px nuclei that
+    half pixel cost a content-aligned model 0.6-3.3 points of masks accepted at IoU 0.7.
+
+    Args:
+        segmentations: COCO ``segmentation`` values (polygon lists ``[[x1, y1, ...], ...]``;
+            RLE dicts are ignored).
+        min_vertices: fewer polygon vertices than this: False (too few to tell).
+        share: the fraction of vertices that must have the form.
+
+    Returns:
+        True when at least ``share`` of at least ``min_vertices`` vertices have exactly one
+        coordinate at ``k + 0.5`` and the other whole.
+    """
+    n = hits = 0
+    for part in _polygon_parts(segmentations):
+        for x, y in zip(part[0::2], part[1::2]):
+            n += 1
+            fx, fy = float(x) * 2.0, float(y) * 2.0
+            if fx.is_integer() and fy.is_integer() and (int(fx) % 2) != (int(fy) % 2):
+                hits += 1
+    return n >= min_vertices and hits >= share * n
+
+
+def shift_polygons(segmentation, offset: float = CENTRE_TO_EDGE):
+    """``segmentation`` with every polygon vertex moved by ``offset`` pixels right and down (a
+    new list); an RLE dict is returned as it is."""
+    if not isinstance(segmentation, list):
+        return segmentation
+    return [[float(v) + offset for v in part] for part in segmentation]
 
 
 def load_coco_records(json_path: str | Path, image_root: str | Path) -> tuple[list[dict], list[dict]]:
@@ -29,7 +80,9 @@ def load_coco_records(json_path: str | Path, image_root: str | Path) -> tuple[li
         ``[{"id": int, "name": str}, ...]`` sorted by COCO id, so list position = contiguous
         class index 0..K-1 used by the models. Annotation fields are copied as they are
         (segmentation polygon lists or RLE dicts with compressed ``str`` or uncompressed
-        ``list`` counts); ``iscrowd`` defaults to 0.
+        ``list`` counts); ``iscrowd`` defaults to 0. Polygons traced in pixel-centre coordinates
+        (:func:`pixel_centre_polygons`: the whole file shows the marching-squares form) are
+        moved by +0.5 px to COCO's pixel-edge coordinates.
 
     Raises:
         FileNotFoundError: ``json_path`` does not exist.
@@ -105,4 +158,8 @@ def load_coco_records(json_path: str | Path, image_root: str | Path) -> tuple[li
         if "area" in ann:
             out["area"] = float(ann["area"])
         by_id[image_id]["annotations"].append(out)
+    if pixel_centre_polygons(a["segmentation"] for r in records for a in r["annotations"]):
+        for r in records:
+            for a in r["annotations"]:
+                a["segmentation"] = shift_polygons(a["segmentation"])
     return records, categories

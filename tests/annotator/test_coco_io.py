@@ -263,3 +263,29 @@ def test_export_results_and_write_errors(setup, monkeypatch):
         export_coco(project, gt_path, include="accepted")
     assert gt_path.read_text() == gt_before
     assert not [p for p in tmp.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_import_moves_marching_squares_polygons_onto_their_objects(setup):
+    """A file whose polygons are pixel-centre marching-squares contours (pycococreator) is
+    imported with every vertex moved by +0.5 px: the stored polygons rasterise to the objects'
+    masks; a hand-drawn file (base_json) keeps its polygons as they are."""
+    from tests.segcore.test_pixel_centre_polygons import marching_squares
+
+    project, tmp = setup
+    yy, xx = np.mgrid[:H, :W]
+    objects = [((yy - 15) / 7.0) ** 2 + ((xx - 12 - 14 * k) / 6.0) ** 2 <= 1.0 for k in range(3)]
+    data = base_json()
+    data["annotations"] = [{"id": 10 + k, "image_id": 102, "category_id": 5, "iscrowd": 0, "area": float(m.sum()),
+                            "bbox": [0, 0, 1, 1], "segmentation": [marching_squares(m)] * 3}
+                           for k, m in enumerate(objects)]  # 3 parts each: enough vertices to tell
+    summary = import_coco(project, write(tmp, data), image_root=tmp / "images")
+    assert summary.polygons_shifted
+    got = {a.id: a for a in project.annotations() if a.id >= 10}
+    for k, m in enumerate(objects):
+        assert got[10 + k].polygon[0] == [v + 0.5 for v in marching_squares(m)]
+        assert (masks.decode_rle(got[10 + k].rle) == m).all()
+
+
+def test_import_keeps_hand_drawn_polygons(setup):
+    project, tmp = setup
+    assert not import_coco(project, write(tmp, base_json()), image_root=tmp / "images").polygons_shifted
