@@ -137,12 +137,7 @@ def cmd_import(args) -> int:
     project = _open_project(args.project)
     try:
         summary = import_coco(project, ann, image_root=Path(args.image_root) if args.image_root else None)
-        print(f"imported {summary.images} images ({summary.new_images} new), {summary.annotations} annotations "
-              f"({summary.crowd} crowd, {summary.renumbered} renumbered), {summary.categories} categories "
-              f"({summary.new_categories} new)")
-        if summary.polygons_shifted:
-            print("the polygons were traced in pixel-centre coordinates (marching squares, e.g. pycococreator): "
-                  "moved by +0.5 px to COCO's pixel-edge coordinates")
+        print(summary.line())
     finally:
         project.close()
     return 0

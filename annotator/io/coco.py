@@ -49,6 +49,15 @@ class ImportSummary:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def line(self) -> str:
+        """The one-line summary the CLI prints and the app shows."""
+        text = (f"imported {self.images} images ({self.new_images} new), {self.annotations} annotations "
+                f"({self.crowd} crowd, {self.renumbered} renumbered), {self.categories} categories "
+                f"({self.new_categories} new)")
+        if self.polygons_shifted:
+            text += "; polygons in pixel-centre coordinates (marching squares) moved by +0.5 px"
+        return text
+
 
 def _duplicates(values) -> Optional[tuple[int, object]]:
     seen = set()

@@ -60,15 +60,6 @@ def _io_function(fmt: str, direction: str):
                              f"{', '.join(sorted(f for d, f in table if d == direction))}") from None
 
 
-def _coco_import_line(summary) -> str:
-    """The CLI's COCO import summary line for an ``ImportSummary``."""
-    return (f"imported {summary.images} images ({summary.new_images} new), {summary.annotations} annotations "
-            f"({summary.crowd} crowd, {summary.renumbered} renumbered), {summary.categories} categories "
-            f"({summary.new_categories} new)")
-
-
-
-
 class _BusyCursor:
     def __enter__(self):
         QApplication.setOverrideCursor(Qt.WaitCursor)
@@ -115,7 +106,7 @@ class FormatsMixin:
             raise AnnotatorError(f"{path}: not found")
         with _BusyCursor():
             result = _io_function(fmt, "import")(project, path)
-        line = _coco_import_line(result) if fmt == "coco" else result.line()
+        line = result.line()
         self._after_import()
         self.status_label.setText(line)
         self.notify(line)

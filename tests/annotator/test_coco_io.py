@@ -279,7 +279,7 @@ def test_import_moves_marching_squares_polygons_onto_their_objects(setup):
                             "bbox": [0, 0, 1, 1], "segmentation": [marching_squares(m)] * 3}
                            for k, m in enumerate(objects)]  # 3 parts each: enough vertices to tell
     summary = import_coco(project, write(tmp, data), image_root=tmp / "images")
-    assert summary.polygons_shifted
+    assert summary.polygons_shifted and summary.line().endswith("moved by +0.5 px")
     got = {a.id: a for a in project.annotations() if a.id >= 10}
     for k, m in enumerate(objects):
         assert got[10 + k].polygon[0] == [v + 0.5 for v in marching_squares(m)]
