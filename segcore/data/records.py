@@ -28,7 +28,8 @@ def _polygon_parts(segmentations):
                     yield part
 
 
-def pixel_centre_polygons(segmentations, *, min_vertices: int = 50, share: float = 0.95) -> bool:
+def pixel_centre_polygons(segmentations, *, min_vertices: int = 50, share: float = 0.95,
+                          max_vertices: int = 20_000) -> bool:
     """Whether a file's polygons were traced in pixel-centre coordinates by marching squares.
 
     ``skimage.measure.find_contours(mask, 0.5)``, which pycococreator and many mask-to-COCO
@@ -44,18 +45,21 @@ def pixel_centre_polygons(segmentations, *, min_vertices: int = 50, share: float
             RLE dicts are ignored).
         min_vertices: fewer polygon vertices than this: False (too few to tell).
         share: the fraction of vertices that must have the form.
+        max_vertices: the file is judged on its first this many vertices (a Python loop: COCO
+            train2017 has millions).
 
     Returns:
-        True when at least ``share`` of at least ``min_vertices`` vertices have exactly one
-        coordinate at ``k + 0.5`` and the other whole.
+        True when at least ``share`` of at least ``min_vertices`` vertices (of the first
+        ``max_vertices``) have exactly one coordinate at ``k + 0.5`` and the other whole.
     """
     n = hits = 0
     for part in _polygon_parts(segmentations):
         for x, y in zip(part[0::2], part[1::2]):
-            n += 1
             fx, fy = float(x) * 2.0, float(y) * 2.0
-            if fx.is_integer() and fy.is_integer() and (int(fx) % 2) != (int(fy) % 2):
-                hits += 1
+            hits += fx.is_integer() and fy.is_integer() and (int(fx) % 2) != (int(fy) % 2)
+            n += 1
+            if n >= max_vertices:
+                return hits >= share * n
     return n >= min_vertices and hits >= share * n
 
 
