@@ -79,7 +79,7 @@ from segcore.modeling.fold_bn import fold_batchnorm
 from segcore.structures import BoxMasks
 
 __all__ = ["Prediction", "Predictor", "PRECISIONS", "AUTOCAST_DTYPES", "default_precision", "resolve_precision",
-           "precision_reason", "check_image", "resize_input"]
+           "precision_reason", "check_image", "resize_input", "small_object_factor"]
 
 #: Bytes of masks per pycocotools encode call in :meth:`Prediction.to_rle` (each call copies its
 #: masks into a Fortran-ordered uint8 array): 64 MiB, at least one mask, instead of N x H x W.
@@ -300,7 +300,8 @@ class Predictor:
     Attributes:
         device (``torch.device``), precision (str, resolved), precision_reason (str: one line
             naming the precision and why, :func:`precision_reason`), channels_last (bool),
-        box_local (bool), folded_bn (int, BatchNorm layers folded),
+        box_local (bool), folded_bn (int, BatchNorm layers folded), adapt_scale (bool: the
+            second pass at a larger scale for images of small objects, :meth:`predict_preprocessed`),
         input_size (S), max_size (long-side cap of the short-side families, 0 for YOLACT),
         categories.
 
@@ -311,7 +312,7 @@ class Predictor:
 
     def __init__(self, model: nn.Module, categories: list[dict], *, device: str | torch.device = "cpu",
                  precision: str | None = None, channels_last: bool | None = None, box_local: bool | None = None,
-                 fold_bn: bool = True, _own_model: bool = False):
+                 fold_bn: bool = True, adapt_scale: bool = True, _own_model: bool = False):
         from segcore.modeling.registry import family_of
 
         if precision is not None and precision != "auto" and precision not in PRECISIONS:
@@ -326,6 +327,7 @@ class Predictor:
         self.precision_reason = precision_reason(precision, self.device)
         self.channels_last = True if channels_last is None else bool(channels_last)
         self.box_local = self.device.type == "cpu" if box_local is None else bool(box_local)
+        self.adapt_scale = bool(adapt_scale)
         self.info = info
         self.input_size = info.input_size
         self.model = (model if _own_model else copy.deepcopy(model)).to(self.device).eval()
@@ -526,7 +528,38 @@ class Predictor:
 
         Returns:
             B :class:`Prediction`.
+
+        Small objects, second pass (``adapt_scale``, models with a data-driven input scale s
+        only): when the median ``sqrt(box area)`` of an image's confident detections (score >=
+        :data:`ADAPT_SCORE`, at least :data:`ADAPT_MIN_COUNT` of them) is at least 10 % below
+        :data:`ADAPT_TARGET_PX` (40 px) at the input, that image is predicted again with its
+        input enlarged (bilinear, from ``x``) so that this median reaches 40 px, by at most
+        :data:`ADAPT_MAX_FACTOR` (:func:`small_object_factor`); the second pass's predictions
+        replace the first's. The recipe scales images so that the median labelled object is 32 px,
+        but a tile of crowded nuclei can hold objects half the size of the others. Images whose
+        objects are large enough take one pass.
         """
+        preds = self._predict_once(x, image_sizes, input_sizes, score_threshold=score_threshold)
+        if not (self.adapt_scale and self.info.input_scale > 0):
+            return preds
+        for i, (pred, (h_in, w_in), (h, w)) in enumerate(zip(preds, input_sizes, image_sizes)):
+            factor = small_object_factor(pred, int(h_in) / max(int(h), 1))
+            if factor is None:
+                continue
+            size = (int(round(int(h_in) * factor)), int(round(int(w_in) * factor)))
+            from segcore.data.transforms import pad_images
+
+            with torch.inference_mode():
+                part = torch.nn.functional.interpolate(x[i:i + 1, :, :int(h_in), :int(w_in)].float(), size=size,
+                                                       mode="bilinear", align_corners=False)[0]
+                big = pad_images([part], self.info.size_divisibility)
+                if self.channels_last:
+                    big = big.contiguous(memory_format=torch.channels_last)
+            preds[i] = self._predict_once(big, [(h, w)], [size], score_threshold=score_threshold)[0]
+        return preds
+
+    def _predict_once(self, x: torch.Tensor, image_sizes: Sequence[tuple[int, int]],
+                      input_sizes: Sequence[tuple[int, int]], *, score_threshold: float) -> list[Prediction]:
         sizes = [(int(h), int(w)) for h, w in image_sizes]
         input_sizes = [(int(h), int(w)) for h, w in input_sizes]
         with torch.inference_mode():
@@ -550,6 +583,43 @@ class Predictor:
             box_scores=None if inst.box_scores is None else inst.box_scores.numpy().astype(np.float32),
             box_masks=inst.pred_masks if local else None,
         )
+
+
+#: Detections at or above this score measure an image's object size for the second pass.
+ADAPT_SCORE = 0.3
+#: Fewer confident detections than this: no second pass (too few to measure the size).
+ADAPT_MIN_COUNT = 10
+#: The second pass brings the median object to this size at the input (px): the recipe's median
+#: object (:data:`segcore.data.recipe.MIN_OBJECT_PX`, 32) times the top of training's scale
+#: jitter (:class:`segcore.data.crops.CropPolicy`, 1.25), the largest the model saw it.
+ADAPT_TARGET_PX = 40.0
+#: No second pass for an enlargement below this factor; none above :data:`ADAPT_MAX_FACTOR`.
+ADAPT_MIN_FACTOR = 1.1
+ADAPT_MAX_FACTOR = 2.0
+
+
+def small_object_factor(prediction: Prediction, scale: float) -> float | None:
+    """The enlargement of the second pass of :meth:`Predictor.predict_preprocessed`, or None.
+
+    Args:
+        prediction: the first pass's predictions of one image (original pixels).
+        scale: network input pixels per image pixel of that pass.
+
+    Returns:
+        ``f = ADAPT_TARGET_PX / m`` clamped to ``<= ADAPT_MAX_FACTOR``, where m is the median
+        ``sqrt(box area)`` x ``scale`` of the detections with score >= :data:`ADAPT_SCORE`, when
+        there are at least :data:`ADAPT_MIN_COUNT` of them and ``f >= ADAPT_MIN_FACTOR``;
+        otherwise None.
+    """
+    keep = prediction.scores >= ADAPT_SCORE
+    if int(keep.sum()) < ADAPT_MIN_COUNT:
+        return None
+    boxes = prediction.boxes[keep]
+    sides = np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+    median = float(np.median(sides)) * float(scale)
+    if median <= 0 or ADAPT_TARGET_PX / median < ADAPT_MIN_FACTOR:
+        return None
+    return min(ADAPT_MAX_FACTOR, ADAPT_TARGET_PX / median)
 
 
 def _to_host(insts: list, device: torch.device) -> list:
