@@ -534,7 +534,8 @@ class Predictor:
         :data:`ADAPT_SCORE`, at least :data:`ADAPT_MIN_COUNT` of them) is at least 10 % below
         :data:`ADAPT_TARGET_PX` (40 px) at the input, that image is predicted again with its
         input enlarged (bilinear, from ``x``) so that this median reaches 40 px, by at most
-        :data:`ADAPT_MAX_FACTOR` (:func:`small_object_factor`); the second pass's predictions
+        :data:`ADAPT_MAX_FACTOR` (:func:`small_object_factor`) and to a long side of at most
+        :data:`segcore.data.transforms.MAX_SCALED_SIDE`; the second pass's predictions
         replace the first's. The recipe scales images so that the median labelled object is 32 px,
         but a tile of crowded nuclei can hold objects half the size of the others. Images whose
         objects are large enough take one pass.
@@ -543,11 +544,15 @@ class Predictor:
         if not (self.adapt_scale and self.info.input_scale > 0):
             return preds
         for i, (pred, (h_in, w_in), (h, w)) in enumerate(zip(preds, input_sizes, image_sizes)):
+            from segcore.data.transforms import MAX_SCALED_SIDE, pad_images
+
             factor = small_object_factor(pred, int(h_in) / max(int(h), 1))
             if factor is None:
                 continue
+            factor = min(factor, MAX_SCALED_SIDE / max(int(h_in), int(w_in)))  # the scaled-input cap
+            if factor < ADAPT_MIN_FACTOR:
+                continue
             size = (int(round(int(h_in) * factor)), int(round(int(w_in) * factor)))
-            from segcore.data.transforms import pad_images
 
             with torch.inference_mode():
                 part = torch.nn.functional.interpolate(x[i:i + 1, :, :int(h_in), :int(w_in)].float(), size=size,
