@@ -238,7 +238,7 @@ def cmd_prelabel(args) -> int:
 
     try:
         ckpt, version = _resolve_model(project, args.model)
-        prepare_workers(len(project.image_ids()))   # the readers' server starts while the model loads
+        prepare_workers(len(project.image_ids()), args.device)   # the readers' server starts while the model loads
         try:
             predictor = Predictor.from_checkpoint(ckpt, device=args.device, precision=args.precision)
         except CheckpointError as exc:

@@ -81,6 +81,12 @@ WRITE_SECONDS = 1.0
 #: starting a worker process costs more than it overlaps.
 MIN_IMAGES_FOR_WORKERS = 4
 
+#: A CPU run reads in a worker process only on a CPU with at least this many logical cores. On 2
+#: cores the reader takes time from the model's threads: 80 coco-tiny images with
+#: ``yolact_r50_550`` took 17.4-20.2 s with one reader process and 15.7-17.3 s reading in the
+#: calling process (3 pairs in one process); reading is about 1 % of a forward pass there.
+CPU_CORES_FOR_WORKERS = 4
+
 
 @dataclass(frozen=True)
 class PrelabelSummary:
@@ -180,12 +186,13 @@ def default_num_workers(predictor, n_images: int) -> int:
     """DataLoader worker processes when ``num_workers=None``: 0 (read in this process) for fewer
     than :data:`MIN_IMAGES_FOR_WORKERS` images; on CUDA ``min(4, CPU cores - 1)`` (reading and
     resizing then take about as long as a batched forward); on the CPU 1 (reading is a few
-    per cent of a forward pass, and the model uses the cores)."""
+    per cent of a forward pass, and the model uses the cores) from :data:`CPU_CORES_FOR_WORKERS`
+    logical cores, else 0."""
     if n_images < MIN_IMAGES_FOR_WORKERS:
         return 0
     if _device_type(predictor) == "cuda":
         return max(1, min(4, (os.cpu_count() or 2) - 1))
-    return 1
+    return 1 if (os.cpu_count() or 1) >= CPU_CORES_FOR_WORKERS else 0
 
 
 def _device_type(predictor) -> str:
@@ -286,14 +293,21 @@ def _worker_context():
     return mp.get_context("spawn")
 
 
-def prepare_workers(n_images: Optional[int] = None) -> None:
+def prepare_workers(n_images: Optional[int] = None, device: Optional[str] = None) -> None:
     """Start the DataLoader workers' fork server now, in the background (it imports torch, OpenCV
     and this module once, about 2 s on a laptop CPU), so that it is ready when the first job's
     workers start; call it before loading the model. Does nothing for a job of ``n_images`` <
-    :data:`MIN_IMAGES_FOR_WORKERS` (read in-process) or where workers are spawned; safe to call
-    again."""
+    :data:`MIN_IMAGES_FOR_WORKERS` (read in-process), for a CPU run (``device`` ``"cpu"``, or
+    None / ``"auto"`` without CUDA) on fewer than :data:`CPU_CORES_FOR_WORKERS` cores (read
+    in-process, :func:`default_num_workers`) or where workers are spawned; safe to call again."""
     if n_images is not None and n_images < MIN_IMAGES_FOR_WORKERS:
         return
+    if (os.cpu_count() or 1) < CPU_CORES_FOR_WORKERS:
+        import torch
+
+        on_cpu = device == "cpu" or (device in (None, "auto") and not torch.cuda.is_available())
+        if on_cpu:
+            return
     ctx = _worker_context()
     if ctx.get_start_method() == "forkserver":
         from multiprocessing import forkserver

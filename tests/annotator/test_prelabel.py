@@ -398,3 +398,29 @@ def test_readers_resize_in_worker_processes(project):
         x, hw = predictor.batch_inputs([it.data])
         ref, ref_hw = predictor.preprocess_batch([cv2.cvtColor(cv2.imread(item.path), cv2.COLOR_BGR2RGB)])
         assert hw == ref_hw and torch.equal(x, ref)
+
+
+def test_cpu_runs_read_in_process_below_four_cores(monkeypatch):
+    """The default readers: none on a CPU of 2 logical cores (the reader slowed the model there),
+    one from 4 cores, several on CUDA, none for a handful of images."""
+    import types
+
+    from annotator.jobs import prelabel as pl
+
+    cpu = types.SimpleNamespace(device=types.SimpleNamespace(type="cpu"))
+    cuda = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"), predict_batch=None)
+    monkeypatch.setattr(pl.os, "cpu_count", lambda: 2)
+    assert pl.default_num_workers(cpu, 80) == 0
+    assert pl.default_num_workers(cuda, 80) == 1
+    monkeypatch.setattr(pl.os, "cpu_count", lambda: 8)
+    assert pl.default_num_workers(cpu, 80) == 1
+    assert pl.default_num_workers(cpu, pl.MIN_IMAGES_FOR_WORKERS - 1) == 0
+    assert pl.default_num_workers(cuda, 80) == 4
+    started = []
+    monkeypatch.setattr(pl, "_worker_context", lambda: started.append(1) or types.SimpleNamespace(
+        get_start_method=lambda: "spawn"))
+    monkeypatch.setattr(pl.os, "cpu_count", lambda: 2)
+    pl.prepare_workers(80, "cpu")
+    assert started == []  # no reader server on a 2-core CPU run
+    pl.prepare_workers(80, "cuda")
+    assert started == [1]
