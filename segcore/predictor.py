@@ -543,9 +543,9 @@ class Predictor:
         preds = self._predict_once(x, image_sizes, input_sizes, score_threshold=score_threshold)
         if not (self.adapt_scale and self.info.input_scale > 0):
             return preds
-        for i, (pred, (h_in, w_in), (h, w)) in enumerate(zip(preds, input_sizes, image_sizes)):
-            from segcore.data.transforms import MAX_SCALED_SIDE, pad_images
+        from segcore.data.transforms import MAX_SCALED_SIDE, pad_images
 
+        for i, (pred, (h_in, w_in), (h, w)) in enumerate(zip(preds, input_sizes, image_sizes)):
             factor = small_object_factor(pred, int(h_in) / max(int(h), 1))
             if factor is None:
                 continue
