@@ -29,8 +29,13 @@ and mask pasting included:
   the same padding to a multiple of 32, so both networks see the same number of pixels
   (torchvision floors the resized sides where detectron2 rounds them: at most one pixel apart).
 
-Both models use random-init weights (nothing is downloaded), so to compare equal work both are
-made to return their maximum number of detections: our score threshold is 0.0 (then NMS and
+Both models use random-init weights (nothing is downloaded). Before timing, every BatchNorm's
+running statistics are set from its own input on the benchmark image (one fp32 forward pass, in
+order, :func:`_calibrate_batchnorm`; ours and Mask R-CNN alike): with the initial statistics (mean
+0, variance 1) a random-init ResNet's activations grow layer by layer until every class score
+saturates at 1.0, and FCOS's official cut, which keeps every detection tied with the 100th, then
+keeps 600-800 BlendMask detections instead of 100 -- work no trained model does. To compare equal
+work both are made to return their maximum number of detections: our score threshold is 0.0 (then NMS and
 ``max_detections`` bound the output: 100 for YOLACT and BlendMask, 50 for CenterMask) and Mask
 R-CNN gets ``box_score_thresh=0.0``, ``box_detections_per_img=100``. With trained weights and
 the default 0.05 threshold every model is faster; the ratio is what the targets are about.
@@ -101,6 +106,45 @@ def _interleaved_median_ms(fns: dict[str, Callable[[], int]], runs: int, warmup:
             dets[name] = fn()
             times[name].append((time.perf_counter() - t0) * 1000.0)
     return {name: statistics.median(t) for name, t in times.items()}, dets
+
+
+def _calibrate_batchnorm(model: torch.nn.Module, run: Callable[[], object]) -> int:
+    """Set the running statistics of every BatchNorm of ``model`` (any module with
+    ``running_mean`` / ``running_var`` buffers: ``nn.BatchNorm2d``, torchvision's and our
+    ``FrozenBatchNorm2d``) to the per-channel mean and variance of its input in one call of
+    ``run`` (which must run ``model``'s forward, unfolded, in fp32). Layers are set in the order
+    the forward reaches them, so each sees inputs already normalised by the layers before it.
+    Returns the number of layers set. Used only by the benchmark (random-init weights)."""
+    def set_stats(module, args):
+        x = args[0]
+        if torch.is_tensor(x) and x.dim() == 4 and x.shape[1] == module.running_mean.numel():
+            xf = x.detach().float()
+            module.running_mean.copy_(xf.mean(dim=(0, 2, 3)))
+            module.running_var.copy_(xf.var(dim=(0, 2, 3), unbiased=False))
+            done.add(module)
+
+    done: set = set()
+    hooks = [m.register_forward_pre_hook(set_stats) for m in model.modules()
+             if isinstance(getattr(m, "running_mean", None), torch.Tensor)
+             and isinstance(getattr(m, "running_var", None), torch.Tensor)]
+    try:
+        with torch.inference_mode():
+            run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return len(done)
+
+
+def _calibrate_ours(model: torch.nn.Module, categories: list[dict], image: np.ndarray,
+                    score_threshold: float) -> int:
+    """:func:`_calibrate_batchnorm` of one of our models (in place, on the CPU) through the
+    predictor's whole path in fp32, BatchNorm unfolded."""
+    from segcore.predictor import Predictor
+
+    pred = Predictor(model, categories, device="cpu", precision="fp32", channels_last=False, fold_bn=False,
+                     adapt_scale=False, _own_model=True)
+    return _calibrate_batchnorm(model, lambda: pred.predict(image, score_threshold=score_threshold))
 
 
 def _build(arch: str, size: int | None, num_classes: int):
@@ -224,6 +268,8 @@ def run_benchmark(arch: str | None = None, size: int | None = None, runs: int = 
                   for _ in range(int(batch) if dev.type == "cuda" else 1)]
         categories = [{"id": i + 1, "name": f"class{i + 1}"} for i in range(num_classes)]
         models = {name: _build(name, size, num_classes) for name in names}
+        for model in models.values():
+            _calibrate_ours(model, categories, images[0], float(score_threshold))
         if dev.type == "cuda":
             result = _run_gpu(models, categories, images, dev, runs, warmup, int(batch), float(score_threshold), say)
         else:
@@ -264,6 +310,7 @@ def _run_cpu(models: dict, categories: list[dict], image: np.ndarray, runs: int,
                 masks = out["masks"][:, 0] > 0.5  # [N, H, W] bool at the original resolution
                 return int(masks.shape[0])
 
+        _calibrate_batchnorm(net, run_mrcnn)
         runners[_mrcnn_label(key)] = run_mrcnn
     for name, base in models.items():
         for variant, precision, channels_last in _CPU_VARIANTS:
@@ -348,6 +395,7 @@ def _run_gpu(models: dict, categories: list[dict], images: list[np.ndarray], dev
     for key in dict.fromkeys(keys.values()):
         net = _maskrcnn(key, dev)
         label = _mrcnn_label(key)
+        _calibrate_batchnorm(net, lambda net=net: net([upload(images[0]).permute(2, 0, 1).float().div_(255.0)]))
         for precision in _GPU_PRECISIONS:
             def run_mrcnn(ims: list[np.ndarray], net=net, precision=precision) -> int:
                 with torch.inference_mode():

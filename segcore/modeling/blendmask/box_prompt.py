@@ -114,7 +114,7 @@ def blendmask_box_prompt(outputs: dict, boxes: torch.Tensor, image_hw: tuple[int
     h, w = int(image_hw[0]), int(image_hw[1])
     hi, wi = int(input_hw[0]), int(input_hw[1])
     bases = outputs["bases"].float()
-    top = outputs["top_feats"].float()
+    top = outputs["top_feats"]  # a tensor, or model.Attentions (computed at the locations used)
     n = boxes.shape[0]
     device = bases.device
     boxes = boxes.to(device=device, dtype=torch.float32)
@@ -132,7 +132,7 @@ def blendmask_box_prompt(outputs: dict, boxes: torch.Tensor, image_hw: tuple[int
         if locs.numel() != n or bool(((locs < 0) | (locs >= top.shape[1])).any()):
             raise ValueError(f"locations: expected {n} indices in [0, {top.shape[1]}), got {locs.tolist()}")
     m = int(round((top.shape[-1] / bases.shape[1]) ** 0.5))
-    probs = blend(bases[0:1], [net], top[0, locs], resolution=bottom_resolution, attn_size=m,
+    probs = blend(bases[0:1], [net], top[0, locs].float(), resolution=bottom_resolution, attn_size=m,
                   top_interp=top_interp).sigmoid()
     masks = paste_masks(probs, boxes, (h, w), mask_threshold)
     cls_p = outputs["logits"][0, locs].float().sigmoid()

@@ -82,7 +82,8 @@ def blendmask_loss(outputs: dict, targets: list[dict], *, sizes_of_interest=(64,
     a = fcos_assign(outputs, targets, sizes_of_interest=sizes_of_interest, center_sample_radius=center_sample_radius)
     losses = fcos_losses(outputs, a, focal_alpha=focal_alpha, focal_gamma=focal_gamma)
     bases = outputs["bases"].float()
-    top = outputs["top_feats"].float()
+    top = outputs["top_feats"]
+    top = (top if torch.is_tensor(top) else top.dense()).float()  # eval outputs hold model.Attentions
     k = bases.shape[1]
     m = int(round((top.shape[-1] / k) ** 0.5))
     pos = a.pos_inds

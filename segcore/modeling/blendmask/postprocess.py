@@ -54,7 +54,7 @@ def blendmask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
     dets = fcos_detect(outputs, pre_nms_thresh=score_threshold, pre_nms_topk=pre_nms_topk, nms_thresh=nms_threshold,
                        post_nms_topk=max_detections, thresh_with_ctr=thresh_with_ctr)
     bases = outputs["bases"].float()
-    top = outputs["top_feats"].float()
+    top = outputs["top_feats"]  # a tensor, or model.Attentions (computed at the detections' locations)
     m = int(round((top.shape[-1] / bases.shape[1]) ** 0.5))
     if input_sizes is None:
         input_sizes = [(bases.shape[2] * 4, bases.shape[3] * 4)] * len(dets)
@@ -64,7 +64,7 @@ def blendmask_postprocess(outputs: dict, image_sizes: list[tuple[int, int]], *,
         hi, wi = input_sizes[i]
         boxes = d["boxes"]
         if len(boxes):
-            probs = blend(bases[i:i + 1], [boxes], top[i, d["loc_inds"]], resolution=bottom_resolution,
+            probs = blend(bases[i:i + 1], [boxes], top[i, d["loc_inds"]].float(), resolution=bottom_resolution,
                           attn_size=m, top_interp=top_interp).sigmoid()
         else:
             probs = bases.new_zeros((0, bottom_resolution, bottom_resolution))
