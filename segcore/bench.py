@@ -352,8 +352,9 @@ def _run_cpu(models: dict, categories: list[dict], image: np.ndarray, runs: int,
 
     say(f"segcore CPU benchmark: {image.shape[0]}x{image.shape[1]} RGB image, {torch.get_num_threads()} torch "
         f"threads, median of {max(1, runs)} runs after {warmup} warmup, all variants interleaved")
-    say(f"random-init weights (timing only); score threshold {score_threshold:g} (0 = every model returns its "
-        "maximum of detections); Mask R-CNN at the same input (see segcore.bench)")
+    say("random-init weights, BatchNorm statistics set from the image (timing only); "
+        f"score threshold {score_threshold:g} (0 = every model returns its maximum of detections); "
+        "Mask R-CNN at the same input (see segcore.bench)")
     say(f"{'arch':<28}{'variant':<26}{'input':>10}{'ms/image':>10}{'dets':>6}{'vs MaskRCNN':>13}  target")
     for r in rows:
         tgt = f"{r['target']} {'MET' if r['met'] else 'NOT MET'}" if r["met"] is not None else ""
@@ -457,8 +458,8 @@ def _run_gpu(models: dict, categories: list[dict], images: list[np.ndarray], dev
     say(f"segcore GPU benchmark on {device_name}: {images[0].shape[0]}x{images[0].shape[1]} RGB images, median of "
         f"{max(1, runs)} runs after {warmup} warmup, interleaved; batch 1 = numpy image in -> bool masks on the "
         f"host (synchronised); batched = {batch} images per forward; cudnn.benchmark on")
-    say(f"random-init weights (timing only); score threshold {score_threshold:g}; ours channels_last; "
-        "fp16 = torch.autocast float16")
+    say("random-init weights, BatchNorm statistics set from the image (timing only); "
+        f"score threshold {score_threshold:g}; ours channels_last; fp16 = torch.autocast float16")
     say(f"{'arch':<28}{'prec':<6}{'input':>10}{'ms b1':>9}{'fps b1':>9}{f'img/s b{batch}':>12}{'dets':>6}"
         f"{'fps/MaskRCNN':>14}  target")
     for r in rows:

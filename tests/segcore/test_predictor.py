@@ -204,6 +204,47 @@ def test_benchmark_several_archs_in_one_run(monkeypatch):
     assert any(line.startswith("arch") and "vs MaskRCNN" in line and "target" in line for line in lines)
 
 
+def test_benchmark_sets_batchnorm_statistics_from_the_image():
+    """segcore.bench._calibrate_batchnorm: every BatchNorm (torch's and torchvision's frozen one)
+    gets the mean / variance of its own input, in forward order, so each normalises its input to
+    mean 0 / variance 1 per channel; a random-init BlendMask then keeps its 100 detections instead
+    of every location tied at score 1.0."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from segcore.bench import _calibrate_batchnorm, _calibrate_ours
+    from segcore.modeling.fcos.inference import fcos_detect
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 4, 3), FrozenBatchNorm2d(4)).eval()
+    x = torch.rand(2, 3, 20, 20) * 50 + 10
+    assert _calibrate_batchnorm(net, lambda: net(x)) == 2
+    with torch.no_grad():
+        for upto in (2, 5):
+            y = net[:upto](x)
+            torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(y.shape[1]), atol=1e-4, rtol=0)
+            torch.testing.assert_close(y.var(dim=(0, 2, 3), unbiased=False), torch.ones(y.shape[1]), atol=1e-3, rtol=0)
+    assert all(len(m._forward_pre_hooks) == 0 for m in net.modules())   # hooks removed
+
+    # BlendMask-RT (a ResNet-50 with frozen BN): uncalibrated, its scores saturate near 1.0
+    torch.manual_seed(0)
+    model = build_model("blendmask_rt_r50", num_classes=3).eval()
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    cats = [{"id": i + 1, "name": f"c{i}"} for i in range(3)]
+
+    def detect() -> dict:
+        pred = Predictor(model, cats, device="cpu", precision="fp32")
+        x, sizes = pred.preprocess_batch([image])
+        with torch.inference_mode():
+            return fcos_detect(pred.model(x, image_sizes=sizes), pre_nms_thresh=0.0, thresh_with_ctr=True)[0]
+
+    before = detect()
+    assert len(before["scores"]) >= 100 and float(before["scores"].min()) > 0.99
+    assert _calibrate_ours(model, cats, image, 0.0) > 0
+    after = detect()
+    assert len(after["scores"]) == 100 and float(after["scores"].max()) < 0.99
+
+
 def test_benchmark_gpu_table_logic(monkeypatch):
     """The fps mode, run on the CPU with a stand-in for Mask R-CNN (the real one is timed on CUDA)."""
     import segcore.bench as bench

