@@ -58,8 +58,7 @@ class Attentions:
     a tensor, array or list) returns ``[N, K * M * M]`` float32 on the towers' device: each row is
     the 3x3 convolution (stride 1, zero padding 1) of the float32 box tower around that location,
     the dense layer's value up to float32 summation order, without autograd (inference only).
-    ``shape`` is the dense shape;
-    :meth:`dense` computes the whole tensor.
+    ``shape`` is the dense shape; :meth:`dense` computes the whole tensor.
 
     Args:
         towers: per level ``[B, C, H_l, W_l]`` box towers (any float dtype; cast to float32).
