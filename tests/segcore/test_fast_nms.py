@@ -99,3 +99,36 @@ def test_pairwise_iou_equals_torchvision_box_iou():
     got = _pairwise_iou(boxes)
     assert torch.equal(got.nan_to_num(-1.0), want.nan_to_num(-1.0))
     assert float(got[0, 0, 1]) == 1.0
+
+
+def _full_fast_nms(boxes, scores, iou_threshold, top_k, max_detections, score_threshold):
+    """Fast NMS with the IoU matrix of every class's top_k (the official computation)."""
+    cls_scores, order = scores.t().topk(min(top_k, scores.shape[0]), dim=1)
+    keep = fast_nms_keep(boxes[order], iou_threshold)
+    if score_threshold is not None:
+        keep &= cls_scores > score_threshold
+    classes = torch.arange(scores.shape[1])[:, None].expand_as(keep)[keep]
+    det_scores, best = cls_scores[keep].topk(min(max_detections, int(keep.sum())))
+    return order[keep][best], classes[best], det_scores
+
+
+def test_only_decisive_ranks_get_an_iou_matrix_and_results_are_unchanged():
+    from segcore.ops.nms import _decisive_depth
+
+    pruned = 0
+    for seed in range(12):
+        g = torch.Generator().manual_seed(seed)
+        n, k = (3000, 80) if seed % 3 else (400, 3)
+        xy = torch.rand(n, 2, generator=g) * 500
+        boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 120], dim=1)
+        # softmax-like scores, a few classes dominating as in a saturated random-init YOLACT
+        scores = torch.softmax(torch.randn(n, k + 1, generator=g) * (1 + seed % 4), dim=1)[:, 1:]
+        for max_det, thr in ((100, None), (100, 0.05), (10, None), (300, None)):
+            got = fast_nms(boxes, scores, iou_threshold=0.5, top_k=200, max_detections=max_det,
+                           score_threshold=thr)
+            want = _full_fast_nms(boxes, scores, 0.5, 200, max_det, thr)
+            for g_, w_ in zip(got, want):
+                assert torch.equal(g_, w_)
+        cls_scores, order = scores.t().topk(200, dim=1)
+        pruned += _decisive_depth(boxes[order], cls_scores, 0.5, 100, None) < 200
+    assert pruned >= 4  # the saving happens on the 80-class sets, not only the fallback
