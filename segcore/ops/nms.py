@@ -49,33 +49,43 @@ def fast_nms_keep(sorted_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
     return iou.max(dim=-2).values <= iou_threshold
 
 
-def _decisive_depth(cls_boxes: Tensor, cls_scores: Tensor, iou_threshold: float,
-                    max_detections: int, score_threshold: float | None) -> int:
-    """How many of each class's sorted candidates can reach the ``max_detections`` best.
+def _decisive_keep(cls_boxes: Tensor, cls_scores: Tensor, iou_threshold: float,
+                   max_detections: int, score_threshold: float | None) -> Tensor:
+    """:func:`fast_nms_keep` for every pair that can reach the ``max_detections`` best.
 
     A candidate's Fast NMS decision depends only on the higher-scoring candidates of its class,
     so the decisions for the first ``m`` ranks of every class are exact on their own. When those
-    keep at least ``max_detections`` pairs, the ``max_detections``-th best kept score is a bar
-    that the final detections all reach; ranks scoring below it in every class cannot be
-    returned, and the IoU matrix is needed only down to the deepest rank at or above the bar.
-    Saves the ``K x D x D`` matrix when many classes are full (e.g. 80 x 200 x 200: 23 ms of a
-    2-core CPU's 32 ms detection); the returned detections are the same.
+    keep at least ``max_detections`` pairs (above ``score_threshold`` if given), the
+    ``max_detections``-th best kept score is a bar that every returned detection reaches: a class
+    needs the IoU matrix only down to its deepest rank scoring at or above the bar, and ranks
+    below it are returned as not kept. Saves most of the ``K x D x D`` matrix when many classes are
+    full (random-init YOLACT, 80 x 200 x 200: 23 ms of a 2-core CPU's 32 ms detection, where two
+    saturated classes need all 200 ranks and the others at most 56); the detections that
+    :func:`fast_nms` returns are the same.
 
-    ``cls_boxes`` ``[K, D, 4]``, ``cls_scores`` ``[K, D]`` each class sorted descending. Returns
-    ``d <= D``: ranks ``>= d`` of every class score below the bar (``D`` when no bar is found).
+    ``cls_boxes`` ``[K, D, 4]``, ``cls_scores`` ``[K, D]`` each class sorted descending.
+    Returns bool ``[K, D]``: exact at and above the bar, False below it (all exact when no bar is
+    found).
     """
     num_classes, depth = cls_scores.shape
     probe = min(depth, 8 * -(-max_detections // num_classes))  # 8x an even share per class
     if probe >= depth or max_detections <= 0:
-        return depth
-    keep = fast_nms_keep(cls_boxes[:, :probe], iou_threshold)
+        return fast_nms_keep(cls_boxes, iou_threshold)
+    keep = torch.zeros(cls_scores.shape, dtype=torch.bool, device=cls_scores.device)
+    keep[:, :probe] = fast_nms_keep(cls_boxes[:, :probe], iou_threshold)
+    returned = keep[:, :probe]
     if score_threshold is not None:
-        keep &= cls_scores[:, :probe] > score_threshold
-    kept = cls_scores[:, :probe][keep]
+        returned = returned & (cls_scores[:, :probe] > score_threshold)
+    kept = cls_scores[:, :probe][returned]
     if kept.numel() < max_detections:
-        return depth
+        return fast_nms_keep(cls_boxes, iou_threshold)
     bar = kept.topk(max_detections).values[-1]
-    return int((cls_scores >= bar).sum(dim=1).max())
+    depths = (cls_scores >= bar).sum(dim=1)  # [K] ranks at or above the bar
+    deep = (depths > probe).nonzero().flatten()
+    if deep.numel():
+        reach = int(depths[deep].max())
+        keep[deep, :reach] = fast_nms_keep(cls_boxes[deep, :reach], iou_threshold)
+    return keep
 
 
 def fast_nms(
@@ -94,7 +104,7 @@ def fast_nms(
     all classes. As in the official code there is no second score threshold unless
     ``score_threshold`` is given (then pairs with score ``<= score_threshold`` are dropped after
     NMS), so a candidate may appear for several classes, some with low scores. Only the ranks
-    that can still reach the ``max_detections`` best get an IoU matrix (:func:`_decisive_depth`);
+    that can still reach the ``max_detections`` best get an IoU matrix (:func:`_decisive_keep`);
     the result is the full computation's.
 
     Args:
@@ -127,9 +137,7 @@ def fast_nms(
     # selects the same entries, only the order among exactly tied scores is unspecified in both)
     cls_scores, order = scores.t().topk(min(top_k, scores.shape[0]), dim=1)  # [K, D]
     cls_boxes = boxes[order]  # [K, D, 4]
-    depth = _decisive_depth(cls_boxes, cls_scores, iou_threshold, max_detections, score_threshold)
-    keep = torch.zeros(cls_scores.shape, dtype=torch.bool, device=device)  # [K, D]
-    keep[:, :depth] = fast_nms_keep(cls_boxes[:, :depth], iou_threshold)
+    keep = _decisive_keep(cls_boxes, cls_scores, iou_threshold, max_detections, score_threshold)  # [K, D]
     if score_threshold is not None:
         keep &= cls_scores > score_threshold
 
