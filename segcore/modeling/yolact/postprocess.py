@@ -84,7 +84,7 @@ def yolact_detect(
             score_threshold=score_threshold if second_score_threshold else None,
         )
         boxes = boxes[idx]
-        masks = torch.sigmoid(torch.einsum("hwk,dk->dhw", proto[b], coef[b][candidates][idx]))
+        masks = torch.einsum("hwk,dk->dhw", proto[b], coef[b][candidates][idx]).sigmoid_()
         masks = crop_masks(masks, boxes, padding=1).reshape(-1, hp, wp)  # [D, Hp, Wp]
         det = {}
         if maskiou is not None:
