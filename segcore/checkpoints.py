@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from segcore.device import resolve_device
 
@@ -136,6 +137,20 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return ckpt
 
 
+class _SkipInit(TorchFunctionMode):
+    """Within this thread, ``torch.nn.init`` functions and ``Tensor.uniform_`` / ``normal_``
+    return their tensor untouched: a model built to receive a checkpoint's weights (a strict
+    load replaces every parameter and persistent buffer) skips drawing random ones first
+    (0.1-0.2 s for a ResNet-50 YOLACT on a 2-core CPU). Other ops run as usual."""
+
+    _SKIPPED = (torch.Tensor.uniform_, torch.Tensor.normal_)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self._SKIPPED or getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
 def build_from_checkpoint(ckpt: dict, path: str | Path = "<checkpoint>") -> nn.Module:
     """Build the model described by a validated checkpoint dict and load its weights (strict).
 
@@ -145,7 +160,8 @@ def build_from_checkpoint(ckpt: dict, path: str | Path = "<checkpoint>") -> nn.M
     from segcore.modeling.registry import build_model
 
     try:
-        model = build_model(ckpt["arch"], num_classes=ckpt["num_classes"], **ckpt["arch_kwargs"])
+        with _SkipInit():  # every parameter comes from the checkpoint (strict load below)
+            model = build_model(ckpt["arch"], num_classes=ckpt["num_classes"], **ckpt["arch_kwargs"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: key 'arch_kwargs' cannot build {ckpt['arch']!r}: {exc}") from exc
     if model.info.input_size != ckpt["input_size"]:

@@ -112,3 +112,23 @@ def test_unreadable_files(tiny, tmp_path):
     torch.save(tiny.state_dict(), bare)
     with pytest.raises(CheckpointError, match=r"bare\.pth: key 'format' missing.*bare state_dict"):
         load_checkpoint(bare)
+
+
+@pytest.mark.parametrize("arch", ["yolact_tiny", "blendmask_tiny", "centermask_tiny"])
+def test_loaded_model_equals_saved_without_drawing_random_init(arch, tmp_path):
+    torch.manual_seed(1)
+    saved = build_model(arch, num_classes=2).eval()
+    path = tmp_path / "m.pth"
+    save_checkpoint(path, saved, categories=CATS[:2])
+    rng = torch.get_rng_state()
+    model, _ = load_checkpoint(path)  # built with random init skipped, then a strict load
+    assert torch.equal(torch.get_rng_state(), rng)  # no random number was drawn
+    ref_params, ref_buffers = dict(saved.named_parameters()), dict(saved.named_buffers())
+    assert dict(model.named_parameters()).keys() == ref_params.keys()
+    for k, v in model.named_parameters():
+        assert torch.equal(v, ref_params[k]), k
+    for k, v in model.named_buffers():  # non-persistent ones (pixel_mean, ...) included
+        assert torch.equal(v, ref_buffers[k]), k
+    # the skip is scoped to the build: initialisation draws random numbers again afterwards
+    assert torch.nn.init.normal_(torch.zeros(64)).abs().sum() > 0
+    assert torch.zeros(64).uniform_().abs().sum() > 0
