@@ -190,20 +190,22 @@ def upsample_masks(probs: torch.Tensor, image_hw: tuple[int, int], threshold: fl
     c0, c1, b0, b1 = (t.to(probs.device) for t in _linear_sources(w, wp))
     above = probs > threshold
     rows_any, cols_any = above.any(dim=2), above.any(dim=1)  # [N, hp], [N, wp]
+    # first and last source row / column with a value above threshold, all masks at once
+    first_row, last_row = rows_any.int().argmax(dim=1), hp - 1 - rows_any.flip(1).int().argmax(dim=1)
+    first_col, last_col = cols_any.int().argmax(dim=1), wp - 1 - cols_any.flip(1).int().argmax(dim=1)
+    # outputs whose sources {i0, i0 + 1} meet the source rows [p0, p1] with values above threshold
+    bounds = torch.stack((torch.searchsorted(c0, first_col - 1), torch.searchsorted(r0, first_row - 1),
+                          torch.searchsorted(c0, last_col, right=True), torch.searchsorted(r0, last_row, right=True),
+                          rows_any.any(dim=1).long()), dim=1).tolist()  # one host read
+    src_rows0, src_rows1 = r0.tolist(), r1.tolist()
     windows, crops = [], []
-    for i in range(n):
-        hot_rows, hot_cols = rows_any[i].nonzero().flatten(), cols_any[i].nonzero().flatten()
-        if hot_rows.numel() == 0:
+    for i, (x0, y0, x1, y1, hot) in enumerate(bounds):
+        if not hot:
             windows.append((0, 0, 0, 0))
             crops.append(torch.zeros((0, 0), dtype=torch.bool, device=probs.device))
             continue
-        # outputs whose sources {i0, i0 + 1} meet the source rows [p0, p1] with values above threshold
-        y0 = int(torch.searchsorted(r0, hot_rows[0] - 1))
-        y1 = int(torch.searchsorted(r0, hot_rows[-1], right=True))
-        x0 = int(torch.searchsorted(c0, hot_cols[0] - 1))
-        x1 = int(torch.searchsorted(c0, hot_cols[-1], right=True))
         # columns first, as PyTorch's separable CPU kernel, on the source rows the window reads
-        s0, s1 = int(r0[y0]), int(r1[y1 - 1]) + 1
+        s0, s1 = src_rows0[y0], src_rows1[y1 - 1] + 1
         rows_src = probs[i, s0:s1]
         cols = (rows_src.index_select(1, c0[x0:x1]) * b0[x0:x1]
                 + rows_src.index_select(1, c1[x0:x1]) * b1[x0:x1])  # [s1 - s0, x1 - x0]
