@@ -2,7 +2,7 @@
 
 import sys
 
-from annotator.cli import main
+from annotator.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main(["gui", *sys.argv[1:]]))
+    sys.exit(console_main(["gui", *sys.argv[1:]]))

@@ -37,6 +37,7 @@ terminal.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -614,5 +615,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console_main(argv: list[str] | None = None) -> int:
+    """The ``annotator`` console script and the bundle's executables: :func:`main`, then an exit
+    that skips the interpreter's last garbage collections of torch's objects.
+
+    When a command returns, its files and project are closed. What remains is the interpreter's
+    shutdown, whose final collections walk the objects that importing torch and torchvision
+    creates: 0.7-0.8 s on a 2-core CPU (4 % of pre-labelling 80 photos). ``gc.freeze()`` moves
+    them out of the collector's reach first (shutdown then takes ~0.2 s); objects are still
+    released by reference counting and atexit handlers still run. In-process callers (tests)
+    use :func:`main`, whose later garbage must stay collectable.
+    """
+    code = main(argv)
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

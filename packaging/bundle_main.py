@@ -14,9 +14,9 @@ TOP_LEVEL_FLAGS = ("--version", "--self-check", "-h", "--help")
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # training runs in a child process
-    from annotator.cli import main
+    from annotator.cli import console_main
 
     argv = sys.argv[1:]
     if Path(sys.executable).stem == "annotator-gui" and not (argv and argv[0] in TOP_LEVEL_FLAGS):
         argv = ["gui", *argv]
-    sys.exit(main(argv))
+    sys.exit(console_main(argv))

@@ -98,6 +98,20 @@ def test_missing_paths_are_user_errors(tmp_path, capsys):
     assert "Traceback" not in err and err.count("error: ") == 2
 
 
+def test_console_script_returns_mains_status_and_freezes_objects_for_shutdown(tmp_path, capsys):
+    import gc
+
+    from annotator.cli import console_main
+
+    assert gc.get_freeze_count() == 0
+    try:
+        assert console_main(["new", str(tmp_path / "p"), "--images", str(tmp_path / "nope")]) == 2
+        assert gc.get_freeze_count() > 0  # shutdown's collections skip the objects left now
+    finally:
+        gc.unfreeze()  # this pytest process goes on collecting
+    assert capsys.readouterr().err.count("error: ") == 1
+
+
 @pytest.mark.slow
 def test_whole_loop_train_prelabel_export_evaluate(tmp_path, coco_tiny, capsys):
     """import train -> train -> prelabel val -> export results -> evaluate prints the AP table."""

@@ -116,7 +116,7 @@ def test_wheel_contains_resources(wheel):
     assert "annotator/cli.py" in names and "annotator/selfcheck.py" in names and "segcore/predictor.py" in names
     assert not any(n.startswith(("tests/", "resources/")) for n in names)   # data only inside the package
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "annotator = annotator.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "annotator = annotator.cli:console_main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_clean_venv_runs_version_and_self_check(wheel, tmp_path):
