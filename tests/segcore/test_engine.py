@@ -266,7 +266,9 @@ def test_bf16_training_follows_the_fp32_loss_curve(coco_tiny, tmp_path):
         seen = []
         torch.manual_seed(0)
         model = build_model("yolact_tiny", num_classes=80, input_size=CPU_BF16_MIN_SIDE)
-        res = train(model, records, categories, iterations=30, batch_size=4, lr=1e-3, warmup_iters=10,
+        # lr 5e-4 = YOLACT's official 1e-3 x batch / 8 (at twice that, fp32 alone diverged in 2 of 8
+        # seeds within 30 iterations: a test of chaotic dynamics, not of precision)
+        res = train(model, records, categories, iterations=30, batch_size=4, lr=5e-4, warmup_iters=10,
                     out_dir=tmp_path / str(amp), progress=seen.append, amp=amp, seed=3)
         assert res.skipped_nonfinite == 0
         assert read_checkpoint(res.checkpoint_path)["meta"]["amp"] == ("bfloat16" if amp else "fp32")
