@@ -49,43 +49,58 @@ def fast_nms_keep(sorted_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
     return iou.max(dim=-2).values <= iou_threshold
 
 
-def _decisive_keep(cls_boxes: Tensor, cls_scores: Tensor, iou_threshold: float,
-                   max_detections: int, score_threshold: float | None) -> Tensor:
-    """:func:`fast_nms_keep` for every pair that can reach the ``max_detections`` best.
+def _returned(keep: Tensor, cls_scores: Tensor, score_threshold: float | None) -> Tensor:
+    return keep if score_threshold is None else keep & (cls_scores > score_threshold)
+
+
+def _kept_pairs(boxes: Tensor, scores: Tensor, iou_threshold: float, top_k: int, max_detections: int,
+                score_threshold: float | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The (class, candidate, score) pairs that per-class Fast NMS keeps, computed only as deep as
+    the ``max_detections`` best can reach.
 
     A candidate's Fast NMS decision depends only on the higher-scoring candidates of its class,
-    so the decisions for the first ``m`` ranks of every class are exact on their own. When those
-    keep at least ``max_detections`` pairs (above ``score_threshold`` if given), the
-    ``max_detections``-th best kept score is a bar that every returned detection reaches: a class
-    needs the IoU matrix only down to its deepest rank scoring at or above the bar, and ranks
-    below it are returned as not kept. Saves most of the ``K x D x D`` matrix when many classes are
-    full (random-init YOLACT, 80 x 200 x 200: 23 ms of a 2-core CPU's 32 ms detection, where two
-    saturated classes need all 200 ranks and the others at most 56); the detections that
-    :func:`fast_nms` returns are the same.
+    so the decisions for each class's first ``m`` ranks (``m`` = 8x an even share of
+    ``max_detections``) are exact on their own. When they keep at least ``max_detections`` pairs
+    (above ``score_threshold`` if given), the ``max_detections``-th best kept score is a bar that
+    every returned detection reaches. Only a class whose ``m``-th score reaches the bar can have
+    more such ranks: it alone gets its ``top_k`` best (``topk``) and an IoU matrix down to its
+    deepest rank at or above the bar. The others need neither: on random-init YOLACT (80 classes
+    x 19,248 priors, two classes at ~1.0 everywhere) the per-class top-200 took 3 ms and the
+    80 x 200 x 200 IoU 23 ms of a 2-core CPU's detection. When no bar is found every class gets
+    its ``top_k`` and full matrix (the official computation).
 
-    ``cls_boxes`` ``[K, D, 4]``, ``cls_scores`` ``[K, D]`` each class sorted descending.
-    Returns bool ``[K, D]``: exact at and above the bar, False below it (all exact when no bar is
-    found).
+    Returns ``(classes [M] int64, indices [M] int64, scores [M])`` of kept pairs, unordered:
+    every pair scoring at or above the bar that the full computation keeps, and no pair that it
+    drops.
     """
-    num_classes, depth = cls_scores.shape
-    probe = min(depth, 8 * -(-max_detections // num_classes))  # 8x an even share per class
-    if probe >= depth or max_detections <= 0:
-        return fast_nms_keep(cls_boxes, iou_threshold)
-    keep = torch.zeros(cls_scores.shape, dtype=torch.bool, device=cls_scores.device)
-    keep[:, :probe] = fast_nms_keep(cls_boxes[:, :probe], iou_threshold)
-    returned = keep[:, :probe]
-    if score_threshold is not None:
-        returned = returned & (cls_scores[:, :probe] > score_threshold)
-    kept = cls_scores[:, :probe][returned]
-    if kept.numel() < max_detections:
-        return fast_nms_keep(cls_boxes, iou_threshold)
-    bar = kept.topk(max_detections).values[-1]
-    depths = (cls_scores >= bar).sum(dim=1)  # [K] ranks at or above the bar
-    deep = (depths > probe).nonzero().flatten()
-    if deep.numel():
-        reach = int(depths[deep].max())
-        keep[deep, :reach] = fast_nms_keep(cls_boxes[deep, :reach], iou_threshold)
-    return keep
+    num_classes = scores.shape[1]
+    depth = min(top_k, scores.shape[0])
+    by_class = scores.t()  # [K, N]
+    probe = min(depth, 8 * -(-max_detections // num_classes))
+    if 0 < probe < depth:
+        p_scores, p_order = by_class.topk(probe, dim=1)  # [K, m]
+        keep = _returned(fast_nms_keep(boxes[p_order], iou_threshold), p_scores, score_threshold)
+        kept = p_scores[keep]
+        if kept.numel() >= max_detections:
+            bar = kept.topk(max_detections).values[-1]
+            deep = p_scores[:, -1] >= bar  # [K] classes that may have ranks >= bar below the probe
+            keep &= ~deep[:, None]
+            classes = torch.arange(num_classes, device=scores.device)[:, None].expand_as(keep)
+            parts = [(classes[keep], p_order[keep], p_scores[keep])]
+            deep = deep.nonzero().flatten()
+            if deep.numel():
+                d_scores, d_order = by_class[deep].topk(depth, dim=1)
+                reach = int((d_scores >= bar).sum(dim=1).max())
+                d_scores, d_order = d_scores[:, :reach], d_order[:, :reach]
+                d_keep = _returned(fast_nms_keep(boxes[d_order], iou_threshold), d_scores, score_threshold)
+                parts.append((deep[:, None].expand_as(d_keep)[d_keep], d_order[d_keep], d_scores[d_keep]))
+            return tuple(torch.cat(t) for t in zip(*parts))  # type: ignore[return-value]
+    # the top_k best of each class, sorted (official: a full sort, then the first top_k; topk
+    # selects the same entries, only the order among exactly tied scores is unspecified in both)
+    cls_scores, order = by_class.topk(depth, dim=1)  # [K, D]
+    keep = _returned(fast_nms_keep(boxes[order], iou_threshold), cls_scores, score_threshold)
+    classes = torch.arange(num_classes, device=scores.device)[:, None].expand_as(keep)
+    return classes[keep], order[keep], cls_scores[keep]
 
 
 def fast_nms(
@@ -104,8 +119,8 @@ def fast_nms(
     all classes. As in the official code there is no second score threshold unless
     ``score_threshold`` is given (then pairs with score ``<= score_threshold`` are dropped after
     NMS), so a candidate may appear for several classes, some with low scores. Only the ranks
-    that can still reach the ``max_detections`` best get an IoU matrix (:func:`_decisive_keep`);
-    the result is the full computation's.
+    that can still reach the ``max_detections`` best are ranked and get an IoU matrix
+    (:func:`_kept_pairs`); the result is the full computation's.
 
     Args:
         boxes: ``[N, 4]`` float XYXY boxes (any unit).
@@ -133,16 +148,6 @@ def fast_nms(
         empty = torch.zeros((0,), dtype=torch.int64, device=device)
         return empty, empty.clone(), torch.zeros((0,), dtype=scores.dtype, device=device)
 
-    # the top_k best of each class, sorted (official: a full sort, then the first top_k; topk
-    # selects the same entries, only the order among exactly tied scores is unspecified in both)
-    cls_scores, order = scores.t().topk(min(top_k, scores.shape[0]), dim=1)  # [K, D]
-    cls_boxes = boxes[order]  # [K, D, 4]
-    keep = _decisive_keep(cls_boxes, cls_scores, iou_threshold, max_detections, score_threshold)  # [K, D]
-    if score_threshold is not None:
-        keep &= cls_scores > score_threshold
-
-    classes = torch.arange(num_classes, device=device)[:, None].expand_as(keep)[keep]
-    indices = order[keep]
-    det_scores = cls_scores[keep]
+    classes, indices, det_scores = _kept_pairs(boxes, scores, iou_threshold, top_k, max_detections, score_threshold)
     det_scores, best = det_scores.topk(min(max_detections, det_scores.shape[0]))
     return indices[best], classes[best], det_scores

@@ -76,7 +76,7 @@ def yolact_detect(
     detections = []
     for b in range(loc.shape[0]):
         scores = F.softmax(conf[b], dim=-1)[:, 1:]  # [P, K]
-        candidates = scores.max(dim=1).values > score_threshold
+        candidates = scores.amax(dim=1) > score_threshold
         boxes = decode_boxes(loc[b][candidates], priors[candidates])  # relative XYXY
         idx, classes, det_scores = fast_nms(
             boxes, scores[candidates], iou_threshold=nms_iou_threshold, top_k=top_k,
