@@ -420,7 +420,7 @@ def cmd_simulate(args) -> int:
              input_size=args.input_size,
              max_minutes=args.max_minutes, batch_size=args.batch_size, score_threshold=args.score_threshold,
              accept_iou=args.accept_iou, fix_iou=args.fix_iou, max_detections=args.max_detections,
-             category=args.category, eval_remaining=args.eval_remaining, seed=args.seed,
+             category=args.category, eval_remaining=args.eval_remaining, heldout=args.heldout, seed=args.seed,
              costs=CostModel(draw=args.cost_draw, fix=args.cost_fix, accept=args.cost_accept, delete=args.cost_delete),
              log=(lambda m: print(m, flush=True)) if args.verbose else (lambda m: None))
     return 0
@@ -574,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cost-delete", type=float, default=2.0, help="seconds to delete a false positive")
     s.add_argument("--eval-remaining", action="store_true",
                    help="also measure segm AP on the images not labeled yet after each round (slow on a CPU)")
+    s.add_argument("--heldout", type=int, metavar="N",
+                   help="images no round labels, pre-labelled by each round's model to measure it on the same images "
+                        "(default: --per-round; 0 = none)")
     s.add_argument("--verbose", action="store_true", help="print the training log of each round")
     s.add_argument("--input-size", type=int)
     s.add_argument("--batch-size", type=int)

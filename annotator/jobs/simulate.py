@@ -25,6 +25,13 @@ predicted mask 15 s, accepting one 1 s, deleting one 2 s; our assumptions except
 ``category`` keeps one category of the ground truth (e.g. ``person`` of COCO) and only the images
 that hold it: a narrow-domain project made from a broad data set.
 
+**Held-out images** (``heldout``, default K): the first images that no round labels (after the
+last round's, in file order) are pre-labelled by the model each round trains and matched to their
+ground truth by the same rules, without correcting them: ``accepted_heldout_pct`` measures every
+round's model on the same images, so it shows what the model learned apart from how hard the next
+round's images are (``accepted_without_edit_pct`` measures the model of the round before on that
+round's own images). Empty when no image is left after the rounds.
+
 Output: one printed row per round, ``OUT/rounds.csv`` and ``OUT/rounds.png`` (matplotlib). The
 project lives in ``OUT/project`` (made from ``--images``).
 """
@@ -47,7 +54,7 @@ from annotator.errors import AnnotatorError
 COLUMNS = ["round", "images_labeled", "gt_instances", "predictions_shown", "accepted_without_edit", "fixed",
            "deleted", "drawn", "accepted_without_edit_pct", "edits_per_image", "est_seconds_per_image",
            "est_pct_of_drawing", "model_version", "arch", "train_iterations", "train_seconds", "segm_AP_remaining",
-           "remaining_images"]
+           "remaining_images", "accepted_heldout_pct", "heldout_images"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,51 @@ class RoundRow:
     train_seconds: float
     segm_AP_remaining: float
     remaining_images: int
+    accepted_heldout_pct: float = float("nan")
+    heldout_images: int = 0
+
+
+def match_to_gt(shown: list[tuple[dict, int]], gts: list[dict], *, accept_iou: float = 0.7,
+                fix_iou: float = 0.5) -> tuple[list[tuple[str, int]], np.ndarray]:
+    """What the simulated person does with each shown prediction (the module docstring's rules).
+
+    Args:
+        shown: ``(rle, category_id)`` of the predictions shown, highest score first (``rle`` a
+            compressed COCO RLE, counts str or bytes).
+        gts: non-crowd ground truth, dicts with ``"rle"`` and ``"category_id"``.
+
+    Returns:
+        ``(decisions, free)``: per shown prediction ``("accepted" | "fixed", gt index)`` or
+        ``("deleted", -1)``; ``free`` bool ``[len(gts)]``, the ground truth nobody matched (to draw).
+    """
+    from pycocotools import mask as mask_utils
+
+    if shown and gts:
+        ious = mask_utils.iou([masks.counts_to_bytes(r) for r, _ in shown],
+                              [masks.counts_to_bytes(g["rle"]) for g in gts], [0] * len(gts))
+    else:
+        ious = np.zeros((len(shown), len(gts)))
+    free = np.ones(len(gts), bool)
+    decisions = []
+    for k, (_, category_id) in enumerate(shown):
+        row = np.where(free, ious[k], -1.0) if len(gts) else np.zeros(0)
+        best = int(np.argmax(row)) if len(row) else -1
+        best_iou = float(row[best]) if best >= 0 else 0.0
+        if best >= 0 and best_iou >= accept_iou and category_id == gts[best]["category_id"]:
+            decisions.append(("accepted", best))
+        elif best >= 0 and best_iou >= fix_iou:
+            decisions.append(("fixed", best))
+        else:
+            decisions.append(("deleted", -1))
+            continue
+        free[best] = False
+    return decisions, free
+
+
+def _shown(project, image_id: int, score_threshold: float) -> tuple[list, list]:
+    """(predictions under review, highest score first; those at or above the slider)."""
+    preds = sorted(project.annotations(image_id, review_states=["predicted"]), key=lambda a: -(a.score or 0))
+    return preds, [a for a in preds if (a.score or 0.0) >= score_threshold]
 
 
 def correct_image(project, image_id: int, gt_anns: list[dict], *, score_threshold: float,
@@ -95,41 +147,27 @@ def correct_image(project, image_id: int, gt_anns: list[dict], *, score_threshol
 
     ``gt_anns``: COCO annotations of the image with ``"rle"`` (compressed) and the project's
     ``category_id``. One transaction. The image is marked done."""
-    from pycocotools import mask as mask_utils
-
     counts = {"accepted": 0, "fixed": 0, "deleted": 0, "drawn": 0, "shown": 0, "gt": 0}
-    preds = sorted(project.annotations(image_id, review_states=["predicted"]), key=lambda a: -(a.score or 0))
+    preds, shown = _shown(project, image_id, score_threshold)
     with project.transaction():
         hidden = [a.id for a in preds if (a.score or 0.0) < score_threshold]
         if hidden:  # below the slider: never seen, rejected with the image ("mark done")
             project.set_review_state(hidden, "rejected")
-        shown = [a for a in preds if (a.score or 0.0) >= score_threshold]
         counts["shown"] = len(shown)
         gts = [g for g in gt_anns if not g.get("iscrowd")]
         counts["gt"] = len(gts)
-        if shown and gts:
-            ious = mask_utils.iou([masks.counts_to_bytes(a.rle) for a in shown],
-                                  [masks.counts_to_bytes(g["rle"]) for g in gts], [0] * len(gts))
-        else:
-            ious = np.zeros((len(shown), len(gts)))
-        free = np.ones(len(gts), bool)
-        for k, a in enumerate(shown):
-            row = np.where(free, ious[k], -1.0) if len(gts) else np.zeros(0)
-            best = int(np.argmax(row)) if len(row) else -1
-            best_iou = float(row[best]) if best >= 0 else 0.0
-            if best >= 0 and best_iou >= accept_iou and a.category_id == gts[best]["category_id"]:
+        decisions, free = match_to_gt([(a.rle, a.category_id) for a in shown], gts, accept_iou=accept_iou,
+                                      fix_iou=fix_iou)
+        for a, (what, j) in zip(shown, decisions):
+            if what == "accepted":
                 project.set_review_state([a.id], "accepted")
-                counts["accepted"] += 1
-                free[best] = False
-            elif best >= 0 and best_iou >= fix_iou:
-                if a.category_id != gts[best]["category_id"]:
-                    project.set_category(a.id, gts[best]["category_id"])
-                project.update_mask(a.id, rle=gts[best]["rle"], review_state="edited")
-                counts["fixed"] += 1
-                free[best] = False
+            elif what == "fixed":
+                if a.category_id != gts[j]["category_id"]:
+                    project.set_category(a.id, gts[j]["category_id"])
+                project.update_mask(a.id, rle=gts[j]["rle"], review_state="edited")
             else:
                 project.delete_annotations([a.id])
-                counts["deleted"] += 1
+            counts[what] += 1
         for j in np.flatnonzero(free):
             project.add_annotation(image_id, gts[j]["category_id"], rle=gts[j]["rle"], source="human",
                                    review_state="accepted")
@@ -140,6 +178,21 @@ def correct_image(project, image_id: int, gt_anns: list[dict], *, score_threshol
                                        review_state="accepted")
         project.set_done([image_id])
     return counts
+
+
+def heldout_accepted(project, image_ids: list[int], per_image: dict[int, list[dict]], *, score_threshold: float,
+                     accept_iou: float = 0.7, fix_iou: float = 0.5) -> tuple[int, int]:
+    """``(accepted, ground-truth instances)`` over images whose predictions are only read, not
+    corrected: what :func:`correct_image` would accept there. The project is not changed."""
+    accepted = total = 0
+    for image_id in image_ids:
+        gts = [g for g in per_image[image_id] if not g.get("iscrowd")]
+        _, shown = _shown(project, image_id, score_threshold)
+        decisions, _ = match_to_gt([(a.rle, a.category_id) for a in shown], gts, accept_iou=accept_iou,
+                                   fix_iou=fix_iou)
+        accepted += sum(what == "accepted" for what, _ in decisions)
+        total += len(gts)
+    return accepted, total
 
 
 def _load_gt(coco_json: Path, project, images_dir: Path, category: Optional[str] = None
@@ -199,7 +252,8 @@ def _eval_records(project, image_ids, per_image) -> list[dict]:
 
 
 def write_plot(rows: list[RoundRow], path: Path, *, title: str = "") -> None:
-    """PNG (matplotlib): % of instances accepted without edit, and the estimated labeling minutes
+    """PNG (matplotlib): % of instances accepted without edit (the round's images and, where
+    there are any, the held-out images), and the estimated labeling minutes
     per image per round, with pre-labels and (dashed) drawing every instance of those images (the
     images of a round differ in how many instances they hold)."""
     import matplotlib
@@ -209,7 +263,12 @@ def write_plot(rows: list[RoundRow], path: Path, *, title: str = "") -> None:
 
     x = [r.round for r in rows]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    a1.plot(x, [r.accepted_without_edit_pct for r in rows], "o-", color="tab:blue")
+    a1.plot(x, [r.accepted_without_edit_pct for r in rows], "o-", color="tab:blue",
+            label="the round's images (model of the round before)")
+    if any(r.heldout_images for r in rows):
+        a1.plot(x, [r.accepted_heldout_pct for r in rows], "^--", color="tab:green",
+                label=f"{rows[0].heldout_images} held-out images (model of the round)")
+        a1.legend(fontsize=7, loc="upper left")
     a1.set_xlabel("round")
     a1.set_ylabel("% of instances accepted without edit")
     a1.set_ylim(0, 100)
@@ -242,7 +301,7 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
              batch_size: Optional[int] = None, score_threshold: float = 0.3, accept_iou: float = 0.7,
              fix_iou: float = 0.5, max_detections: Optional[int] = None, category: Optional[str] = None,
              costs: CostModel = CostModel(), val_fraction: float = 0.2, eval_remaining: bool = False,
-             seed: int = 0, print_fn: Callable[[str], None] = print,
+             heldout: Optional[int] = None, seed: int = 0, print_fn: Callable[[str], None] = print,
              log: Callable[[str], None] = lambda m: None) -> list[RoundRow]:
     """Run the benchmark; returns the rows (also printed and written to ``out_dir``).
 
@@ -252,7 +311,8 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
     ``max_detections`` None = from the data; ``eval_remaining`` also measures segm AP of each
     round's model on the images not labeled yet (slow on a CPU: off by default); ``precision``
     the pre-labelling predictor's (``"auto"``: :func:`segcore.predictor.default_precision` of the
-    device, printed once; ``"fp32"``, ``"bf16"``, ``"fp16"``).
+    device, printed once; ``"fp32"``, ``"bf16"``, ``"fp16"``); ``heldout`` held-out images (module
+    docstring; None = ``per_round``, 0 = none).
 
     Raises:
         AnnotatorError: bad arguments, GT images missing from ``images_dir``, unwritable ``out_dir``.
@@ -270,6 +330,8 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
         raise AnnotatorError(f"--out: cannot create {out_dir}: {exc.strerror}") from None
     if rounds < 1 or per_round < 1:
         raise AnnotatorError("--rounds / --per-round: must be at least 1")
+    if heldout is not None and heldout < 0:
+        raise AnnotatorError(f"--heldout: must be 0 or more, got {heldout}")
     if not 0.0 < fix_iou <= accept_iou <= 1.0:
         raise AnnotatorError(f"--accept-iou: need 0 < fix IoU ({fix_iou}) <= accept IoU ({accept_iou}) <= 1")
     from segcore.device import resolve_device
@@ -290,17 +352,21 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
             print_fn(f"{coco_json}: polygons traced in pixel-centre coordinates (marching squares): moved by +0.5 px "
                      "to COCO's pixel-edge coordinates")
         print_fn(pre_precision)  # the pre-labelling predictor's precision, once
+        held = order[rounds * per_round:][:per_round if heldout is None else heldout]
+        if held:
+            print_fn(f"held out: {len(held)} images that no round labels, pre-labelled by each round's model")
+        elif heldout != 0:
+            print_fn("held out: no image is left after the rounds' images (--heldout column empty)")
         print_fn(f"{'round':>5} {'labeled':>7} {'accepted%':>9} {'fixed':>5} {'deleted':>7} {'drawn':>5} "
-                 f"{'est. min/img':>12} {'% of drawing':>12} {'train':>8} {'iters':>6}")
+                 f"{'est. min/img':>12} {'% of drawing':>12} {'train':>8} {'iters':>6} {'held-out acc.%':>14}")
         version: Optional[int] = None
+        predictor = None
         labeled = 0
         for r in range(1, rounds + 1):
             batch = order[labeled: labeled + per_round]
             if not batch:
                 break
-            if version is not None:
-                predictor = Predictor.from_checkpoint(project.model_version(version).checkpoint, device=device,
-                                                      precision=precision)
+            if predictor is not None:
                 prelabel(project, predictor, batch, score_threshold=min(0.05, score_threshold),
                          only_unreviewed=True, model_version=version)
             tot = {"accepted": 0, "fixed": 0, "deleted": 0, "drawn": 0, "shown": 0, "gt": 0}
@@ -317,6 +383,15 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
                                 out_dir=out_dir / "models" / f"round{r}", log=log)
             train_s = time.perf_counter() - t0
             version = res.model_version
+            predictor = Predictor.from_checkpoint(project.model_version(version).checkpoint, device=device,
+                                                  precision=precision)
+            held_pct = float("nan")
+            if held:  # this round's model on the same held-out images every round (not corrected)
+                prelabel(project, predictor, held, score_threshold=min(0.05, score_threshold),
+                         only_unreviewed=True, model_version=version)
+                acc, n_gt = heldout_accepted(project, held, per_image, score_threshold=score_threshold,
+                                             accept_iou=accept_iou, fix_iou=fix_iou)
+                held_pct = round(100.0 * acc / max(1, n_gt), 2)
             rest = order[labeled:]
             segm = float("nan")
             if rest and eval_remaining:
@@ -334,12 +409,13 @@ def simulate(coco_json: Path, images_dir: Path, *, rounds: int, per_round: int, 
                            est_pct_of_drawing=round(100.0 * costs.seconds(tot) / max(1e-9, tot["gt"] * costs.draw), 1),
                            model_version=version, arch=project.model_version(version).arch,
                            train_iterations=int(res.iterations_done), train_seconds=round(train_s, 1),
-                           segm_AP_remaining=segm, remaining_images=len(rest))
+                           segm_AP_remaining=segm, remaining_images=len(rest),
+                           accepted_heldout_pct=held_pct, heldout_images=len(held))
             rows.append(row)
             print_fn(f"{r:>5} {labeled:>7} {row.accepted_without_edit_pct:>9.1f} {row.fixed:>5} {row.deleted:>7} "
                      f"{row.drawn:>5} {row.est_seconds_per_image / 60:>12.1f} {row.est_pct_of_drawing:>12.1f} "
                      f"{train_s / 60:>6.1f} m "
-                     f"{row.train_iterations:>6}")
+                     f"{row.train_iterations:>6} {row.accepted_heldout_pct:>14.1f}")
             _write_csv(rows, out_dir / "rounds.csv")
     finally:
         project.close()

@@ -48,6 +48,45 @@ def test_correct_image_counts(tmp_path):
         assert p.image(img).state == "done"
 
 
+def test_heldout_accepted_reads_without_correcting(tmp_path):
+    """Held-out images: the same matching rules as correcting, but nothing in the project changes."""
+    import cv2
+
+    from annotator.jobs.simulate import heldout_accepted
+
+    (tmp_path / "im").mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / "im" / name), np.zeros((40, 40, 3), np.uint8))
+
+    def rle(y0, y1, x0, x1):
+        m = np.zeros((40, 40), bool)
+        m[y0:y1, x0:x1] = True
+        return masks.encode_mask(m)
+
+    with Project.create(tmp_path / "p", images_dir=tmp_path / "im") as p:
+        p.add_category("a", id=1)
+        a, b = (im.id for im in p.images())
+        gt = {a: [{"category_id": 1, "iscrowd": 0, "rle": rle(0, 10, 0, 10)},
+                  {"category_id": 1, "iscrowd": 0, "rle": rle(20, 30, 0, 10)},
+                  {"category_id": 1, "iscrowd": 1, "rle": rle(30, 40, 30, 40)}],   # crowd: not counted
+              b: [{"category_id": 1, "iscrowd": 0, "rle": rle(0, 20, 0, 20)}]}
+        p.replace_predictions(a, [
+            {"category_id": 1, "rle": rle(0, 10, 0, 10), "score": 0.9},    # IoU 1: accepted
+            {"category_id": 1, "rle": rle(20, 27, 0, 10), "score": 0.8},   # IoU 0.7: accepted (inclusive)
+            {"category_id": 1, "rle": rle(0, 10, 0, 10), "score": 0.7},    # its gt is taken: deleted
+        ], None)
+        p.replace_predictions(b, [
+            {"category_id": 1, "rle": rle(0, 20, 0, 20), "score": 0.2},    # IoU 1, but below the slider at 0.3
+            {"category_id": 1, "rle": rle(0, 20, 0, 12), "score": 0.15},   # IoU 0.6: fixed (or gt taken)
+        ], None)
+        assert heldout_accepted(p, [a, b], gt, score_threshold=0.3) == (2, 3)
+        assert heldout_accepted(p, [a, b], gt, score_threshold=0.1) == (3, 3)
+        assert heldout_accepted(p, [a, b], gt, score_threshold=0.3, accept_iou=0.75) == (1, 3)
+        for image in (a, b):  # read, not corrected: every prediction still under review, no image done
+            assert {x.review_state for x in p.annotations(image)} == {"predicted"}
+            assert not p.image(image).done
+
+
 @pytest.mark.slow
 def test_simulate_two_rounds_cli(tmp_path, coco_tiny, capsys):
     gt = json.loads((coco_tiny / "annotations" / "instances_val2017.json").read_text())
@@ -82,6 +121,9 @@ def test_simulate_two_rounds_cli(tmp_path, coco_tiny, capsys):
         (60 * int(r2["drawn"]) + 15 * int(r2["fixed"]) + int(r2["accepted_without_edit"]) + 2 * int(r2["deleted"])) / 3,
         abs=0.1)
     assert [int(r["model_version"]) for r in rows] == [1, 2] and int(rows[1]["remaining_images"]) == 2
+    # the 2 images after the rounds' 6 are held out (default --heldout = --per-round, as many as are left)
+    assert [int(r["heldout_images"]) for r in rows] == [2, 2]
+    assert all(0.0 <= float(r["accepted_heldout_pct"]) <= 100.0 for r in rows)
     png = (out / "rounds.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     with Project.open(out / "project") as p:
@@ -90,6 +132,10 @@ def test_simulate_two_rounds_cli(tmp_path, coco_tiny, capsys):
         assert len(done) == 6
         rest = {Path(im.file_name).name for im in p.images() if not im.done}
         v2 = p.model_version(2).checkpoint
+        # the held-out images carry version 2's predictions, still under review
+        held = [im for im in p.images() if not im.done]
+        assert all(a.review_state == "predicted" and a.model_version == 2
+                   for im in held for a in p.annotations(im.id))
     # the CSV's segm AP on the remaining images is version 2's AP there: evaluate it again
     from segcore.data import load_coco_records
     from segcore.evaluation import evaluate_predictions
