@@ -14,16 +14,18 @@ YOLACT++: Bolya et al., "YOLACT++: Better Real-time Instance Segmentation", TPAM
 ``yolact.py`` and ``yolact_plus_base_config`` in ``data/config.py``.
 
 Precision: under a bf16 / fp16 autocast (the predictor's CPU bf16 / CUDA fp16 paths, CPU bf16
-training) the backbone, FPN, the protonet's hidden convs, the head's shared 3x3 conv
-(``upfeature``) and its class conv run in the low precision. The protonet's last conv (the k
-prototypes), the head's box and coefficient convs, the detection (decode, NMS, ``proto @ coef``
-mask assembly) and the YOLACT++ re-scoring net run in float32
-(:func:`segcore.ops.precision.fp32_call`): their outputs are box offsets and mask logits read
-against a 0.5 threshold, which bf16's 8-bit mantissa moved visibly (module docstring of
-:mod:`segcore.ops.precision`). The class logits go through a softmax, where a logit's bf16
-rounding (2^-9 of it) moves a score by < 0.005; their conv is 69 % of the head's work (A (K + 1)
-= 243 of 351 output channels at K = 80) and ~10 ms per 550 image on a 2-core CPU in fp32.
-Without autocast nothing changes.
+training) the backbone, FPN, the protonet's hidden convs and the head's shared 3x3 conv
+(``upfeature``) run in the low precision, and at inference the head's class conv too. The
+protonet's last conv (the k prototypes), the head's box and coefficient convs (and in training
+its class conv), the detection (decode, NMS, ``proto @ coef`` mask assembly) and the YOLACT++
+re-scoring net run in float32 (:func:`segcore.ops.precision.fp32_call`): their outputs are box
+offsets and mask logits read against a 0.5 threshold, which bf16's 8-bit mantissa moved visibly
+(module docstring of :mod:`segcore.ops.precision`). The class logits go through a softmax,
+where a logit's bf16 rounding (2^-9 of it) moves a score by < 0.005; their conv is 69 % of the
+head's work (A (K + 1) = 243 of 351 output channels at K = 80), ~10 ms per 550 image on a 2-core
+CPU in fp32. Training keeps it in fp32: trained in bf16, the YOLACT++ overfit test
+(``tests/segcore/test_overfit.py``, one seed) ended at segm AP50 0.60 instead of 0.90, its mask
+and MaskIoU losses 2.5x and 5x higher. Without autocast nothing changes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...ops.precision import fp32_call
+from ...ops.precision import autocast_active, fp32_call
 from ..fpn import FPN
 from .loss import mask_logits, maskiou_samples, yolact_match
 from .postprocess import yolact_detect
@@ -102,8 +104,8 @@ class PredictionHead(nn.Module):
 
     ``forward(x [B, C, h, w])`` returns ``(loc [B, h*w*A, 4], conf [B, h*w*A, K+1],
     mask_coef [B, h*w*A, k])``, all float32, with ``mask_coef`` through tanh. Under autocast the
-    shared conv and the class conv run in its dtype, the box and coefficient convs in float32
-    (module docstring, "Precision"). Source: paper section 3.2, Figure 4; official
+    shared conv runs in its dtype, and at inference the class conv too; the box and coefficient
+    convs in float32 (module docstring, "Precision"). Source: paper section 3.2, Figure 4; official
     ``PredictionModule`` (``extra_head_net``, ``head_layer_params``).
     """
 
@@ -118,24 +120,28 @@ class PredictionHead(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x = self.upfeature(x)  # the shared 3x3 conv: in the autocast dtype when one is active
+        if self.training or not autocast_active():
+            return fp32_call(self._predict, x)
+        # inference under autocast: the class logits in its dtype too (module docstring,
+        # "Precision"), returned as float32; boxes and coefficients in float32
         b = x.shape[0]
-        # class logits in the autocast dtype too: softmax scores move by < 0.005 (a logit's bf16
-        # rounding is 2^-9 of it), and the conv is 69 % of the head's work (243 of 351 channels at
-        # A = 3, K = 80); returned as float32
         conf = self.conf_layer(x).float().permute(0, 2, 3, 1).reshape(b, -1, self.num_classes + 1)
-        # box offsets and mask coefficients in float32 (mask pixels near 0.5 flip for small errors)
-        loc, coef = fp32_call(self._box_coef, x)
+        loc, coef = fp32_call(self._predict, x, layers=(self.bbox_layer, self.mask_layer))
         return loc, conf, coef
 
-    def _box_coef(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _predict(self, x: Tensor, layers: tuple[nn.Conv2d, ...] | None = None) -> tuple[Tensor, ...]:
+        """``layers`` (default box, class, coefficient convs) over ``x`` as one conv over their
+        stacked weights (they share the input; the same per-channel sums), split afterwards into
+        ``[B, h*w*A, c]`` per layer; the coefficients through tanh."""
         b = x.shape[0]
-        # the two convs share their input: one conv with their weights stacked (the same
-        # per-channel sums), split afterwards
-        layers = (self.bbox_layer, self.mask_layer)
+        layers = layers or (self.bbox_layer, self.conf_layer, self.mask_layer)
         out = F.conv2d(x, torch.cat([m.weight for m in layers]), torch.cat([m.bias for m in layers]), padding=1)
         # [B, A*c, h, w] -> [B, h, w, A*c]; each part -> [B, h*w*A, c] (reshape copes with channels_last)
-        loc, coef = out.permute(0, 2, 3, 1).split([m.out_channels for m in layers], dim=3)
-        return loc.reshape(b, -1, 4), torch.tanh(coef.reshape(b, -1, self.num_prototypes))
+        parts = out.permute(0, 2, 3, 1).split([m.out_channels for m in layers], dim=3)
+        width = {id(self.bbox_layer): 4, id(self.conf_layer): self.num_classes + 1,
+                 id(self.mask_layer): self.num_prototypes}
+        parts = [p.reshape(b, -1, width[id(m)]) for p, m in zip(parts, layers)]
+        return tuple(torch.tanh(p) if m is self.mask_layer else p for p, m in zip(parts, layers))
 
 
 class Yolact(nn.Module):
