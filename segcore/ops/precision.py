@@ -8,7 +8,7 @@ centerness regressions, mask coefficients, prototypes and the ``proto @ coef`` m
 attention maps and blending, the RoI mask and MaskIoU heads. bf16 keeps 8 mantissa bits
 (relative rounding 2^-9 = 0.2 %); a 3 x 3 conv head sums hundreds of such products into a
 logit, and a mask pixel near the 0.5 threshold flips for a small logit error. (YOLACT's class
-conv is the one exception, measured safe: its logits only feed a softmax; see
+conv at inference is the one exception, measured safe: its logits only feed a softmax; see
 :mod:`segcore.modeling.yolact.model`.) The measured
 effect on trained models is in ``tests/segcore/test_bf16_trained.py`` and the README section on
 the CPU path.

@@ -138,9 +138,8 @@ class PredictionHead(nn.Module):
         out = F.conv2d(x, torch.cat([m.weight for m in layers]), torch.cat([m.bias for m in layers]), padding=1)
         # [B, A*c, h, w] -> [B, h, w, A*c]; each part -> [B, h*w*A, c] (reshape copes with channels_last)
         parts = out.permute(0, 2, 3, 1).split([m.out_channels for m in layers], dim=3)
-        width = {id(self.bbox_layer): 4, id(self.conf_layer): self.num_classes + 1,
-                 id(self.mask_layer): self.num_prototypes}
-        parts = [p.reshape(b, -1, width[id(m)]) for p, m in zip(parts, layers)]
+        priors = self.bbox_layer.out_channels // 4  # A
+        parts = [p.reshape(b, -1, m.out_channels // priors) for p, m in zip(parts, layers)]
         return tuple(torch.tanh(p) if m is self.mask_layer else p for p, m in zip(parts, layers))
 
 
